@@ -1,0 +1,74 @@
+"""Bad input stops the workflow at parse time with one line naming the key or file and the fix."""
+import pytest
+
+import tiny
+
+
+@pytest.fixture()
+def work(tmp_path):
+    # model folders need not exist for parse-time checks
+    config = tiny.tiny_config(tmp_path / "models", tmp_path / "work")
+    return tmp_path / "work", config
+
+
+def error_of(work, config):
+    tiny.write_config(work, config)
+    proc = tiny.snakemake(work, "-n", check=False)
+    assert proc.returncode != 0
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error: ")]
+    assert lines, proc.stderr[-2000:]
+    return lines[0]
+
+
+def test_misspelled_key(work):
+    w, c = work
+    c["tasks"]["emotion"]["labls"] = c["tasks"]["emotion"].pop("labels")
+    assert "tasks.emotion: unknown key 'labls'" in error_of(w, c)
+
+
+def test_wrong_type(work):
+    w, c = work
+    c["tasks"]["emotion"]["finetune"]["tiny_llama"]["lora"]["r"] = "eight"
+    msg = error_of(w, c)
+    assert "tasks.emotion.finetune.tiny_llama.lora.r" in msg and "'eight' is not of type 'integer'" in msg
+
+
+def test_bad_decoding_value(work):
+    w, c = work
+    c["tasks"]["emotion"]["decoding"]["num_beams"] = 0
+    assert "tasks.emotion.decoding.num_beams: 0 is less than the minimum of 1" in error_of(w, c)
+    c["tasks"]["emotion"]["decoding"].update(num_beams=1, do_sample=True, temperature=0)
+    assert "do_sample with temperature 0" in error_of(w, c)
+
+
+def test_undefined_model(work):
+    w, c = work
+    c["tasks"]["emotion"]["models"].append("gpt5")
+    assert "model 'gpt5' is not defined under 'models'" in error_of(w, c)
+
+
+def test_missing_file(work):
+    w, c = work
+    c["tasks"]["emotion"]["files"]["test"] = "emotion/tset.txt"
+    assert "emotion/tset.txt: data file not found" in error_of(w, c)
+
+
+def test_missing_column_and_unknown_label(work):
+    w, c = work
+    c["tasks"]["emotion"]["label_column"] = "emotion"
+    assert "no column 'emotion' (columns: text, label_name)" in error_of(w, c)
+    c["tasks"]["emotion"]["label_column"] = "label_name"
+    c["tasks"]["emotion"]["labels"] = ["sadness", "joy", "love", "anger", "fear"]
+    msg = error_of(w, c)
+    assert "emotion/train.txt" in msg and "label 'surprise', not one of" in msg
+
+
+def test_empty_split(work, tmp_path):
+    w, c = work
+    empty = tmp_path / "data"
+    empty.mkdir()
+    (empty / "t.csv").write_text("text,label\nhello,joy\n")
+    (empty / "e.csv").write_text("text,label\n")
+    c["data_dir"] = str(empty)
+    c["tasks"]["emotion"].update(files={"train": "t.csv", "test": "e.csv"}, format="csv", label_column="label")
+    assert "e.csv" in error_of(w, c)

@@ -1,0 +1,126 @@
+"""Inference and training on a tiny random LLaMA: batched generation equals one-at-a-time greedy,
+label likelihood equals a direct full-sequence computation, checkpoints resume exactly."""
+import math
+
+import pytest
+import torch
+
+import tiny
+from lora_pipeline import inference, prompting, training
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = tiny.make_tiny_llama(tmp_path_factory.mktemp("llama"))
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    return model, tok
+
+
+PROMPTS = ["Text: I am so happy today\nLabel:", "Hi", "Text: a much longer prompt that goes on and on for a while\nLabel:",
+           "Text: meh\nLabel:", "One more prompt of middling length\nLabel:"]
+
+
+def test_batched_generation_equals_unbatched(llama):
+    model, tok = llama
+    ids = [tok(p)["input_ids"] for p in PROMPTS]
+    batched = inference.generate(model, tok, ids, {"max_new_tokens": 6, "batch_size": 4}, progress=False)
+    single = [inference.generate(model, tok, [i], {"max_new_tokens": 6, "batch_size": 1}, progress=False)[0] for i in ids]
+    assert batched == single
+    assert all(len(tok(o, add_special_tokens=False)["input_ids"]) >= 1 for o in batched)
+
+
+def test_label_likelihood_matches_direct_computation(llama):
+    model, tok = llama
+    labels = [" joy", " melancholy", " bewilderment"]
+    label_ids = [tok(lab, add_special_tokens=False)["input_ids"] for lab in labels]
+    assert len({len(t) for t in label_ids}) > 1  # labels of different token lengths
+    ids = [tok(p)["input_ids"] for p in PROMPTS]
+    scores = inference.label_logprobs(model, ids, label_ids, batch_size=3, progress=False)
+    for p, row in zip(ids, scores):
+        for lab, got in zip(label_ids, row):
+            full = torch.tensor([p + lab])
+            with torch.no_grad():
+                logp = torch.log_softmax(model(full).logits[0].float(), -1)
+            want = sum(float(logp[len(p) - 1 + k, t]) for k, t in enumerate(lab))
+            assert got == pytest.approx(want, abs=1e-4)
+
+
+def _examples(tok, n):
+    out = []
+    for i in range(n):
+        ids, labels = prompting.encode_prompt_answer(tok, f"Text: example number {i} " + "x " * (i % 7) + "\nLabel:",
+                                                     [" joy", " anger"][i % 2], max_length=64)
+        out.append({"input_ids": ids, "labels": labels})
+    return out
+
+
+CFG = {"seed": 3, "learning_rate": 0.01, "weight_decay": 0.0, "batch_size": 4, "epochs": 2, "max_steps": None,
+       "warmup_ratio": 0.1, "eval_every": 2, "patience": 10, "checkpoint_every": 1, "gradient_checkpointing": False}
+
+
+def _fresh(llama):
+    import copy
+
+    model, _ = llama
+    return training.lora_model(copy.deepcopy(model), {"r": 4, "alpha": 8, "dropout": 0.1,
+                                                      "target_modules": ["q_proj", "v_proj"]}, "CAUSAL_LM")
+
+
+def test_resume_gives_same_adapter_as_uninterrupted(llama, tmp_path):
+    import shutil
+
+    tok = llama[1]
+    train, val = _examples(tok, 16), _examples(tok, 4)
+    cpu = torch.device("cpu")
+    m1 = _fresh(llama)
+    log1 = training.train(m1, train, val, CFG, tmp_path / "a", tok.pad_token_id, cpu)
+    assert log1["final_step"] == 8 and math.isfinite(log1["best_val_loss"])
+    ckpts = sorted((tmp_path / "a").glob("step-*"))
+    assert [c.name for c in ckpts] == ["step-00000007", "step-00000008"]
+    # a crash after step 7 whose step-8 checkpoint was torn mid-write (no marker, truncated file)
+    shutil.copytree(ckpts[0], tmp_path / "b" / ckpts[0].name)
+    torn = tmp_path / "b" / ckpts[1].name
+    shutil.copytree(ckpts[1], torn)
+    (torn / training.MARKER).unlink()
+    (torn / "trainable.safetensors").write_bytes((torn / "trainable.safetensors").read_bytes()[:100])
+    m2 = _fresh(llama)
+    torch.manual_seed(12345)  # a different RNG state than the original run: the checkpoint must restore it
+    log2 = training.train(m2, train, val, CFG, tmp_path / "b", tok.pad_token_id, cpu)
+    assert log2["resumed_from"] == [7] and log2["final_step"] == 8
+    assert [h["step"] for h in log2["history"]] == list(range(1, 9))
+    assert [h["train_loss"] for h in log2["history"]] == pytest.approx([h["train_loss"] for h in log1["history"]])
+    w1, w2 = training.trainable_state(m1), training.trainable_state(m2)
+    assert w1.keys() == w2.keys()
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k], rtol=1e-5, atol=1e-6)
+
+
+def test_torn_checkpoint_is_skipped(tmp_path):
+    (tmp_path / "step-00000004").mkdir()
+    (tmp_path / "step-00000004" / "trainable.safetensors").write_bytes(b"truncated")
+    done = tmp_path / "step-00000002"
+    done.mkdir()
+    (done / training.MARKER).write_text("2\n")
+    (tmp_path / "step-00000006.tmp").mkdir()
+    assert training.latest_checkpoint(tmp_path) == done
+
+
+def test_epoch_batches_cover_everything_once_and_are_deterministic():
+    lengths = [5, 1, 9, 3, 7, 2, 8, 4, 6, 10]
+    a = training.epoch_batches(lengths, 3, seed=1, epoch=0)
+    assert sorted(i for b in a for i in b) == list(range(10))
+    assert a == training.epoch_batches(lengths, 3, seed=1, epoch=0)
+    assert a != training.epoch_batches(lengths, 3, seed=1, epoch=1)
+
+
+def test_answer_only_loss_equals_full_model_loss(llama):
+    model, tok = llama
+    batch = training.collate(_examples(tok, 5), tok.pad_token_id)
+    with torch.no_grad():
+        want = model(**batch).loss
+        got = training.causal_answer_loss(model, batch)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,124 @@
+"""Tiny assets for the tests: randomly initialized LLaMA-style and BERT-style models with a real
+tokenizer from ../shared/data/tokenizers/, a tiny config, and a snakemake runner."""
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import DATA_DIR, REPO
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def make_tiny_llama(folder, chat=True, seed=0):
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(DATA_DIR / "tokenizers" / "gpt2")
+    tok.pad_token = tok.eos_token
+    if chat:
+        tok.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def make_tiny_bert(folder, seed=0):
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tok = AutoTokenizer.from_pretrained(DATA_DIR / "tokenizers" / "gpt2")
+    tok.pad_token = tok.eos_token
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                     num_attention_heads=2, max_position_embeddings=512, pad_token_id=tok.eos_token_id)
+    BertModel(cfg).save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def tiny_config(models_dir, workdir):
+    """Emotion task from the shared data, subsampled to a few dozen rows, two tiny models."""
+    return {
+        "data_dir": str(DATA_DIR),
+        "checkpoint_dir": str(Path(workdir) / "checkpoints"),
+        "report_title": "tiny <test> report",
+        "notes": ["note with <b>markup</b> & ampersand"],
+        "models": {
+            "tiny_llama": {"type": "causal_lm", "role": "instruct", "source": {"path": str(Path(models_dir) / "llama")},
+                           "chat_template": True},
+            "tiny_bert": {"type": "encoder", "role": "encoder", "source": {"path": str(Path(models_dir) / "bert")}},
+        },
+        "tasks": {
+            "emotion": {
+                "type": "classification",
+                "files": {"train": "emotion/train.txt", "validation": "emotion/val.txt", "test": "emotion/test.txt"},
+                "format": "semicolon", "label_column": "label_name",
+                "labels": ["sadness", "joy", "love", "anger", "fear", "surprise"],
+                "sample": {"train": 32, "validation": 8, "test": 16},
+                "prompt": {"template": "Emotion of: {text}\nOne of {labels}.\nAnswer:"},
+                "decoding": {"max_new_tokens": 3, "batch_size": 8},
+                "models": ["tiny_llama", "tiny_bert"],
+                "raw_prompt_models": ["tiny_llama"],
+                "finetune": {
+                    "tiny_llama": {"lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+                                   "training": {"epochs": 1, "batch_size": 8, "learning_rate": 0.01, "eval_every": 2,
+                                                "checkpoint_every": 1, "patience": 5, "max_length": 96}},
+                    "tiny_bert": {"lora": {"r": 4, "alpha": 8, "target_modules": ["query", "value"]},
+                                  "training": {"epochs": 2, "batch_size": 8, "learning_rate": 0.01, "eval_every": 2,
+                                               "patience": 5, "max_length": 96}},
+                },
+            }
+        },
+    }
+
+
+def write_config(workdir, config):
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    (Path(workdir) / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def snakemake(workdir, *args, env=None, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--cores", "1", *args]
+    full_env = dict(os.environ, **(env or {}))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=1800)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def planned_jobs(workdir, *targets):
+    """Rule -> job count of a dry run (empty dict when nothing is planned)."""
+    proc = snakemake(workdir, "-n", *targets)
+    out = proc.stdout + proc.stderr
+    if "Nothing to be done" in out:
+        return {}
+    stats = out.split("Job stats:")[1].split("total")[0]
+    jobs = {}
+    for line in stats.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)\s*$", line.strip())
+        if m:
+            jobs[m.group(1)] = int(m.group(2))
+    jobs.pop("all", None)
+    return jobs
+
+
+def edited(config, fn):
+    c = copy.deepcopy(config)
+    fn(c)
+    return c
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,112 @@
+"""Small helpers every stage uses: atomic writes, JSON/JSONL I/O, log redirection, seeding.
+
+Artifacts are written to a temporary file in the same folder and renamed into place, so a
+killed job never leaves a half-written output that looks complete.
+"""
+import contextlib
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_bytes(path, data: bytes):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path, text: str):
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, obj):
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_jsonl(path, rows):
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows))
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a temporary folder next to `path`; on success it replaces `path` in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def log_to(log_path):
+    """Send this process's stdout and stderr (progress bars included) to the rule's log file."""
+    if not log_path:
+        yield
+        return
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", buffering=1, encoding="utf-8") as log:
+        old_out, old_err = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = log
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = old_out, old_err
+
+
+def snakemake_log(smk):
+    """The first log file of a Snakemake job, or None."""
+    return smk.log[0] if len(smk.log) else None
+
+
+def seed_everything(seed: int):
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def use_cpu_threads(config):
+    """Torch threads for a model job. Snakemake sets OMP_NUM_THREADS to the job's threads (1 under
+    --cores 1); model jobs instead use every core this process may run on (on SLURM: the cores it
+    was given) unless the config's torch_threads says otherwise."""
+    import torch
+
+    n = int(config.get("torch_threads", 0) or 0)
+    torch.set_num_threads(n if n > 0 else len(os.sched_getaffinity(0)))
+    return torch.get_num_threads()
+
+
+class PipelineError(Exception):
+    """A bad input the user can fix: the message names the file and the fix."""

@@ -1,0 +1,119 @@
+"""Model loading: resolve a config entry (hub id, local folder, pip package, GGUF file) and
+materialize it once as a plain safetensors checkpoint; load that checkpoint in later stages.
+
+Security: trust_remote_code only when the config asks for it; weights saved and loaded as
+safetensors (use_safetensors=True), so no pickle is ever read.
+"""
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from .common import PipelineError, atomic_dir
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def device():
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def package_dir(package):
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise PipelineError(f"package '{package}' is not installed; pip install it (see README) or use hub_id")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def resolve_source(spec, use_hub):
+    """Return (folder_or_hub_id, gguf_file or None)."""
+    if use_hub or "source" not in spec:
+        if "hub_id" not in spec:
+            raise PipelineError("model has no hub_id; add one or set use_hub: false")
+        return spec["hub_id"], None
+    src = spec["source"]
+    if "gguf_package" in src:
+        mod = importlib.import_module(src["gguf_package"])
+        path = Path(mod.assemble())
+        return str(path.parent), path.name
+    if "package" in src:
+        folder = package_dir(src["package"]) / src.get("subdir", "")
+    elif "path" in src:
+        folder = Path(src["path"])
+    else:
+        raise PipelineError("model source needs one of path, package, gguf_package")
+    if not folder.exists():
+        raise PipelineError(f"model folder {folder} not found; fix the model's source")
+    gguf = src.get("gguf_file")
+    if gguf and not (folder / gguf).is_file():
+        raise PipelineError(f"GGUF file {folder / gguf} not found; fix source.gguf_file")
+    return str(folder), gguf
+
+
+def _clear_gguf_state(model):
+    # A GGUF load leaves quantizer state behind that blocks training and save_pretrained.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+
+
+def materialize(spec, use_hub, out_dir):
+    """Load the model from its source and save it as safetensors + tokenizer into out_dir."""
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    where, gguf = resolve_source(spec, use_hub)
+    kwargs = {"trust_remote_code": spec["trust_remote_code"]}
+    if gguf:
+        kwargs["gguf_file"] = gguf
+    print(f"loading {where}" + (f" ({gguf})" if gguf else ""))
+    tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+    cls = AutoModelForCausalLM if spec["type"] == "causal_lm" else AutoModel
+    model = cls.from_pretrained(where, dtype=DTYPES[spec["dtype"]], **kwargs)
+    if gguf:
+        _clear_gguf_state(model)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"saved {n_params / 1e6:.1f}M parameters to {out_dir}")
+
+
+def load_tokenizer(model_dir, trust_remote_code=False, padding_side="left"):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    return tok
+
+
+def load_causal_lm(model_dir, spec, adapter=None):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=DTYPES[spec["dtype"]], use_safetensors=True,
+        trust_remote_code=spec["trust_remote_code"], attn_implementation="sdpa")
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    return model.to(device()).eval()
+
+
+def load_classifier(model_dir, spec, labels, seed, adapter=None):
+    """Encoder + classification head. The head is initialized from `seed`, so the zero-shot row
+    (untrained head) and the starting point of LoRA training are the same, reproducibly."""
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)}, dtype=DTYPES[spec["dtype"]],
+        use_safetensors=True, trust_remote_code=spec["trust_remote_code"])
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    return model.to(device()).eval()

@@ -1,0 +1,87 @@
+"""Figures for the report: grouped accuracy/F1 bars, confusion matrices, training curves.
+Each figure is written atomically as PNG (matplotlib's Agg backend, no display needed)."""
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .common import atomic_write_bytes  # noqa: E402
+
+METHOD_NAMES = {"zeroshot": "zero-shot", "raw": "raw prompt", "lora": "LoRA"}
+
+
+def run_label(model, method, role):
+    if method == "lora":
+        return f"LoRA: {model}"
+    if method == "raw":
+        return f"{role}, raw prompt: {model}"
+    return f"{role}: {model}" if role != "encoder" else f"untrained head: {model}"
+
+
+def save_fig(fig, path):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def scores_bar(labels, metrics, path, title=""):
+    keys = [("accuracy", "accuracy"), ("macro_f1", "macro F1"), ("weighted_f1", "weighted F1")]
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(labels) + 3), 4))
+    width = 0.8 / max(1, len(labels))
+    for i, (lab, m) in enumerate(zip(labels, metrics)):
+        xs = [k + i * width for k in range(len(keys))]
+        bars = ax.bar(xs, [m[k] for k, _ in keys], width, label=lab)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks([k + width * (len(labels) - 1) / 2 for k in range(len(keys))], [n for _, n in keys])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("score")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    save_fig(fig, path)
+
+
+def confusion_grid(labels, metrics, path):
+    n = len(labels)
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.2 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, lab, m in zip(axes.flat, labels, metrics):
+        cm = m["confusion_matrix"]
+        ax.imshow(cm["counts"], cmap="Blues")
+        ax.set_xticks(range(len(cm["columns"])), cm["columns"], rotation=60, fontsize=7)
+        ax.set_yticks(range(len(cm["rows"])), cm["rows"], fontsize=7)
+        for i, row in enumerate(cm["counts"]):
+            for j, v in enumerate(row):
+                if v:
+                    ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("gold")
+        ax.set_title(lab, fontsize=8)
+    save_fig(fig, path)
+
+
+def training_curves(names, logs, path):
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, log in zip(names, logs):
+        hist = log["history"]
+        ax1.plot([h["step"] for h in hist], [h["train_loss"] for h in hist], label=name, alpha=0.8)
+        ev = log["evals"]
+        ax2.plot([e["step"] for e in ev], [e["val_perplexity"] for e in ev], marker="o", label=name)
+        if log.get("best_step") is not None:
+            ax2.axvline(log["best_step"], ls=":", color="grey")
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("training loss")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("validation perplexity")
+    ax2.set_yscale("log")
+    for ax in (ax1, ax2):
+        if names:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no fine-tune in this task", ha="center", transform=ax.transAxes)
+    save_fig(fig, path)

@@ -1,0 +1,58 @@
+"""Prompts for generative classification: fill the task template, wrap it in the model's chat
+template when asked, build the answer text used as the training target, and parse a label
+back out of generated text.
+"""
+import re
+
+
+def fill_template(template, text, labels):
+    return template.replace("{labels}", ", ".join(labels)).replace("{text}", text)
+
+
+def build_prompt(text, prompt_cfg, labels, tokenizer, use_chat):
+    """The prompt string a causal LM sees before its answer."""
+    user = fill_template(prompt_cfg["template"], text, labels)
+    system = prompt_cfg.get("system")
+    if use_chat:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError("chat_template: true, but this tokenizer has no chat template; set it to false")
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return f"{system}\n{user}" if system else user
+
+
+def answer_text(label, prompt_cfg, use_chat):
+    """The text that follows the prompt for a given label (no end-of-sequence token)."""
+    return label if use_chat else prompt_cfg.get("answer_prefix", " ") + label
+
+
+def encode_prompt_answer(tokenizer, prompt, answer, max_length, add_eos=True):
+    """Token ids of prompt + answer and labels with the prompt masked (-100): the loss is on the answer only.
+    The prompt is cut from the left when too long, so the answer is never truncated."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=not _has_bos(tokenizer, prompt))["input_ids"]
+    answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    if add_eos and tokenizer.eos_token_id is not None:
+        answer_ids = answer_ids + [tokenizer.eos_token_id]
+    keep = max(1, max_length - len(answer_ids))
+    prompt_ids = prompt_ids[-keep:]
+    return prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids
+
+
+def prompt_ids(tokenizer, prompt):
+    return tokenizer(prompt, add_special_tokens=not _has_bos(tokenizer, prompt))["input_ids"]
+
+
+def _has_bos(tokenizer, prompt):
+    # A chat template usually writes the BOS token itself; do not add a second one.
+    bos = tokenizer.bos_token
+    return bool(bos) and prompt.startswith(bos)
+
+
+def parse_label(output, labels):
+    """The label named first in the output (whole word, case-insensitive), or None."""
+    best, best_pos = None, None
+    for label in labels:
+        m = re.search(r"(?<![A-Za-z0-9])" + re.escape(label.lower()) + r"(?![A-Za-z0-9])", output.lower())
+        if m and (best_pos is None or m.start() < best_pos or (m.start() == best_pos and len(label) > len(best))):
+            best, best_pos = label, m.start()
+    return best

@@ -1,0 +1,70 @@
+"""The self-contained HTML report: tables, embedded PNG figures, sample predictions and a
+provenance footer. Every string from data, config or model output goes through html.escape."""
+import base64
+import html
+import importlib.metadata
+import subprocess
+from pathlib import Path
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}
+pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:12px;white-space:pre-wrap}
+.note{background:#fff8e1;padding:.6em 1em;border-left:4px solid #f0b400}.ok{color:#1a7f37}.bad{color:#b42318}
+footer{margin-top:3em;font-size:12px;color:#555}"""
+PACKAGES = ["torch", "transformers", "peft", "snakemake", "scikit-learn", "sacrebleu", "rouge-score", "bert-score",
+            "matplotlib", "datasets"]
+
+
+def esc(x):
+    return html.escape(str(x), quote=True)
+
+
+def table(header, rows, num_cols=()):
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = ""
+    for r in rows:
+        body += "<tr>" + "".join(
+            f"<td class='num'>{esc(c)}</td>" if i in num_cols else f"<td>{esc(c)}</td>" for i, c in enumerate(r)) + "</tr>"
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def image(path, alt):
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f"<img alt='{esc(alt)}' src='data:image/png;base64,{data}'>"
+
+
+def fmt(x, digits=4):
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def git_commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions():
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = importlib.metadata.version(p)
+        except importlib.metadata.PackageNotFoundError:
+            versions[p] = "not installed"
+    return versions
+
+
+def provenance(config_text):
+    versions = ", ".join(f"{k} {v}" for k, v in package_versions().items())
+    return (f"<footer><h2>Provenance</h2><p>git commit: <code>{esc(git_commit())}</code></p>"
+            f"<p>packages: {esc(versions)}</p><details><summary>configuration</summary><pre>{esc(config_text)}</pre>"
+            "</details></footer>")
+
+
+def page(title, sections, notes, config_text):
+    notes_html = "".join(f"<p class='note'>{esc(n)}</p>" for n in notes)
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{STYLE}</style>"
+            f"</head><body><h1>{esc(title)}</h1>{notes_html}{''.join(sections)}{provenance(config_text)}</body></html>\n")

@@ -1,0 +1,62 @@
+"""Snakemake script: predictions of one model x method on a task's test split.
+
+Run by rule predict (rules/inference.smk). Causal LMs answer a prompt (greedy generation parsed
+to a label, or the most likely label); encoders take the argmax of their classification head.
+Work is saved in chunks under checkpoint_dir so a killed job resumes where it stopped.
+"""
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from lora_pipeline import common, inference, models, prompting
+from lora_pipeline.config import short_hash
+
+s = json.loads(snakemake.params.settings)
+adapter = snakemake.input.get("adapter")
+labels = s["labels"]
+
+
+def run_key():
+    """Settings plus fingerprints of the weights, so chunks of another model are never reused."""
+    files = sorted(Path(snakemake.input.model).glob("*.safetensors"))
+    if adapter:
+        files += sorted(Path(adapter).glob("*.safetensors"))
+    prints = [hashlib.sha256(f.read_bytes()).hexdigest() if f.stat().st_size < 2**28
+              else f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
+    return short_hash([s, prints])
+
+
+with common.log_to(common.snakemake_log(snakemake)):
+    common.use_cpu_threads(snakemake.config)
+    common.seed_everything(s["decoding"]["seed"])
+    rows = common.read_jsonl(snakemake.input.test)
+    tok = models.load_tokenizer(snakemake.input.model, s["model"]["trust_remote_code"])
+    if s["model"]["type"] == "encoder":
+        model = models.load_classifier(snakemake.input.model, s["model"], labels, seed=0, adapter=adapter)
+
+        def predict(part):
+            out = inference.classify(model, tok, [r["text"] for r in part], batch_size=s["decoding"]["batch_size"])
+            return [{"id": r["id"], "text": r["text"], "gold": r["label"], "pred": labels[i], "output": labels[i],
+                     "scores": logits} for r, (i, logits) in zip(part, out)]
+    else:
+        model = models.load_causal_lm(snakemake.input.model, s["model"], adapter=adapter)
+        label_ids = [tok(prompting.answer_text(lab, s["prompt"], s["chat_template"]), add_special_tokens=False)["input_ids"]
+                     for lab in labels]
+
+        def predict(part):
+            prompts = [prompting.build_prompt(r["text"], s["prompt"], labels, tok, s["chat_template"]) for r in part]
+            ids = [prompting.prompt_ids(tok, p) for p in prompts]
+            if s["scoring"] == "likelihood":
+                scores = inference.label_logprobs(model, ids, label_ids, s["decoding"]["batch_size"])
+                return [{"id": r["id"], "text": r["text"], "gold": r["label"], "pred": labels[max(range(len(labels)), key=sc.__getitem__)],
+                         "output": "", "scores": sc} for r, sc in zip(part, scores)]
+            outs = inference.generate(model, tok, ids, s["decoding"])
+            return [{"id": r["id"], "text": r["text"], "gold": r["label"], "pred": prompting.parse_label(o, labels),
+                     "output": o} for r, o in zip(part, outs)]
+
+    chunk_dir = Path(snakemake.params.chunks) / run_key()
+    preds = inference.run_chunked(rows, predict, chunk_dir, snakemake.params.chunk_size)
+    common.write_jsonl(snakemake.output.predictions, preds)
+    shutil.rmtree(chunk_dir, ignore_errors=True)
+    print(f"wrote {len(preds)} predictions; unparsed: {sum(p['pred'] is None for p in preds)}")

@@ -11,6 +11,8 @@ include: "rules/data.smk"
 include: "rules/finetune.smk"
 include: "rules/inference.smk"
 include: "rules/metrics.smk"
+include: "rules/generation.smk"
+include: "rules/tokenizers.smk"
 include: "rules/figures.smk"
 include: "rules/report.smk"
 

@@ -4,6 +4,10 @@
 localrules:
     report,
     figures,
+    generation_figures,
+    task_text,
+    tokenizer_stats,
+    chat_templates,
     score,
 
 
@@ -15,7 +19,7 @@ rule report:
         html="results/report.html",
     params:
         config=lambda w: cfg.canonical(config),
-        runs=lambda w: cfg.canonical({t: [[m, meth, MODELS[m]["role"]] for m, meth in methods(t)] for t in TASKS}),
+        runs=lambda w: report_runs(),
     log:
         "logs/report.log",
     resources:

@@ -9,7 +9,7 @@ import json
 from lora_pipeline import common, models, prompting, training
 
 s = json.loads(snakemake.params.settings)
-spec, labels, tcfg = s["model"], s["labels"], s["finetune"]["training"]
+spec, labels, tcfg = s["model"], s.get("labels"), s["finetune"]["training"]
 use_chat = spec["chat_template"]
 
 with common.log_to(common.snakemake_log(snakemake)):
@@ -28,9 +28,12 @@ with common.log_to(common.snakemake_log(snakemake)):
         for k, rows in splits.items():
             examples[k] = []
             for r in rows:
-                prompt = prompting.build_prompt(r["text"], s["prompt"], labels, tok, use_chat)
-                ids, lab = prompting.encode_prompt_answer(tok, prompt, prompting.answer_text(r["label"], s["prompt"], use_chat),
-                                                          tcfg["max_length"])
+                if s["task_type"] == "generation":  # instruction tuning: loss on the response only
+                    prompt, answer = prompting.instruction_prompt(r, s["prompt_style"], tok), r["output"]
+                else:
+                    prompt = prompting.build_prompt(r["text"], s["prompt"], labels, tok, use_chat)
+                    answer = prompting.answer_text(r["label"], s["prompt"], use_chat)
+                ids, lab = prompting.encode_prompt_answer(tok, prompt, answer, tcfg["max_length"])
                 examples[k].append({"input_ids": ids, "labels": lab})
         task_type = "CAUSAL_LM"
     model = training.lora_model(model, s["finetune"]["lora"], task_type, tcfg["gradient_checkpointing"])

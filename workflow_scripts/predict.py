@@ -51,9 +51,10 @@ with common.log_to(common.snakemake_log(snakemake)):
                 scores = inference.label_logprobs(model, ids, label_ids, s["decoding"]["batch_size"])
                 return [{"id": r["id"], "text": r["text"], "gold": r["label"], "pred": labels[max(range(len(labels)), key=sc.__getitem__)],
                          "output": "", "scores": sc} for r, sc in zip(part, scores)]
-            outs = inference.generate(model, tok, ids, s["decoding"])
+            outs = inference.generate(model, tok, ids, s["decoding"], with_ids=True)
             return [{"id": r["id"], "text": r["text"], "gold": r["label"], "pred": prompting.parse_label(o, labels),
-                     "output": o} for r, o in zip(part, outs)]
+                     "output": o, "output_ids": new, "output_tokens": [tok.decode([t]) for t in new]}
+                    for r, (o, new) in zip(part, outs)]
 
     chunk_dir = Path(snakemake.params.chunks) / run_key()
     preds = inference.run_chunked(rows, predict, chunk_dir, snakemake.params.chunk_size)

@@ -5,6 +5,7 @@ stays fast. Errors are one line naming the key and the fix.
 """
 import copy
 import hashlib
+import itertools
 import json
 
 import jsonschema
@@ -60,31 +61,103 @@ def validate(config: dict, schema_path, source="config.yaml") -> dict:
 
 def _cross_check(config, source):
     models = config["models"]
+    for t in config["run_tasks"] or []:
+        if t not in config["tasks"]:
+            raise ConfigError(f"{source}: run_tasks: task '{t}' is not defined under 'tasks'")
     for task_name, task in config["tasks"].items():
         where = f"{source}: tasks.{task_name}"
-        if "labels" not in task:
+        if task["type"] == "classification" and "labels" not in task:
             raise ConfigError(f"{where}: classification needs 'labels', the list of label names")
         for key in ("models", "raw_prompt_models"):
-            for m in task[key]:
+            for m in task.get(key, []):
                 if m not in models:
                     raise ConfigError(f"{where}.{key}: model '{m}' is not defined under 'models' "
                                       f"(defined: {', '.join(models)})")
         for m in task["finetune"]:
             if m not in models:
                 raise ConfigError(f"{where}.finetune: model '{m}' is not defined under 'models'")
+        if not config["use_hub"] and "files" not in task:
+            raise ConfigError(f"{where}: no 'files' for the offline run; add files or set use_hub: true")
+        if task["type"] == "generation":
+            for m in task["models"] + list(task["finetune"]):
+                if models[m]["type"] != "causal_lm":
+                    raise ConfigError(f"{where}: '{m}' is an encoder; generation needs causal LMs")
+            for name, d in decodings(task).items():
+                validate_decoding(f"{where}.decodings.{name}", d)
+            continue
         for m in task["raw_prompt_models"]:
             if models[m]["type"] != "causal_lm":
                 raise ConfigError(f"{where}.raw_prompt_models: '{m}' is an encoder; only causal LMs take prompts")
-        d = task["decoding"]
-        if d["do_sample"] and d["temperature"] == 0:
-            raise ConfigError(f"{where}.decoding: do_sample with temperature 0; use do_sample: false for greedy")
+        validate_decoding(f"{where}.decoding", task["decoding"])
         if "{text}" not in task["prompt"]["template"]:
             raise ConfigError(f"{where}.prompt.template: must contain {{text}}")
-        if not config["use_hub"] and "files" not in task:
-            raise ConfigError(f"{where}: no 'files' for the offline run; add files or set use_hub: true")
+    study = config.get("tokenizer_study")
+    if study:
+        for m in study["models"]:
+            if m not in models:
+                raise ConfigError(f"{source}: tokenizer_study.models: model '{m}' is not defined under 'models'")
+        for t in study["task_texts"]:
+            if t not in config["tasks"] or config["tasks"][t]["type"] != "classification":
+                raise ConfigError(f"{source}: tokenizer_study.task_texts: '{t}' is not a classification task")
+        clash = set(study["tokenizers"]) & set(study["models"])
+        if clash:
+            raise ConfigError(f"{source}: tokenizer_study: {sorted(clash)} named both as tokenizer and model")
     for name, model in models.items():
         if not config["use_hub"] and "source" not in model and "hub_id" not in model:
             raise ConfigError(f"{source}: models.{name}: give a 'source' (local) or a 'hub_id'")
+
+
+def validate_decoding(where, d):
+    """Range checks the schema cannot express on its own; one line naming the setting."""
+    if d.get("temperature", 1.0) < 0:
+        raise ConfigError(f"{where}: temperature {d['temperature']} < 0")
+    if d.get("top_k", 0) < 0:
+        raise ConfigError(f"{where}: top_k {d['top_k']} < 0")
+    if d.get("num_beams", 1) < 1:
+        raise ConfigError(f"{where}: num_beams {d['num_beams']} < 1")
+    if not 0 < d.get("top_p", 1.0) <= 1:
+        raise ConfigError(f"{where}: top_p {d['top_p']} is not in (0, 1]")
+    if d.get("do_sample") and d.get("temperature", 1.0) == 0:
+        raise ConfigError(f"{where}: do_sample with temperature 0; use do_sample: false for greedy")
+
+
+_SHORT = {"top_k": "topk", "top_p": "topp", "num_beams": "nb", "temperature": "t", "max_new_tokens": "len",
+          "repetition_penalty": "rp"}
+
+
+def _num(x):
+    return f"{x:g}"
+
+
+def expand_grid(base, grid):
+    """Every combination of the grid's values on top of `base`, named like topk50_nb5_t1.
+    Temperature 0 means greedy (do_sample false); a positive temperature samples."""
+    keys = [k for k in _SHORT if k in grid]
+    points = {}
+    for values in itertools.product(*(grid[k] for k in keys)):
+        point = dict(base, **dict(zip(keys, values)))
+        if "temperature" in keys:
+            point["do_sample"] = point["temperature"] > 0
+            if not point["do_sample"]:
+                point["temperature"] = 1.0
+        points["_".join(f"{_SHORT[k]}{_num(v)}" for k, v in zip(keys, values))] = point
+    return points
+
+
+def decodings(task):
+    """Named decodings of a generation task: the named ones plus the expanded grid."""
+    points = dict(task["decodings"])
+    grid = task.get("decoding_grid")
+    if grid and grid.get("grid"):
+        for name, point in expand_grid(grid["base"], grid["grid"]).items():
+            if name in points:
+                raise ConfigError(f"decoding grid point '{name}' clashes with a named decoding; rename that one")
+            points[name] = point
+    return points
+
+
+def selected_tasks(config):
+    return {k: v for k, v in config["tasks"].items() if config["run_tasks"] is None or k in config["run_tasks"]}
 
 
 def canonical(obj) -> str:

@@ -69,7 +69,10 @@ def read_rows(path, fmt="auto", header=True, column_names=None):
 
 
 def normalize(rows, task, source):
-    """Map raw rows to {"id", "text", "label"}; raise on a missing column or an unknown label."""
+    """Map raw rows to {"id", "text", "label"} (classification) or {"id", "instruction", "input",
+    "output"} (generation); raise on a missing column, an unknown label or an empty record."""
+    if task["type"] == "generation":
+        return normalize_generation(rows, task, source)
     text_col, label_col, labels = task["text_column"], task["label_column"], task["labels"]
     drop = set(task.get("drop_rows_with_label") or [])
     if not rows:
@@ -94,6 +97,24 @@ def normalize(rows, task, source):
         if task.get("max_chars"):
             text = text[: task["max_chars"]]
         out.append({"id": i, "text": text, "label": label})
+    return out
+
+
+def normalize_generation(rows, task, source):
+    ins, inp, outc = task["instruction_column"], task["input_column"], task["output_column"]
+    if not rows:
+        raise PipelineError(f"{source}: no records; point the task at a non-empty file")
+    for col in (ins, outc):
+        if col not in rows[0]:
+            raise PipelineError(f"{source}: no field '{col}' (fields: {', '.join(map(str, rows[0]))}); "
+                                f"set instruction_column/output_column in the config")
+    out = []
+    for i, row in enumerate(rows):
+        instruction, output = str(row.get(ins) or "").strip(), str(row.get(outc) or "").strip()
+        if not instruction or not output:
+            missing = "instruction" if not instruction else "output"
+            raise PipelineError(f"{source}: record {i + 1} has no {missing}; fix or remove it")
+        out.append({"id": i, "instruction": instruction, "input": str(row.get(inp) or "").strip(), "output": output})
     return out
 
 
@@ -122,11 +143,12 @@ def load_splits(task, data_dir, use_hub=False):
             path = Path(data_dir) / rel
             raw[split] = normalize(read_rows(path, task["format"], task["header"], task.get("column_names")),
                                    task, str(path))
-    if "validation" not in raw:
-        train = list(raw["train"])
-        random.Random(task["seed"]).shuffle(train)
-        n_val = max(1, int(len(train) * task["validation_fraction"]))
-        raw["validation"], raw["train"] = train[:n_val], train[n_val:]
+    for split, fraction_key in (("test", "test_fraction"), ("validation", "validation_fraction")):
+        if split not in raw:  # carve the split from train, disjoint and seeded
+            train = list(raw["train"])
+            random.Random(task["seed"] + len(split)).shuffle(train)
+            n = max(1, int(len(train) * task[fraction_key]))
+            raw[split], raw["train"] = train[:n], train[n:]
     splits = {}
     for k, split in enumerate(SPLITS):
         rows = _sample(raw[split], task["sample"].get(split), task["seed"] + k)
@@ -153,6 +175,12 @@ def _hub_splits(task):
                     rows = [dict(r, **{task[key]: r[fallback]}) for r in rows]
             out[split] = normalize(rows, task, f"{task['hub_id']}[{hub_split}]")
     return out
+
+
+def split_summary(rows, task):
+    if task["type"] == "generation":
+        return {"rows": len(rows), "with_input": sum(bool(r["input"]) for r in rows)}
+    return {"rows": len(rows), "label_counts": label_counts(rows, task["labels"])}
 
 
 def label_counts(rows, labels):

@@ -30,8 +30,8 @@ def _length_sorted_batches(lengths, batch_size):
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompt_token_ids, decoding, progress=True):
-    """New text for each prompt (list of token-id lists), in input order."""
+def generate(model, tokenizer, prompt_token_ids, decoding, progress=True, with_ids=False):
+    """New text for each prompt (list of token-id lists), in input order; with_ids: (text, new token ids)."""
     kw = generate_kwargs(decoding)
     dev = next(model.parameters()).device
     pad = tokenizer.pad_token_id
@@ -49,7 +49,11 @@ def generate(model, tokenizer, prompt_token_ids, decoding, progress=True):
             torch.manual_seed(decoding.get("seed", 0) + batch[0])
         out = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), pad_token_id=pad, **kw)
         for row, i in enumerate(batch):
-            outputs[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True)
+            new = out[row, width:].tolist()
+            while new and new[-1] == pad:  # padding after an early end of sequence
+                new.pop()
+            text = tokenizer.decode(new, skip_special_tokens=True)
+            outputs[i] = (text, new) if with_ids else text
     return outputs
 
 

@@ -85,3 +85,55 @@ def training_curves(names, logs, path):
         else:
             ax.text(0.5, 0.5, "no fine-tune in this task", ha="center", transform=ax.transAxes)
     save_fig(fig, path)
+
+
+GEN_METRICS = [("bleu", "BLEU / 100", 0.01), ("rouge_l", "ROUGE-L F", 1.0), ("bertscore_f1", "BERTScore F1", 1.0)]
+SWEEP_PARAMS = ["top_k", "top_p", "num_beams", "temperature", "max_new_tokens", "repetition_penalty"]
+
+
+def generation_bars(labels, metrics, path, title=""):
+    """Grouped bars of BLEU/ROUGE-L/BERTScore with their 95% bootstrap intervals, one bar per run."""
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(labels) + 3), 4))
+    width = 0.8 / max(1, len(labels))
+    for i, (lab, m) in enumerate(zip(labels, metrics)):
+        xs = [k + i * width for k in range(len(GEN_METRICS))]
+        means = [m[key]["mean"] * s for key, _, s in GEN_METRICS]
+        err = [[max(0.0, (m[key]["mean"] - m[key]["low"]) * s) for key, _, s in GEN_METRICS],
+               [max(0.0, (m[key]["high"] - m[key]["mean"]) * s) for key, _, s in GEN_METRICS]]
+        bars = ax.bar(xs, means, width, yerr=err, capsize=2, label=lab)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks([k + width * (len(labels) - 1) / 2 for k in range(len(GEN_METRICS))], [n for _, n, _ in GEN_METRICS])
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    save_fig(fig, path)
+
+
+def decoding_sweep(series, decodings, path):
+    """Each metric against each swept decoding parameter (mean over the other parameters), one
+    line per model x method. series: {run label: {decoding name: metrics}}."""
+    params = [p for p in SWEEP_PARAMS if len({json_key(d.get(p)) for d in decodings.values()}) > 1]
+    if not params:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no decoding parameter varies: no sweep", ha="center")
+        save_fig(fig, path)
+        return
+    fig, axes = plt.subplots(len(GEN_METRICS), len(params), figsize=(4 * len(params), 3 * len(GEN_METRICS)), squeeze=False)
+    for col, p in enumerate(params):
+        for row, (key, name, scale) in enumerate(GEN_METRICS):
+            ax = axes[row][col]
+            for label, by_dec in series.items():
+                groups = {}
+                for dec, m in by_dec.items():
+                    groups.setdefault(decodings[dec].get(p), []).append(m[key]["mean"] * scale)
+                xs = sorted(x for x in groups if x is not None)
+                ax.plot(xs, [sum(groups[x]) / len(groups[x]) for x in xs], marker="o", label=label)
+            ax.set_xlabel(p)
+            ax.set_ylabel(name)
+    axes[0][0].legend(fontsize=7)
+    save_fig(fig, path)
+
+
+def json_key(x):
+    return repr(x)

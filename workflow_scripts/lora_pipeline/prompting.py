@@ -33,6 +33,7 @@ def encode_prompt_answer(tokenizer, prompt, answer, max_length, add_eos=True):
     answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
     if add_eos and tokenizer.eos_token_id is not None:
         answer_ids = answer_ids + [tokenizer.eos_token_id]
+    answer_ids = answer_ids[: max_length - min(len(prompt_ids), max_length // 2)]  # long responses: cut their end
     keep = max(1, max_length - len(answer_ids))
     prompt_ids = prompt_ids[-keep:]
     return prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids
@@ -56,3 +57,19 @@ def parse_label(output, labels):
         if m and (best_pos is None or m.start() < best_pos or (m.start() == best_pos and len(label) > len(best))):
             best, best_pos = label, m.start()
     return best
+
+
+ALPACA_WITH_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further context. "
+                     "Write a response that appropriately completes the request.\n\n"
+                     "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n")
+ALPACA_NO_INPUT = ("Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+                   "### Instruction:\n{instruction}\n\n### Response:\n")
+
+
+def instruction_prompt(row, style, tokenizer):
+    """Prompt for an Alpaca-style record {instruction, input}: the Alpaca format or the chat template."""
+    if style == "chat":
+        user = row["instruction"] + (f"\n\n{row['input']}" if row["input"] else "")
+        return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+    template = ALPACA_WITH_INPUT if row["input"] else ALPACA_NO_INPUT
+    return template.replace("{instruction}", row["instruction"]).replace("{input}", row["input"])

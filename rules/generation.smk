@@ -1,0 +1,85 @@
+# Generation tasks (instruction tuning): responses per model x method x decoding point, their
+# BLEU / ROUGE-L / BERTScore (+ bootstrap intervals, human scores), reference perplexity, figures.
+
+
+rule generate:
+    input:
+        unpack(predict_inputs),
+    output:
+        generations="results/{task}/{model}/{method}/gen/{decoding}/generations.jsonl",
+        human_eval_template="results/{task}/{model}/{method}/gen/{decoding}/human_eval_template.json",
+    params:
+        settings=lambda w: cfg.canonical(generation_settings(w.task, w.model, w.method, w.decoding)),
+        chunks=lambda w: f"{CHECKPOINT_DIR}/generate/{w.task}/{w.model}/{w.method}/{w.decoding}",
+        chunk_size=64,
+    log:
+        "logs/generate/{task}/{model}/{method}/{decoding}.log",
+    threads: lambda w: model_resources(w.model)["cpus_per_task"]
+    resources:
+        mem_mb=lambda w: model_resources(w.model)["mem_mb"],
+        runtime=lambda w: model_resources(w.model)["runtime"],
+        gpu=lambda w: model_resources(w.model)["gpus"],
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../workflow_scripts/generate.py"
+
+
+rule reference_perplexity:
+    input:
+        unpack(predict_inputs),
+    output:
+        perplexity="results/{task}/{model}/{method}/perplexity.json",
+    params:
+        settings=lambda w: cfg.canonical({"model": model_settings(w.model), "prompt_style": TASKS[w.task]["prompt_style"]}),
+    log:
+        "logs/reference_perplexity/{task}/{model}/{method}.log",
+    threads: lambda w: model_resources(w.model)["cpus_per_task"]
+    resources:
+        mem_mb=lambda w: model_resources(w.model)["mem_mb"],
+        runtime=lambda w: model_resources(w.model)["runtime"],
+        gpu=lambda w: model_resources(w.model)["gpus"],
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../workflow_scripts/reference_perplexity.py"
+
+
+rule score_generation:
+    input:
+        unpack(gen_score_inputs),
+    output:
+        metrics="results/{task}/{model}/{method}/gen/{decoding}/metrics.json",
+    params:
+        bertscore=lambda w: cfg.canonical(dict(TASKS[w.task]["bertscore"], model=bertscore_model(w.task))),
+        bootstrap=lambda w: TASKS[w.task]["bootstrap"],
+    log:
+        "logs/score_generation/{task}/{model}/{method}/{decoding}.log",
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../workflow_scripts/score_generation.py"
+
+
+rule generation_figures:
+    input:
+        unpack(gen_figure_inputs),
+    output:
+        scores="results/{task}/figures/gen_scores.png",
+        sweep="results/{task}/figures/sweep.png",
+        training="results/{task}/figures/gen_training.png",
+    params:
+        runs=lambda w: cfg.canonical([[m, meth, d, MODELS[m]["role"]] for m, meth, d in gen_runs(w.task)]),
+        decodings=lambda w: cfg.canonical(cfg.decodings(TASKS[w.task])),
+    log:
+        "logs/generation_figures/{task}.log",
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../workflow_scripts/make_generation_figures.py"

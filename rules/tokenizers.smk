@@ -1,0 +1,60 @@
+# Tokenizer and chat-template study: how tokenizers of several model families split English and
+# Persian (and task) text, and how each model's chat template renders one conversation.
+
+
+rule task_text:
+    input:
+        test="results/{task}/data/test.jsonl",
+    output:
+        text="results/tokenizers/texts/{task}.txt",
+    params:
+        n=lambda w: config["tokenizer_study"]["task_texts"][w.task],
+    log:
+        "logs/task_text/{task}.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../workflow_scripts/task_text.py"
+
+
+rule tokenizer_stats:
+    input:
+        unpack(tokenizer_study_inputs),
+    output:
+        table="results/tokenizers/table.json",
+        figure="results/tokenizers/stats.png",
+        pieces="results/tokenizers/pieces.json",
+    params:
+        tokenizers=lambda w: cfg.canonical(study_tokenizers()),
+        sentence=lambda w: cfg.canonical(STUDY["sentences"]),
+    log:
+        "logs/tokenizer_stats.log",
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../workflow_scripts/tokenizer_stats.py"
+
+
+rule chat_templates:
+    input:
+        models=lambda w: [f"results/models/{m}" for m in MODELS_IN_USE],
+    output:
+        rendered="results/tokenizers/chat_templates.json",
+    params:
+        tokenizers=lambda w: cfg.canonical({m: f"results/models/{m}" for m in MODELS_IN_USE}),
+        conversation=lambda w: cfg.canonical(STUDY["conversation"]),
+    log:
+        "logs/chat_templates.log",
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../workflow_scripts/chat_templates.py"

@@ -1,0 +1,133 @@
+"""End-to-end generation task (Alpaca records) on a tiny random LLaMA: responses per decoding
+point, BLEU/ROUGE-L/BERTScore/perplexity recomputed from the outputs, human scores imported,
+and the rerun plans after decoding changes."""
+import json
+
+import pytest
+import sacrebleu
+
+import tiny
+from lora_pipeline.common import read_jsonl
+
+
+def gen_config(models_dir, work, he_path):
+    c = tiny.tiny_config(models_dir, work)
+    c["tasks"] = {"alpaca": {
+        "type": "generation", "files": {"train": "alpaca/alpaca_data_1k.json"},
+        "sample": {"train": 16, "validation": 4, "test": 6}, "prompt_style": "alpaca",
+        "models": ["tiny_llama"],
+        "finetune": {"tiny_llama": {"lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
+                                    "training": {"max_steps": 2, "batch_size": 8, "max_length": 128, "eval_every": 1}}},
+        "decodings": {"greedy": {"max_new_tokens": 6}},
+        "decoding_grid": {"base": {"max_new_tokens": 6}, "grid": {"top_k": [5], "temperature": [0, 0.7]}},
+        "bootstrap": 50,
+        "human_eval": {"tiny_llama/zeroshot/greedy": str(he_path)},
+    }}
+    return c
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("gen")
+    tiny.make_tiny_llama(base / "models" / "llama")
+    he = base / "he.json"
+    he.write_text(json.dumps([{"index": i + 1, "grammatical_correctness": g, "coherence": 1, "correctness_of_answer": 0.5,
+                               "comment": "<i>ok</i>"} for i, g in enumerate([1, 0, 1, 0.5, 1, 1])]))
+    work = base / "work"
+    config = gen_config(base / "models", work, he)
+    tiny.write_config(work, config)
+    tiny.snakemake(work, "results/report.html")
+    return work, config, he
+
+
+POINTS = ["greedy", "topk5_t0", "topk5_t0.7"]
+
+
+@pytest.mark.parametrize("method", ["zeroshot", "lora"])
+@pytest.mark.parametrize("point", POINTS)
+def test_scores_recomputed_from_outputs(run, method, point):
+    from rouge_score import rouge_scorer
+
+    work, _, _ = run
+    gen = read_jsonl(work / f"results/alpaca/tiny_llama/{method}/gen/{point}/generations.jsonl")
+    assert len(gen) == 6 and all(r["reference"] and "output" in r for r in gen)
+    m = tiny.read_json(work / f"results/alpaca/tiny_llama/{method}/gen/{point}/metrics.json")
+    hyps, refs = [r["output"] for r in gen], [r["reference"] for r in gen]
+    assert m["bleu"]["mean"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rouge = [scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hyps, refs)]
+    assert m["rouge_l"]["mean"] == pytest.approx(sum(rouge) / 6)
+    for key in ("bleu", "rouge_l", "bertscore_f1"):
+        assert m[key]["low"] <= m[key]["mean"] <= m[key]["high"]
+    assert 0 < m["bertscore_f1"]["mean"] <= 1
+
+
+def test_greedy_and_temperature_zero_agree_sampling_differs(run):
+    work, _, _ = run
+    out = {p: [r["output"] for r in read_jsonl(work / f"results/alpaca/tiny_llama/zeroshot/gen/{p}/generations.jsonl")]
+           for p in POINTS}
+    assert out["greedy"] == out["topk5_t0"]
+
+
+def test_human_scores_imported(run):
+    work, _, _ = run
+    m = tiny.read_json(work / "results/alpaca/tiny_llama/zeroshot/gen/greedy/metrics.json")
+    human = m["human"]
+    assert human["average_grammatical_correctness"] == pytest.approx(4.5 / 6)
+    assert human["average_correctness_of_answer"] == pytest.approx(0.5)
+    assert human["human_evaluation_average"] == pytest.approx((4.5 / 6 + 1 + 0.5) / 3)
+    template = tiny.read_json(work / "results/alpaca/tiny_llama/lora/gen/greedy/human_eval_template.json")
+    assert len(template) == 6 or len(template.get("items", [])) == 6
+
+
+def test_perplexity_and_report(run):
+    work, _, _ = run
+    z = tiny.read_json(work / "results/alpaca/tiny_llama/zeroshot/perplexity.json")
+    lora = tiny.read_json(work / "results/alpaca/tiny_llama/lora/perplexity.json")
+    assert z["corpus"] > 1 and lora["corpus"] > 1 and z["corpus"] != lora["corpus"]
+    html = (work / "results/report.html").read_text()
+    assert "alpaca (generation)" in html and "topk5_t0.7" in html and "BERTScore F1" in html
+    assert html.count("data:image/png;base64,") == 3
+
+
+def test_decoding_change_reruns_only_that_point(run):
+    work, config, _ = run
+    assert tiny.planned_jobs(work) == {}
+    tiny.write_config(work, tiny.edited(config, lambda c: c["tasks"]["alpaca"]["decodings"]["greedy"].update(max_new_tokens=7)))
+    try:
+        assert tiny.planned_jobs(work) == {"generate": 2, "score_generation": 2, "generation_figures": 1, "report": 1}
+    finally:
+        tiny.write_config(work, config)
+
+
+def test_added_grid_point_runs_just_that_point(run):
+    work, config, _ = run
+    tiny.write_config(work, tiny.edited(config, lambda c: c["tasks"]["alpaca"]["decoding_grid"]["grid"].update(top_k=[5, 9])))
+    try:
+        assert tiny.planned_jobs(work) == {"generate": 4, "score_generation": 4, "generation_figures": 1, "report": 1}
+    finally:
+        tiny.write_config(work, config)
+
+
+def test_bad_records_and_decodings_fail_before_models_load(run, tmp_path):
+    work, config, _ = run
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"instruction": "say hi", "input": "", "output": "hi"}, {"instruction": "", "output": "x"}]))
+
+    def use_bad(c):
+        c["data_dir"] = str(tmp_path)
+        c["tasks"]["alpaca"]["files"] = {"train": "bad.json"}
+
+    for edit, message in [(use_bad, "record 2 has no instruction"),
+                          (lambda c: c["tasks"]["alpaca"]["decodings"]["greedy"].update(temperature=-1), "temperature"),
+                          (lambda c: c["tasks"]["alpaca"]["decoding_grid"]["grid"].update(num_beams=[0]), "num_beams"),
+                          (lambda c: c["tasks"]["alpaca"]["decodings"]["greedy"].update(do_sample=True, temperature=0),
+                           "do_sample with temperature 0")]:
+        tiny.write_config(work, tiny.edited(config, edit))
+        try:
+            proc = tiny.snakemake(work, "-n", check=False)
+            assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+            if edit is use_bad:
+                assert "bad.json" in proc.stdout + proc.stderr
+        finally:
+            tiny.write_config(work, config)

@@ -14,6 +14,7 @@ from lora_pipeline.common import PipelineError  # noqa: E402
 
 try:
     cfg.validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+    cfg.check_resources(config, workflow.resource_settings.default_resources or {})
     for _task_name, _task in cfg.selected_tasks(config).items():
         if not config["use_hub"]:
             data_lib.check_task_files(_task_name, _task, config["data_dir"])

@@ -72,3 +72,22 @@ def test_empty_split(work, tmp_path):
     c["data_dir"] = str(empty)
     c["tasks"]["emotion"].update(files={"train": "t.csv", "test": "e.csv"}, format="csv", label_column="label")
     assert "e.csv" in error_of(w, c)
+
+
+def test_model_too_large_for_its_resources(work):
+    w, c = work
+    c["models"]["tiny_llama"].update(params_b=8.0, dtype="bfloat16", resources={"mem_mb": 8000})
+    msg = error_of(w, c)
+    assert "models.tiny_llama: 8.0B parameters in bfloat16 need about 20 GB" in msg and "resources.mem_mb" in msg
+    c["models"]["tiny_llama"]["resources"] = {"gpus": 1, "gpu_mem_gb": 16}
+    assert "resources.gpus x gpu_mem_gb" in error_of(w, c)
+
+
+def test_slurm_needs_partition_and_gpu_requests(work):
+    w, c = work
+    c["executor"] = "slurm"
+    assert "no slurm_partition in default-resources" in error_of(w, c)
+    c["models"]["tiny_llama"].update(params_b=7.0, dtype="bfloat16", resources={"mem_mb": 64000})
+    tiny.write_config(w, c)
+    proc = tiny.snakemake(w, "-n", "--default-resources", "slurm_partition=gpu", check=False)
+    assert proc.returncode != 0 and "models.tiny_llama: a 7.0B model's jobs request no GPU" in proc.stdout + proc.stderr

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from conftest import DATA_DIR
 from lora_pipeline import generation_metrics as gm
+from lora_pipeline import decoding as dec
 from lora_pipeline import human_eval as he
 
 HE_DIR = DATA_DIR / "original_work" / "fatemehhaji_section_2"
@@ -169,48 +170,48 @@ def test_bootstrap_bleu_recomputes_corpus_bleu_on_resamples():
 ])
 def test_validate_decoding_rejects(bad, setting):
     with pytest.raises(ValueError) as err:
-        gm.validate_decoding("sweep1", dict({"max_new_tokens": 32}, **bad))
+        dec.validate_decoding("sweep1", dict({"max_new_tokens": 32}, **bad))
     message = str(err.value)
     assert "sweep1" in message and setting in message and "\n" not in message
 
 
 def test_validate_decoding_accepts_sensible_settings():
-    gm.validate_decoding("greedy", {"max_new_tokens": 64, "do_sample": False, "temperature": 0})
-    gm.validate_decoding("sample", {"max_new_tokens": 64, "do_sample": True, "temperature": 0.7, "top_k": 50,
+    dec.validate_decoding("greedy", {"max_new_tokens": 64, "do_sample": False, "temperature": 0})
+    dec.validate_decoding("sample", {"max_new_tokens": 64, "do_sample": True, "temperature": 0.7, "top_k": 50,
                                     "top_p": 1.0, "num_beams": 5, "repetition_penalty": 1.1, "batch_size": 8})
-    gm.validate_decoding("defaults", {})
+    dec.validate_decoding("defaults", {})
 
 
 def test_expand_grid_names_and_sampling():
-    points = gm.expand_grid({"top_k": [30, 50], "num_beams": [2, 5], "temperature": [0, 1]},
+    points = dec.expand_grid({"top_k": [30, 50], "num_beams": [2, 5], "temperature": [0, 1]},
                             {"max_new_tokens": 64, "seed": 0})
     assert sorted(points) == sorted(f"topk{k}_nb{b}_t{t}" for k in (30, 50) for b in (2, 5) for t in (0, 1))
     assert points["topk50_nb5_t1"] == {"max_new_tokens": 64, "seed": 0, "top_k": 50, "num_beams": 5,
                                        "temperature": 1, "do_sample": True}
     assert points["topk30_nb2_t0"]["do_sample"] is False
     # names do not depend on the order the grid was written in, and floats stay short
-    points = gm.expand_grid({"temperature": [0.7, 1.0], "top_p": [0.9]}, {})
+    points = dec.expand_grid({"temperature": [0.7, 1.0], "top_p": [0.9]}, {})
     assert sorted(points) == ["topp0.9_t0.7", "topp0.9_t1"]
 
 
 def test_expand_grid_rejects_bad_points():
     with pytest.raises(ValueError, match="topk50_nb0.*num_beams"):
-        gm.expand_grid({"top_k": [50], "num_beams": [0]}, {})
+        dec.expand_grid({"top_k": [50], "num_beams": [0]}, {})
     with pytest.raises(ValueError, match="cannot vary"):
-        gm.expand_grid({"beam_width": [2]}, {})
+        dec.expand_grid({"beam_width": [2]}, {})
     with pytest.raises(ValueError, match="named 't1'"):
-        gm.expand_grid({"temperature": [1, 1.0]}, {})
+        dec.expand_grid({"temperature": [1, 1.0]}, {})
     with pytest.raises(ValueError, match="non-empty list"):
-        gm.expand_grid({"top_k": []}, {})
+        dec.expand_grid({"top_k": []}, {})
 
 
 def test_to_generate_kwargs():
-    greedy = gm.to_generate_kwargs({"max_new_tokens": 8, "temperature": 0, "top_k": 50, "top_p": 0.9,
+    greedy = dec.to_generate_kwargs({"max_new_tokens": 8, "temperature": 0, "top_k": 50, "top_p": 0.9,
                                     "num_beams": 2, "do_sample": False, "seed": 1, "batch_size": 4})
     assert greedy == {"max_new_tokens": 8, "num_beams": 2, "do_sample": False}
-    sample = gm.to_generate_kwargs({"max_new_tokens": 8, "temperature": 0.7, "top_k": 50, "do_sample": True})
+    sample = dec.to_generate_kwargs({"max_new_tokens": 8, "temperature": 0.7, "top_k": 50, "do_sample": True})
     assert sample == {"max_new_tokens": 8, "temperature": 0.7, "top_k": 50, "do_sample": True}
-    assert gm.to_generate_kwargs({"max_new_tokens": 8}) == {"max_new_tokens": 8, "do_sample": False}
+    assert dec.to_generate_kwargs({"max_new_tokens": 8}) == {"max_new_tokens": 8, "do_sample": False}
 
 
 # -----------------------------------------------------------------------------

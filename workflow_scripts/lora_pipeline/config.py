@@ -5,11 +5,12 @@ stays fast. Errors are one line naming the key and the fix.
 """
 import copy
 import hashlib
-import itertools
 import json
 
 import jsonschema
 import yaml
+
+from . import decoding
 
 
 class ConfigError(ValueError):
@@ -83,12 +84,12 @@ def _cross_check(config, source):
                 if models[m]["type"] != "causal_lm":
                     raise ConfigError(f"{where}: '{m}' is an encoder; generation needs causal LMs")
             for name, d in decodings(task).items():
-                validate_decoding(f"{where}.decodings.{name}", d)
+                validate_decoding(f"{where}.decodings", name, d)
             continue
         for m in task["raw_prompt_models"]:
             if models[m]["type"] != "causal_lm":
                 raise ConfigError(f"{where}.raw_prompt_models: '{m}' is an encoder; only causal LMs take prompts")
-        validate_decoding(f"{where}.decoding", task["decoding"])
+        validate_decoding(where, "decoding", task["decoding"])
         if "{text}" not in task["prompt"]["template"]:
             raise ConfigError(f"{where}.prompt.template: must contain {{text}}")
     study = config.get("tokenizer_study")
@@ -107,41 +108,11 @@ def _cross_check(config, source):
             raise ConfigError(f"{source}: models.{name}: give a 'source' (local) or a 'hub_id'")
 
 
-def validate_decoding(where, d):
-    """Range checks the schema cannot express on its own; one line naming the setting."""
-    if d.get("temperature", 1.0) < 0:
-        raise ConfigError(f"{where}: temperature {d['temperature']} < 0")
-    if d.get("top_k", 0) < 0:
-        raise ConfigError(f"{where}: top_k {d['top_k']} < 0")
-    if d.get("num_beams", 1) < 1:
-        raise ConfigError(f"{where}: num_beams {d['num_beams']} < 1")
-    if not 0 < d.get("top_p", 1.0) <= 1:
-        raise ConfigError(f"{where}: top_p {d['top_p']} is not in (0, 1]")
-    if d.get("do_sample") and d.get("temperature", 1.0) == 0:
-        raise ConfigError(f"{where}: do_sample with temperature 0; use do_sample: false for greedy")
-
-
-_SHORT = {"top_k": "topk", "top_p": "topp", "num_beams": "nb", "temperature": "t", "max_new_tokens": "len",
-          "repetition_penalty": "rp"}
-
-
-def _num(x):
-    return f"{x:g}"
-
-
-def expand_grid(base, grid):
-    """Every combination of the grid's values on top of `base`, named like topk50_nb5_t1.
-    Temperature 0 means greedy (do_sample false); a positive temperature samples."""
-    keys = [k for k in _SHORT if k in grid]
-    points = {}
-    for values in itertools.product(*(grid[k] for k in keys)):
-        point = dict(base, **dict(zip(keys, values)))
-        if "temperature" in keys:
-            point["do_sample"] = point["temperature"] > 0
-            if not point["do_sample"]:
-                point["temperature"] = 1.0
-        points["_".join(f"{_SHORT[k]}{_num(v)}" for k, v in zip(keys, values))] = point
-    return points
+def validate_decoding(where, name, d):
+    try:
+        decoding.validate_decoding(name, d)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def decodings(task):
@@ -149,7 +120,11 @@ def decodings(task):
     points = dict(task["decodings"])
     grid = task.get("decoding_grid")
     if grid and grid.get("grid"):
-        for name, point in expand_grid(grid["base"], grid["grid"]).items():
+        try:
+            expanded = decoding.expand_grid(grid["grid"], grid["base"])
+        except ValueError as e:
+            raise ConfigError(f"tasks.*.decoding_grid: {e}") from None
+        for name, point in expanded.items():
             if name in points:
                 raise ConfigError(f"decoding grid point '{name}' clashes with a named decoding; rename that one")
             points[name] = point
@@ -158,6 +133,35 @@ def decodings(task):
 
 def selected_tasks(config):
     return {k: v for k, v in config["tasks"].items() if config["run_tasks"] is None or k in config["run_tasks"]}
+
+
+BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def check_resources(config, default_resources=()):
+    """Catch at parse time what would otherwise die on the cluster: a model whose weights do not
+    fit the memory its jobs ask for, a GPU-sized model without a GPU request, no partition."""
+    used = {m for t in selected_tasks(config).values() for m in t["models"] + list(t["finetune"])}
+    slurm = config["executor"] == "slurm"
+    if slurm and "slurm_partition" not in default_resources:
+        raise ConfigError("executor slurm: no slurm_partition in default-resources; set it in profiles/slurm/config.yaml "
+                          "(or LORA_SLURM_PARTITION)")
+    for name in sorted(used):
+        model = config["models"][name]
+        res = model["resources"]
+        need = model["params_b"] * BYTES_PER_PARAM[model["dtype"]] * 1.25  # GB: weights + 25% working memory
+        if res["gpus"] > 0 and res["gpu_mem_gb"] > 0:
+            have, what = res["gpus"] * res["gpu_mem_gb"], "resources.gpus x gpu_mem_gb"
+        elif res["gpus"] > 0:
+            continue  # GPU size unknown: nothing to compare
+        else:
+            have, what = res["mem_mb"] / 1000, "resources.mem_mb"
+        if need > have:
+            raise ConfigError(f"models.{name}: {model['params_b']}B parameters in {model['dtype']} need about {need:.0f} GB, "
+                              f"but its jobs ask for {have:.0f} GB ({what}); raise it or pick a smaller model or dtype")
+        if slurm and model["params_b"] >= 1 and res["gpus"] == 0:
+            raise ConfigError(f"models.{name}: a {model['params_b']}B model's jobs request no GPU; "
+                              f"set models.{name}.resources.gpus (and gpu_mem_gb)")
 
 
 def canonical(obj) -> str:

@@ -5,18 +5,20 @@
 - bertscore_f1: per-example BERTScore F1 from a local encoder folder (works offline).
 - perplexity: perplexity of each reference given its prompt under a causal LM; the loss
   counts only reference tokens (prompt and padding are labelled -100).
-- bootstrap_ci / bootstrap_corpus_bleu_ci: percentile bootstrap confidence intervals over
-  examples; corpus BLEU is recomputed on every resample from per-sentence n-gram counts.
+- bootstrap_ci / bootstrap_corpus_bleu_ci: {"mean", "low", "high"}, a percentile bootstrap
+  interval over examples; corpus BLEU is recomputed on every resample from per-sentence
+  n-gram counts.
 - validate_decoding / expand_grid / to_generate_kwargs: checks on a named decoding setting,
   a grid of settings expanded into named points (topk50_nb5_t1), and the kwargs for
   model.generate. Temperature 0 means greedy decoding.
 """
-import itertools
 import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .prompting import prompt_ids
 
 
 def _check_pairs(hyps, refs):
@@ -70,9 +72,10 @@ def _pad_id(tokenizer):
 
 def encode_prompt_reference(tokenizer, prompt, reference):
     """Token ids of prompt + reference and how many of them are prompt. The two are tokenized
-    separately (the prompt with the tokenizer's special tokens, e.g. BOS; the reference
-    without), so the prompt/reference boundary is exact. Put any separator in the prompt."""
-    p = tokenizer(prompt)["input_ids"]
+    separately (the prompt as for generation: with the tokenizer's special tokens, e.g. BOS,
+    unless a chat template already wrote the BOS; the reference without), so the
+    prompt/reference boundary is exact. Put any separator in the prompt."""
+    p = prompt_ids(tokenizer, prompt)
     r = tokenizer(reference, add_special_tokens=False)["input_ids"]
     return p + r, len(p)
 
@@ -98,11 +101,13 @@ def perplexity(model, tokenizer, prompts, references, batch_size=8) -> dict:
             input_ids[row, :len(ids)] = torch.tensor(ids)
             attention[row, :len(ids)] = 1
             labels[row, n_prompt:len(ids)] = torch.tensor(ids[n_prompt:], dtype=torch.long)
-        logits = model(input_ids=input_ids.to(dev), attention_mask=attention.to(dev)).logits.float()
+        logits = model(input_ids=input_ids.to(dev), attention_mask=attention.to(dev)).logits
         logits, labels = logits[:, :-1], labels[:, 1:].to(dev)  # position t predicts token t+1
-        loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
-        nll += loss.sum(1).tolist()
-        ntok += (labels != -100).sum(1).tolist()
+        scored = labels != -100  # only reference positions go to float32 (large vocabularies)
+        tok_nll = F.cross_entropy(logits[scored].float(), labels[scored], reduction="none")
+        rows = scored.nonzero()[:, 0]
+        nll += torch.zeros(len(batch), device=dev).index_add_(0, rows, tok_nll).tolist()
+        ntok += scored.sum(1).tolist()
     empty = [i for i, n in enumerate(ntok) if n == 0]
     if empty:
         raise ValueError(f"references {empty[:10]} have no tokens to score (empty reference?)")
@@ -148,88 +153,3 @@ def bootstrap_corpus_bleu_ci(hyps, refs, n_resamples=200, seed=0, alpha=0.05) ->
     idx = bootstrap_indices(len(hyps), n_resamples, seed)
     scores = [bleu._compute_score_from_stats(stats[i].sum(0).tolist()).score for i in idx]
     return _ci(full, scores, alpha)
-
-
-# -----------------------------------------------------------------------------
-# decoding settings
-
-GENERATE_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "num_beams", "repetition_penalty")
-SHORT = {"top_k": "topk", "top_p": "topp", "num_beams": "nb", "temperature": "t", "max_new_tokens": "len",
-         "repetition_penalty": "rp"}
-INT_KEYS = ("top_k", "num_beams", "max_new_tokens")
-
-
-def _is_number(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def validate_decoding(name, params) -> None:
-    """Raise ValueError, one line naming the decoding and the setting, for an impossible value.
-    Settings that are absent or None are left to the model's defaults."""
-    p = {k: v for k, v in params.items() if v is not None}
-    where = f"decoding '{name}'"
-    for k in SHORT:
-        if k in p and not _is_number(p[k]):
-            raise ValueError(f"{where}: {k} must be a number, got {p[k]!r}")
-    for k in INT_KEYS:
-        if k in p and p[k] != int(p[k]):
-            raise ValueError(f"{where}: {k} must be a whole number, got {p[k]!r}")
-    if "do_sample" in p and not isinstance(p["do_sample"], bool):
-        raise ValueError(f"{where}: do_sample must be true or false, got {p['do_sample']!r}")
-    if p.get("temperature", 1.0) < 0:
-        raise ValueError(f"{where}: temperature {p['temperature']} < 0")
-    if p.get("top_k", 0) < 0:
-        raise ValueError(f"{where}: top_k {p['top_k']} < 0")
-    if not 0 < p.get("top_p", 1.0) <= 1:
-        raise ValueError(f"{where}: top_p {p['top_p']} is not in (0, 1]")
-    if p.get("num_beams", 1) < 1:
-        raise ValueError(f"{where}: num_beams {p['num_beams']} < 1")
-    if p.get("max_new_tokens", 1) < 1:
-        raise ValueError(f"{where}: max_new_tokens {p['max_new_tokens']} < 1")
-    if p.get("repetition_penalty", 1.0) <= 0:
-        raise ValueError(f"{where}: repetition_penalty {p['repetition_penalty']} <= 0")
-    if p.get("do_sample") and p.get("temperature", 1.0) == 0:
-        raise ValueError(f"{where}: do_sample with temperature 0; use temperature 0 without do_sample for greedy")
-
-
-def format_number(x) -> str:
-    """Compact, exact number for a point name: 1 -> '1', 1.0 -> '1', 0.7 -> '0.7'."""
-    if isinstance(x, float) and x.is_integer():
-        x = int(x)
-    return str(x) if isinstance(x, int) else repr(float(x))
-
-
-def expand_grid(grid, base) -> dict:
-    """Every combination of the grid's values on top of `base`, as {name: params}. Names join
-    the settings in a fixed order (top_k, top_p, num_beams, temperature, max_new_tokens,
-    repetition_penalty), e.g. topk50_nb5_t1. A temperature in the grid also sets do_sample:
-    0 means greedy, > 0 means sampling. Each point is checked with validate_decoding."""
-    unknown = sorted(set(grid) - set(SHORT))
-    if unknown:
-        raise ValueError(f"decoding grid: cannot vary {unknown}; choose from {list(SHORT)}")
-    keys = [k for k in SHORT if k in grid]
-    for k in keys:
-        if not isinstance(grid[k], (list, tuple)) or not grid[k]:
-            raise ValueError(f"decoding grid: {k} needs a non-empty list of values, got {grid[k]!r}")
-    points = {}
-    for values in itertools.product(*(grid[k] for k in keys)):
-        name = "_".join(f"{SHORT[k]}{format_number(v)}" for k, v in zip(keys, values))
-        point = dict(base, **dict(zip(keys, values)))
-        if "temperature" in keys:
-            point["do_sample"] = point["temperature"] > 0
-        validate_decoding(name, point)
-        if name in points:
-            raise ValueError(f"decoding grid: two points are both named '{name}' (repeated values?)")
-        points[name] = point
-    return points
-
-
-def to_generate_kwargs(params) -> dict:
-    """model.generate kwargs for a decoding entry. do_sample is always passed (a model's own
-    generation_config may default to sampling); greedy/beam search drops temperature, top_k, top_p."""
-    kw = {k: params[k] for k in GENERATE_KEYS if params.get(k) is not None}
-    kw["do_sample"] = bool(kw.get("do_sample", False))
-    if not kw["do_sample"]:
-        for k in ("temperature", "top_k", "top_p"):
-            kw.pop(k, None)
-    return kw

@@ -12,17 +12,7 @@ import torch
 from tqdm import tqdm
 
 from .common import write_jsonl
-
-GENERATE_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "num_beams", "repetition_penalty")
-
-
-def generate_kwargs(decoding):
-    kw = {k: decoding[k] for k in GENERATE_KEYS if k in decoding}
-    if not kw.get("do_sample"):
-        for k in ("temperature", "top_k", "top_p"):
-            kw.pop(k, None)
-    return kw
-
+from .decoding import to_generate_kwargs
 
 def _length_sorted_batches(lengths, batch_size):
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -32,7 +22,7 @@ def _length_sorted_batches(lengths, batch_size):
 @torch.no_grad()
 def generate(model, tokenizer, prompt_token_ids, decoding, progress=True, with_ids=False):
     """New text for each prompt (list of token-id lists), in input order; with_ids: (text, new token ids)."""
-    kw = generate_kwargs(decoding)
+    kw = to_generate_kwargs(decoding)
     dev = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     outputs = [None] * len(prompt_token_ids)

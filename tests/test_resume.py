@@ -1,0 +1,74 @@
+"""Fault tests: a fine-tune killed with SIGKILL mid-run resumes from its last complete checkpoint
+when snakemake is rerun, and ends with the same adapter as an uninterrupted run; inference
+chunks already on disk are not recomputed."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import tiny
+from lora_pipeline import inference
+
+ADAPTER = "results/emotion/tiny_llama/lora/adapter"
+
+
+def resume_config(models_dir, work):
+    c = tiny.tiny_config(models_dir, work)
+    task = c["tasks"]["emotion"]
+    task["models"], task["raw_prompt_models"] = ["tiny_llama"], []
+    task["finetune"] = {"tiny_llama": task["finetune"]["tiny_llama"]}
+    task["finetune"]["tiny_llama"]["training"].update(epochs=2, checkpoint_every=1, eval_every=3)
+    return c
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("resume")
+    tiny.make_tiny_llama(base / "models" / "llama")
+    killed, clean = base / "killed", base / "clean"
+    for work in (killed, clean):
+        tiny.write_config(work, resume_config(base / "models", work))
+    first = tiny.snakemake(killed, ADAPTER, env={"LORA_WF_KILL_AFTER_STEP": "5"}, check=False)
+    state = {"first_rc": first.returncode, "adapter_after_kill": (killed / ADAPTER).exists(),
+             "checkpoints_after_kill": sorted(p.parent.name for p in (killed / "checkpoints").rglob("COMPLETE"))}
+    tiny.snakemake(killed, ADAPTER)
+    tiny.snakemake(clean, ADAPTER)
+    return killed, clean, state
+
+
+def test_kill_leaves_checkpoints_not_outputs(runs):
+    _, _, state = runs
+    assert state["first_rc"] != 0
+    assert not state["adapter_after_kill"]
+    assert state["checkpoints_after_kill"] == ["step-00000004", "step-00000005"]
+
+
+def test_resumed_run_continues_and_matches_uninterrupted(runs):
+    killed, clean, _ = runs
+    log_k = tiny.read_json(killed / "results/emotion/tiny_llama/lora/train_log.json")
+    log_c = tiny.read_json(clean / "results/emotion/tiny_llama/lora/train_log.json")
+    assert log_k["resumed_from"] == [5] and log_c["resumed_from"] == []
+    assert [h["step"] for h in log_k["history"]] == list(range(1, 9))  # no restart in the loss curve
+    assert [h["train_loss"] for h in log_k["history"]] == pytest.approx([h["train_loss"] for h in log_c["history"]], rel=1e-5)
+    assert [e["step"] for e in log_k["evals"]] == [e["step"] for e in log_c["evals"]]
+    a = load_file(killed / ADAPTER / "adapter_model.safetensors")
+    b = load_file(clean / ADAPTER / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and a
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+
+def test_finished_inference_chunks_are_skipped(tmp_path):
+    rows = [{"id": i} for i in range(10)]
+    calls = []
+
+    def predict(part):
+        calls.append([r["id"] for r in part])
+        return [{"id": r["id"], "pred": r["id"] * 2} for r in part]
+
+    (tmp_path / "chunk-00000.jsonl").write_text("".join(json.dumps({"id": i, "pred": i * 2}) + "\n" for i in range(4)))
+    (tmp_path / "chunk-00001.jsonl").write_text('{"id": 4, "pred": 8}\n')  # torn: too few rows, recomputed
+    out = inference.run_chunked(rows, predict, tmp_path, chunk_size=4)
+    assert calls == [[4, 5, 6, 7], [8, 9]]
+    assert [r["pred"] for r in out] == [i * 2 for i in range(10)]

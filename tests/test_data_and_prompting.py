@@ -7,7 +7,7 @@ from conftest import DATA_DIR
 from lora_pipeline import data, prompting
 from lora_pipeline.common import PipelineError
 
-EMOTION = {"text_column": "text", "label_column": "label_name", "labels": ["sadness", "joy", "love", "anger", "fear", "surprise"],
+EMOTION = {"type": "classification", "text_column": "text", "label_column": "label_name", "labels": ["sadness", "joy", "love", "anger", "fear", "surprise"],
            "format": "semicolon", "header": True, "drop_rows_with_label": [], "max_chars": None}
 
 

@@ -124,3 +124,13 @@ def test_answer_only_loss_equals_full_model_loss(llama):
         want = model(**batch).loss
         got = training.causal_answer_loss(model, batch)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_sampling_is_seeded(llama):
+    model, tok = llama
+    ids = [tok(p)["input_ids"] for p in PROMPTS]
+    d = {"max_new_tokens": 8, "batch_size": 4, "do_sample": True, "temperature": 1.0, "top_k": 50, "seed": 7}
+    a = inference.generate(model, tok, ids, d, progress=False)
+    b = inference.generate(model, tok, ids, d, progress=False)
+    c = inference.generate(model, tok, ids, dict(d, seed=8), progress=False)
+    assert a == b and a != c

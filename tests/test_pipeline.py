@@ -83,7 +83,7 @@ def test_report_is_self_contained_and_escaped(run):
     assert "tiny &lt;test&gt; report" in html and "<test>" not in html
     assert "note with &lt;b&gt;markup&lt;/b&gt; &amp; ampersand" in html
     images = re.findall(r"src='data:image/png;base64,([^']+)'", html)
-    assert len(images) == 3 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
+    assert len(images) == 4 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
     assert not re.search(r"(src|href)=['\"]https?:", html)
     for name in ("LoRA: tiny_llama", "untrained head: tiny_bert", "instruct, raw prompt: tiny_llama"):
         assert name in html
@@ -132,3 +132,37 @@ def test_added_task_runs_only_its_jobs(run):
     finally:
         tiny.write_config(work, config)
     assert tiny.planned_jobs(work) == {}
+
+
+def test_tokenizer_and_chat_template_study(run):
+    work, _ = run
+    table = tiny.read_json(work / "results/tokenizers/table.json")
+    langs = {r["language"] for r in table["rows"]}
+    assert langs == {"english", "persian", "emotion"}
+    assert {r["tokenizer"] for r in table["rows"]} == {"gpt2", "llama3", "tiny_llama"}
+    gpt2_fa = next(r for r in table["rows"] if r["tokenizer"] == "gpt2" and r["language"] == "persian")
+    llama3_fa = next(r for r in table["rows"] if r["tokenizer"] == "llama3" and r["language"] == "persian")
+    assert gpt2_fa["byte_split_share"] > 0.3 and llama3_fa["tokens_per_word"] < gpt2_fa["tokens_per_word"]
+    rendered = tiny.read_json(work / "results/tokenizers/chat_templates.json")
+    assert rendered["tiny_llama"] == ("<|system|>You are a helpful assistant.<|end|>\n<|user|>How does this text feel: "
+                                      "'I finally passed my exam!'<|end|>\n<|assistant|>joy<|end|>\n")
+    assert rendered["tiny_bert"] is None
+    html = (work / "results/report.html").read_text()
+    assert "Tokenizers across model families" in html and "&lt;|assistant|&gt;joy" in html
+    assert "Raw prompt vs chat template: tiny_llama" in html and "token id" in html
+
+
+def test_likelihood_scoring_through_the_pipeline(run):
+    work, config = run
+    edited = tiny.edited(config, lambda c: c["tasks"]["emotion"].update(scoring="likelihood"))
+    tiny.write_config(work, edited)
+    try:
+        # the causal LM's runs only; encoders and fine-tunes untouched
+        assert tiny.planned_jobs(work) == {"predict": 3, "score": 3, "figures": 1, "report": 1}
+        tiny.snakemake(work, "results/report.html")
+        preds = read_jsonl(work / "results/emotion/tiny_llama/lora/predictions.jsonl")
+        assert all(p["pred"] in LABELS and len(p["scores"]) == 6 for p in preds)
+        assert all(p["pred"] == LABELS[max(range(6), key=p["scores"].__getitem__)] for p in preds)
+        assert tiny.read_json(work / "results/emotion/tiny_llama/lora/metrics.json")["unparsed_share"] == 0
+    finally:
+        tiny.write_config(work, config)

@@ -59,6 +59,12 @@ def tiny_config(models_dir, workdir):
                            "chat_template": True},
             "tiny_bert": {"type": "encoder", "role": "encoder", "source": {"path": str(Path(models_dir) / "bert")}},
         },
+        "tokenizer_study": {
+            "tokenizers": {"gpt2": "tokenizers/gpt2", "llama3": "tokenizers/llama3"},
+            "models": ["tiny_llama"],
+            "task_texts": {"emotion": 10},
+            "sentences": {"persian": "من می‌خواهم کتاب‌ها را بخوانم."},
+        },
         "tasks": {
             "emotion": {
                 "type": "classification",

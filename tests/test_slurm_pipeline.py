@@ -32,3 +32,47 @@ def test_pipeline_runs_on_slurm(slurm_cluster, tmp_path):  # noqa: F811
         m = tiny.read_json(work / f"results/emotion/tiny_llama/{meth}/metrics.json")
         assert m["n"] == 16
     assert "localrule report" in out and "localrule score" in out
+
+
+@pytest.mark.slurm
+def test_requeued_finetune_resumes_from_checkpoint(slurm_cluster, tmp_path):  # noqa: F811
+    """Preemption as SLURM does it: `scontrol requeue` kills the running fine-tune job and starts it
+    again under the same job id; the rerun must continue from the newest complete checkpoint."""
+    import subprocess
+    import sys
+    import time
+
+    tiny.make_tiny_llama(tmp_path / "models" / "llama")
+    work = tmp_path / "work"
+    c = tiny.tiny_config(tmp_path / "models", work)
+    c["tokenizer_study"] = None
+    task = c["tasks"]["emotion"]
+    task["models"], task["raw_prompt_models"] = ["tiny_llama"], []
+    task["finetune"] = {"tiny_llama": task["finetune"]["tiny_llama"]}
+    task["finetune"]["tiny_llama"]["training"].update(max_steps=600, checkpoint_every=20, eval_every=200, patience=50)
+    c["models"]["tiny_llama"]["resources"] = {"mem_mb": 2000, "runtime": 10}
+    tiny.write_config(work, c)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "1",
+           "--workflow-profile", str(REPO / "profiles/slurm"), "--jobs", "2", "--slurm-init-seconds-before-status-checks", "1",
+           "--seconds-between-status-checks", "2", "--latency-wait", "10", "results/emotion/tiny_llama/lora/adapter"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(__import__("os").environ, LORA_SLURM_PARTITION="cpu"))
+    requeued, deadline = None, time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if list((work / "checkpoints").rglob("COMPLETE")):
+            running = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i"], capture_output=True, text=True).stdout.split()
+            if running:
+                requeued = running[0]
+                subprocess.run(["scontrol", "requeue", requeued], check=True)
+                time.sleep(1)
+                subprocess.run(["scontrol", "update", f"JobId={requeued}", "StartTime=now"], check=False)
+                break
+        time.sleep(0.2)
+    out, _ = proc.communicate(timeout=600)
+    assert requeued, "the fine-tune finished before it could be requeued:\n" + out[-3000:]
+    assert proc.returncode == 0, out[-4000:]
+    log = tiny.read_json(work / "results/emotion/tiny_llama/lora/train_log.json")
+    assert log["final_step"] == 600 and len(log["resumed_from"]) == 1 and log["resumed_from"][0] % 20 == 0
+    assert [h["step"] for h in log["history"]] == list(range(1, 601))
+    restarts = subprocess.run(["scontrol", "show", "job", requeued], capture_output=True, text=True).stdout
+    assert "Restarts=1" in restarts or not restarts  # the job record may already have aged out

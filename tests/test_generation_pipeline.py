@@ -12,6 +12,7 @@ from lora_pipeline.common import read_jsonl
 
 def gen_config(models_dir, work, he_path):
     c = tiny.tiny_config(models_dir, work)
+    c["tokenizer_study"] = None
     c["tasks"] = {"alpaca": {
         "type": "generation", "files": {"train": "alpaca/alpaca_data_1k.json"},
         "sample": {"train": 16, "validation": 4, "test": 6}, "prompt_style": "alpaca",

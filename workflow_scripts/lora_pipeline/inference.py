@@ -70,7 +70,9 @@ def label_logprobs(model, prompt_token_ids, label_token_ids, batch_size=16, prog
             ids[row, width - len(p):] = torch.tensor(p)
             mask[row, width - len(p):] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True)
+        # only the last prompt position's logits are needed: skip the vocabulary projection of the rest
+        out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,
+                    logits_to_keep=1)
         first = torch.log_softmax(out.logits[:, -1].float(), -1)  # (B, V): next-token after the prompt
         cache = out.past_key_values
         cache.batch_repeat_interleave(n_labels)

@@ -1,0 +1,123 @@
+"""LoRA training throughput: the pipeline's own training code against the naive style of the
+original studies, in one process, on a random-weight LLaMA-architecture model.
+
+  naive    : fp32 weights, every example right-padded to --seq, loss = model(**batch).loss
+             (LM head and cross-entropy over every position's full-vocabulary logits)
+  pipeline : bf16 on a GPU (fp32 on CPU), batches from training.epoch_batches (length-grouped),
+             training.collate (pad to the batch's longest), training.causal_answer_loss
+             (LM head on answer positions only), optional gradient checkpointing (--grad-ckpt)
+
+Both wrap the model with training.lora_model (r 16, alpha 32, q/k/v/o) and take AdamW steps on the
+LoRA parameters with gradient clipping, like training.train. Both see the same --steps * --batch
+synthetic examples (prompts 32..480 tokens, answers 1..8, prompt masked with -100), so they do
+the same useful work; only padding, precision and the loss path differ.
+
+Run:  python bench/bench_train.py --size tiny --steps 4 --batch 4          (CPU, seconds)
+      python bench/bench_train.py --size 7b --steps 20 --batch 8 --grad-ckpt (GPU)
+"""
+import argparse
+
+import torch
+
+from common import (LORA, PAD_ID, Timer, build_llama, default_device, describe, free_memory, is_oom, n_params,
+                    peak_flops, peak_memory_gib, pipeline_dtype, print_table, reset_peak_memory, synthetic_examples)
+from lora_pipeline import training
+
+p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+p.add_argument("--size", default="tiny", choices=["tiny", "1b", "7b"])
+p.add_argument("--steps", type=int, default=8, help="timed optimizer steps per variant")
+p.add_argument("--warmup", type=int, default=1, help="untimed steps first (the first batches again)")
+p.add_argument("--batch", type=int, default=8)
+p.add_argument("--seq", type=int, default=512, help="naive pads every example to this length")
+p.add_argument("--vocab", type=int, default=32000)
+p.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing in the pipeline variant")
+p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="pipeline dtype")
+p.add_argument("--device", default=default_device())
+p.add_argument("--only", choices=["naive", "pipeline"], help="run one variant")
+args = p.parse_args()
+
+answer_len = (1, 8)
+examples = synthetic_examples(args.steps * args.batch, args.vocab, seed=0,
+                              prompt_len=(min(32, args.seq - 8), min(480, args.seq - answer_len[1])),
+                              answer_len=answer_len)
+lengths = [len(e["input_ids"]) for e in examples]
+real_tokens = sum(lengths)
+
+
+def pad_to_seq(exs, seq):
+    """Naive batch: every example right-padded to the fixed length seq."""
+    ids = torch.full((len(exs), seq), PAD_ID, dtype=torch.long)
+    mask = torch.zeros((len(exs), seq), dtype=torch.long)
+    labels = torch.full((len(exs), seq), -100, dtype=torch.long)
+    for i, e in enumerate(exs):
+        n = len(e["input_ids"])
+        ids[i, :n], mask[i, :n], labels[i, :n] = torch.tensor(e["input_ids"]), 1, torch.tensor(e["labels"])
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def run(variant):
+    naive = variant == "naive"
+    dtype = torch.float32 if naive else pipeline_dtype(args.device, args.dtype)
+    free_memory(args.device)
+    reset_peak_memory(args.device)
+    model = build_llama(args.size, args.vocab, args.device, dtype)
+    matmul_params = n_params(model)
+    model = training.lora_model(model, LORA, "CAUSAL_LM", gradient_checkpointing=args.grad_ckpt and not naive)
+    model.train()
+    params = [q for q in model.parameters() if q.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    if naive:
+        order = list(range(len(examples)))
+        batches = [order[i:i + args.batch] for i in range(0, len(order), args.batch)]
+        make = lambda b: pad_to_seq([examples[i] for i in b], args.seq)
+        loss_fn = lambda m, batch: m(**batch).loss
+    else:
+        batches = training.epoch_batches(lengths, args.batch, seed=0, epoch=0)
+        make = lambda b: training.collate([examples[i] for i in b], PAD_ID)
+        loss_fn = training.causal_answer_loss
+
+    def step(b):
+        batch = {k: v.to(args.device) for k, v in make(b).items()}
+        loss = loss_fn(model, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return batch["input_ids"].numel()
+
+    for b in batches[:args.warmup]:
+        step(b)
+    computed = 0
+    with Timer(args.device) as t:
+        for b in batches:
+            computed += step(b)
+    tok_s = real_tokens / t.seconds
+    peak = peak_flops(args.device)
+    return {"variant": variant + (" +ckpt" if args.grad_ckpt and not naive else ""),
+            "dtype": str(dtype).replace("torch.", ""), "steps": len(batches), "real_tok": real_tokens,
+            "computed_tok": computed, "pad_frac": 1 - real_tokens / computed, "seconds": t.seconds,
+            "real_tok/s": tok_s, "MFU": 4 * matmul_params * tok_s / peak if peak else None,
+            "peak_mem_GiB": peak_memory_gib(args.device)}
+
+
+print(f"bench_train: size {args.size}, device {describe(args.device)}, batch {args.batch}, "
+      f"{len(examples)} examples ({real_tokens} real tokens), seq {args.seq}")
+rows = []
+# Pipeline first: on CPU peak memory is the process's max RSS so far, so the (smaller) pipeline
+# footprint is measured before the naive run raises it.
+for variant in [v for v in ("pipeline", "naive") if args.only in (None, v)]:
+    try:
+        rows.append(run(variant))
+    except RuntimeError as err:
+        if not is_oom(err):
+            raise
+        rows.append({"variant": variant, "real_tok/s": "OOM"})
+    free_memory(args.device)
+base = next((r["real_tok/s"] for r in rows if r["variant"] == "naive"), None)
+for r in rows:
+    ok = isinstance(r.get("real_tok/s"), float) and isinstance(base, float)
+    r["vs_naive"] = f"{r['real_tok/s'] / base:.2f}x" if ok else "-"
+print_table(rows)
+print("real_tok/s: non-pad tokens per second; MFU: 4 x matmul params x real_tok/s / peak bf16 FLOP/s "
+      "(LoRA: forward 2N + input-gradient backward 2N); peak_mem: "
+      + ("torch.cuda.max_memory_allocated" if str(args.device).startswith("cuda") else "process max RSS so far"))

@@ -331,12 +331,12 @@ def render_pieces_html(name, pieces, direction=None) -> str:
         text = p["text"].replace("\n", "⏎").replace("\t", "⇥") or "∅"
         title = f"id {p['id']}: {p['token']!r}" + (" (byte piece)" if p.get("byte_piece") else "")
         spans.append(f'<span class="tok{" tok-byte" if p.get("byte_piece") else ""}" '
-                     f'style="{style};white-space:pre;unicode-bidi:isolate;padding:0 1px;margin:0 1px;border-radius:2px" '
+                     f'style="{style};display:inline-block;white-space:pre;unicode-bidi:isolate;padding:0 1px;margin:0 1px;border-radius:2px" '
                      f'title="{html.escape(title, quote=True)}">{html.escape(text)}</span>')
     n_bytes = sum(bool(p.get("byte_piece")) for p in pieces)
     return (f'<div class="tok-pieces"><div class="tok-name"><b>{html.escape(str(name))}</b>: '
             f'{len(pieces)} tokens, {n_bytes} byte pieces</div>'
-            f'<div dir="{direction}" style="line-height:1.9">{"".join(spans)}</div></div>')
+            f'<div dir="{direction}" style="line-height:1.9;display:flex;flex-wrap:wrap">{"".join(spans)}</div></div>')
 
 
 # ------------------------------------------------------------------------------- chat templates

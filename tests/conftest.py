@@ -1,7 +1,12 @@
-"""Shared pytest setup: makes workflow_scripts importable and points at the shared data."""
+"""Shared pytest setup: makes workflow_scripts importable, points at the shared data, and starts
+the local SLURM cluster for the tests that need one (skipped, with the reason, where it cannot start)."""
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
@@ -9,3 +14,38 @@ DATA_DIR = Path(os.environ.get("LORA_WF_DATA_DIR", REPO.parent / "shared" / "dat
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+START_SCRIPT = REPO / ".ci" / "start_slurm.sh"
+
+
+def _last_error_line(text: str) -> str:
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    for line in reversed(lines):
+        if "ERROR" in line:
+            return line
+    return lines[-1] if lines else "no output"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    if os.environ.get("SKIP_SLURM") == "1":
+        pytest.skip("SKIP_SLURM=1: not starting the local SLURM cluster")
+    if not START_SCRIPT.exists():
+        pytest.skip(f"{START_SCRIPT} missing")
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(
+            ["bash", str(START_SCRIPT)],
+            capture_output=True,
+            text=True,
+            timeout=900,  # a cold apt-get install can take a few minutes
+        )
+    except subprocess.TimeoutExpired as e:
+        pytest.skip(f"start_slurm.sh timed out after {e.timeout}s")
+    if proc.returncode != 0:
+        pytest.skip(
+            f"local SLURM cluster unavailable (rc={proc.returncode}): "
+            + _last_error_line(proc.stderr + "\n" + proc.stdout)
+        )
+    status = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    print(f"{status} [fixture {time.monotonic() - t0:.1f}s]")
+    return status

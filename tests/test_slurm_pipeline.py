@@ -7,11 +7,10 @@ import pytest
 
 import tiny
 from conftest import REPO
-from test_slurm_smoke import slurm_cluster  # noqa: F401  (fixture)
 
 
 @pytest.mark.slurm
-def test_pipeline_runs_on_slurm(slurm_cluster, tmp_path):  # noqa: F811
+def test_pipeline_runs_on_slurm(slurm_cluster, tmp_path):
     tiny.make_tiny_llama(tmp_path / "models" / "llama")
     work = tmp_path / "work"
     c = tiny.tiny_config(tmp_path / "models", work)
@@ -35,7 +34,7 @@ def test_pipeline_runs_on_slurm(slurm_cluster, tmp_path):  # noqa: F811
 
 
 @pytest.mark.slurm
-def test_requeued_finetune_resumes_from_checkpoint(slurm_cluster, tmp_path):  # noqa: F811
+def test_requeued_finetune_resumes_from_checkpoint(slurm_cluster, tmp_path):
     """Preemption as SLURM does it: `scontrol requeue` kills the running fine-tune job and starts it
     again under the same job id; the rerun must continue from the newest complete checkpoint."""
     import subprocess

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-START_SCRIPT = REPO / ".ci" / "start_slurm.sh"
 PROFILE = REPO / "profiles" / "slurm"
 
 SNAKEFILE = r'''
@@ -32,40 +31,6 @@ rule on_cluster:
     resources: mem_mb=100, runtime=5
     shell: 'echo "SLURM_JOB_ID=${{SLURM_JOB_ID:-none}}" > {output}; echo "host=$(hostname)" >> {output}'
 '''
-
-
-def _last_error_line(text: str) -> str:
-    lines = [l.strip() for l in text.splitlines() if l.strip()]
-    for line in reversed(lines):
-        if "ERROR" in line:
-            return line
-    return lines[-1] if lines else "no output"
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster():
-    if os.environ.get("SKIP_SLURM") == "1":
-        pytest.skip("SKIP_SLURM=1: not starting the local SLURM cluster")
-    if not START_SCRIPT.exists():
-        pytest.skip(f"{START_SCRIPT} missing")
-    t0 = time.monotonic()
-    try:
-        proc = subprocess.run(
-            ["bash", str(START_SCRIPT)],
-            capture_output=True,
-            text=True,
-            timeout=900,  # a cold apt-get install can take a few minutes
-        )
-    except subprocess.TimeoutExpired as e:
-        pytest.skip(f"start_slurm.sh timed out after {e.timeout}s")
-    if proc.returncode != 0:
-        pytest.skip(
-            f"local SLURM cluster unavailable (rc={proc.returncode}): "
-            + _last_error_line(proc.stderr + "\n" + proc.stdout)
-        )
-    status = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-    print(f"{status} [fixture {time.monotonic() - t0:.1f}s]")
-    return status
 
 
 def _snakemake(args, cwd, env=None, timeout=600):

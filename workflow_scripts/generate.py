@@ -25,8 +25,7 @@ with common.log_to(common.snakemake_log(snakemake)):
         return [{"id": r["id"], "instruction": r["instruction"], "input": r["input"], "reference": r["output"],
                  "output": o.strip()} for r, o in zip(part, outs)]
 
-    key = short_hash([s, adapter and sorted(p.stat().st_mtime_ns for p in Path(adapter).iterdir())])
-    chunk_dir = Path(snakemake.params.chunks) / key
+    chunk_dir = Path(snakemake.params.chunks) / short_hash([s, inference.weights_fingerprint(snakemake.input.model, adapter)])
     out = inference.run_chunked(rows, generate, chunk_dir, snakemake.params.chunk_size)
     common.write_jsonl(snakemake.output.generations, out)
     human_eval.write_template(snakemake.output.human_eval_template, [prompts[r["id"]] for r in out],

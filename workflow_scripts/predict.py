@@ -4,7 +4,6 @@ Run by rule predict (rules/inference.smk). Causal LMs answer a prompt (greedy ge
 to a label, or the most likely label); encoders take the argmax of their classification head.
 Work is saved in chunks under checkpoint_dir so a killed job resumes where it stopped.
 """
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -15,16 +14,6 @@ from lora_pipeline.config import short_hash
 s = json.loads(snakemake.params.settings)
 adapter = snakemake.input.get("adapter")
 labels = s["labels"]
-
-
-def run_key():
-    """Settings plus fingerprints of the weights, so chunks of another model are never reused."""
-    files = sorted(Path(snakemake.input.model).glob("*.safetensors"))
-    if adapter:
-        files += sorted(Path(adapter).glob("*.safetensors"))
-    prints = [hashlib.sha256(f.read_bytes()).hexdigest() if f.stat().st_size < 2**28
-              else f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
-    return short_hash([s, prints])
 
 
 with common.log_to(common.snakemake_log(snakemake)):
@@ -56,7 +45,7 @@ with common.log_to(common.snakemake_log(snakemake)):
                      "output": o, "output_ids": new, "output_tokens": [tok.decode([t]) for t in new]}
                     for r, (o, new) in zip(part, outs)]
 
-    chunk_dir = Path(snakemake.params.chunks) / run_key()
+    chunk_dir = Path(snakemake.params.chunks) / short_hash([s, inference.weights_fingerprint(snakemake.input.model, adapter)])
     preds = inference.run_chunked(rows, predict, chunk_dir, snakemake.params.chunk_size)
     common.write_jsonl(snakemake.output.predictions, preds)
     shutil.rmtree(chunk_dir, ignore_errors=True)

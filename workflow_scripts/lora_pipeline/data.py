@@ -68,6 +68,15 @@ def read_rows(path, fmt="auto", header=True, column_names=None):
         return [dict(zip(names, r)) for r in body]
 
 
+def _require_columns(rows, columns, source, rows_word, column_word, keys):
+    if not rows:
+        raise PipelineError(f"{source}: no {rows_word}; point the task at a non-empty file")
+    for col in columns:
+        if col not in rows[0]:
+            raise PipelineError(f"{source}: no {column_word} '{col}' ({column_word}s: {', '.join(map(str, rows[0]))}); "
+                                f"set {keys} in the config")
+
+
 def normalize(rows, task, source):
     """Map raw rows to {"id", "text", "label"} (classification) or {"id", "instruction", "input",
     "output"} (generation); raise on a missing column, an unknown label or an empty record."""
@@ -75,12 +84,7 @@ def normalize(rows, task, source):
         return normalize_generation(rows, task, source)
     text_col, label_col, labels = task["text_column"], task["label_column"], task["labels"]
     drop = set(task.get("drop_rows_with_label") or [])
-    if not rows:
-        raise PipelineError(f"{source}: no rows; point the task at a non-empty file")
-    for col in (text_col, label_col):
-        if col not in rows[0]:
-            raise PipelineError(f"{source}: no column '{col}' (columns: {', '.join(map(str, rows[0]))}); "
-                                f"set text_column/label_column or column_names in the config")
+    _require_columns(rows, (text_col, label_col), source, "rows", "column", "text_column/label_column or column_names")
     out = []
     for i, row in enumerate(rows):
         raw = row.get(label_col)
@@ -102,12 +106,7 @@ def normalize(rows, task, source):
 
 def normalize_generation(rows, task, source):
     ins, inp, outc = task["instruction_column"], task["input_column"], task["output_column"]
-    if not rows:
-        raise PipelineError(f"{source}: no records; point the task at a non-empty file")
-    for col in (ins, outc):
-        if col not in rows[0]:
-            raise PipelineError(f"{source}: no field '{col}' (fields: {', '.join(map(str, rows[0]))}); "
-                                f"set instruction_column/output_column in the config")
+    _require_columns(rows, (ins, outc), source, "records", "field", "instruction_column/output_column")
     out = []
     for i, row in enumerate(rows):
         instruction, output = str(row.get(ins) or "").strip(), str(row.get(outc) or "").strip()

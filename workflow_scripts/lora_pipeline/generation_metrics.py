@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .prompting import prompt_ids
+from .training import collate
 
 
 def _check_pairs(hyps, refs):
@@ -93,16 +94,9 @@ def perplexity(model, tokenizer, prompts, references, batch_size=8) -> dict:
     nll, ntok = [], []
     for start in range(0, len(encoded), batch_size):
         batch = encoded[start:start + batch_size]
-        width = max(len(ids) for ids, _ in batch)
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
-        for row, (ids, n_prompt) in enumerate(batch):
-            input_ids[row, :len(ids)] = torch.tensor(ids)
-            attention[row, :len(ids)] = 1
-            labels[row, n_prompt:len(ids)] = torch.tensor(ids[n_prompt:], dtype=torch.long)
-        logits = model(input_ids=input_ids.to(dev), attention_mask=attention.to(dev)).logits
-        logits, labels = logits[:, :-1], labels[:, 1:].to(dev)  # position t predicts token t+1
+        t = collate([{"input_ids": ids, "labels": [-100] * n_prompt + ids[n_prompt:]} for ids, n_prompt in batch], pad)
+        logits = model(input_ids=t["input_ids"].to(dev), attention_mask=t["attention_mask"].to(dev)).logits
+        logits, labels = logits[:, :-1], t["labels"][:, 1:].to(dev)  # position t predicts token t+1
         scored = labels != -100  # only reference positions go to float32 (large vocabularies)
         tok_nll = F.cross_entropy(logits[scored].float(), labels[scored], reduction="none")
         rows = scored.nonzero()[:, 0]

@@ -5,6 +5,7 @@ killed job resumes at the first unfinished chunk.
 Generation sorts prompts by length and left-pads each batch, which keeps padding small and
 gives the same greedy outputs as one prompt at a time (checked in tests).
 """
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,6 +14,27 @@ from tqdm import tqdm
 
 from .common import write_jsonl
 from .decoding import to_generate_kwargs
+
+def left_padded(seqs, pad):
+    """Token-id lists as one left-padded batch: (ids, attention mask)."""
+    width = max(len(p) for p in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, p in enumerate(seqs):
+        ids[row, width - len(p):] = torch.tensor(p)
+        mask[row, width - len(p):] = 1
+    return ids, mask
+
+
+def weights_fingerprint(model_dir, adapter=None):
+    """Fingerprints of a model's (and adapter's) safetensors: content hashes up to 256 MiB, else
+    name, size and mtime. Keys resumable chunks so chunks of other weights are never reused."""
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if adapter:
+        files += sorted(Path(adapter).glob("*.safetensors"))
+    return [hashlib.sha256(f.read_bytes()).hexdigest() if f.stat().st_size < 2**28
+            else f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
+
 
 def _length_sorted_batches(lengths, batch_size):
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -28,13 +50,8 @@ def generate(model, tokenizer, prompt_token_ids, decoding, progress=True, with_i
     outputs = [None] * len(prompt_token_ids)
     batches = _length_sorted_batches([len(p) for p in prompt_token_ids], decoding.get("batch_size", 16))
     for batch in tqdm(batches, desc="generate", disable=not progress, mininterval=5):
-        width = max(len(prompt_token_ids[i]) for i in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            p = prompt_token_ids[i]
-            ids[row, width - len(p):] = torch.tensor(p)
-            mask[row, width - len(p):] = 1
+        ids, mask = left_padded([prompt_token_ids[i] for i in batch], pad)
+        width = ids.shape[1]
         if kw.get("do_sample"):
             torch.manual_seed(decoding.get("seed", 0) + batch[0])
         out = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), pad_token_id=pad, **kw)
@@ -62,13 +79,7 @@ def label_logprobs(model, prompt_token_ids, label_token_ids, batch_size=16, prog
     scores = [None] * len(prompt_token_ids)
     batches = _length_sorted_batches([len(p) for p in prompt_token_ids], batch_size)
     for batch in tqdm(batches, desc="label likelihood", disable=not progress, mininterval=5):
-        width = max(len(prompt_token_ids[i]) for i in batch)
-        ids = torch.zeros((len(batch), width), dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            p = prompt_token_ids[i]
-            ids[row, width - len(p):] = torch.tensor(p)
-            mask[row, width - len(p):] = 1
+        ids, mask = left_padded([prompt_token_ids[i] for i in batch], 0)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         # only the last prompt position's logits are needed: skip the vocabulary projection of the rest
         out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,

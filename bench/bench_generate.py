@@ -1,11 +1,19 @@
-"""Greedy generation throughput: the pipeline's inference.generate (prompts sorted by length,
-left-padded, batched) against the naive style of the original studies (model.generate on one
-prompt at a time), in one process, on the same random-weight LLaMA-architecture model.
+"""Greedy generation throughput: the pipeline's inference.generate against the naive style of the
+original studies, in one process, on a random-weight LLaMA-architecture model.
 
-Also checks that batching changes nothing: each prompt's batched new tokens are compared with
-its unbatched ones. (In fp32 they should all match; bf16 padding can flip a near-tie argmax.)
-Random weights rarely pick the end-of-sequence id, so most prompts run the full --new-tokens;
-the rates count the new tokens actually generated.
+  naive (fp32, 1 at a time) : fp32 weights, model.generate on one prompt at a time, no padding
+  pipeline                  : the pipeline's dtype (--dtype auto: bf16 on a GPU, fp32 on CPU),
+                              inference.generate: prompts sorted by length, left-padded, batched
+  pipeline static cache     : the same with decoding {"cache": "static"} (a preallocated KV cache),
+                              plus "compile": True on a GPU (transformers compiles the decoding
+                              step; --no-compile turns that off)
+
+Both models hold the same weights up to rounding (common.build_llama). The check after the table
+compares each pipeline variant's new token ids with one-prompt-at-a-time greedy generation in the
+pipeline's own dtype: batching must change nothing. (On CPU the pipeline's dtype is fp32, so the
+naive run is that reference. In bf16 padding can flip a near-tie argmax; the line then shows where
+outputs first differ.) Random weights seldom pick the end-of-sequence id, so most prompts run the
+full --new-tokens; the rates count the new tokens actually generated.
 
 Run:  python bench/bench_generate.py --size tiny --prompts 16 --new-tokens 16   (CPU, seconds)
       python bench/bench_generate.py --size 7b --prompts 64 --new-tokens 64     (GPU)
@@ -14,8 +22,9 @@ import argparse
 
 import torch
 
-from common import (LORA, StubTokenizer, Timer, build_llama, default_device, describe, peak_memory_gib,
-                    pipeline_dtype, print_table, reset_peak_memory, synthetic_examples)
+from common import (LORA, StubTokenizer, Timer, add_ratio, build_llama, compare_outputs, default_device, describe,
+                    dtype_name, free_memory, generate_one_at_a_time, peak_memory_gib, pipeline_dtype, print_table,
+                    reset_peak_memory, synthetic_examples)
 from lora_pipeline import inference, training
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -24,57 +33,79 @@ p.add_argument("--prompts", type=int, default=64)
 p.add_argument("--new-tokens", type=int, default=64)
 p.add_argument("--batch", type=int, default=64, help="inference.generate batch_size")
 p.add_argument("--vocab", type=int, default=32000)
-p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="auto: bf16 GPU, fp32 CPU")
+p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="pipeline dtype")
+p.add_argument("--no-compile", action="store_true", help="static cache variant without torch.compile on a GPU")
 p.add_argument("--lora", action="store_true", help="wrap in an (unmerged) LoRA adapter, as predict.py runs")
 p.add_argument("--device", default=default_device())
 args = p.parse_args()
 
 dtype = pipeline_dtype(args.device, args.dtype)
-model = build_llama(args.size, args.vocab, args.device, dtype)
-if args.lora:
-    model = training.lora_model(model, LORA, "CAUSAL_LM")
-model.eval()
+on_gpu = str(args.device).startswith("cuda")
+compile_ = on_gpu and not args.no_compile
 tok = StubTokenizer()
 prompts = [e["prompt"] for e in synthetic_examples(args.prompts, args.vocab, seed=1)]
-decoding = {"max_new_tokens": args.new_tokens, "batch_size": args.batch}
 
 
-@torch.no_grad()
-def naive(prompt_list):
-    outs = []
-    for prompt in prompt_list:
-        ids = torch.tensor([prompt], device=args.device)
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.new_tokens,
-                             do_sample=False, pad_token_id=tok.pad_token_id)
-        outs.append(out[0, len(prompt):].tolist())
-    return outs
+def make_model(dt):
+    model = build_llama(args.size, args.vocab, args.device, dt)
+    if args.lora:
+        model = training.lora_model(model, LORA, "CAUSAL_LM")
+    return model.eval()
 
 
-def pipeline(prompt_list):
-    return [new for _, new in inference.generate(model, tok, prompt_list, decoding, progress=False, with_ids=True)]
+def pipeline(model, decoding):
+    return lambda ps: [new for _, new in inference.generate(model, tok, ps, decoding, progress=False, with_ids=True)]
 
 
-print(f"bench_generate: size {args.size}, device {describe(args.device)}, {str(dtype).replace('torch.', '')}"
-      f"{' + LoRA' if args.lora else ''}, {args.prompts} prompts "
-      f"({min(map(len, prompts))}..{max(map(len, prompts))} tokens), max {args.new_tokens} new tokens, greedy")
-rows, outputs = [], {}
-for name, fn in (("naive (1 at a time)", naive), (f"pipeline (batch {args.batch})", pipeline)):
-    fn(prompts[:2])  # warm-up
+def timed(name, dt, fn, warm):
+    """Warm up on `warm` prompts, then time fn on all of them: (row, outputs)."""
+    fn(warm)
     reset_peak_memory(args.device)
     with Timer(args.device) as t:
-        outputs[name] = fn(prompts)
-    n_new = sum(map(len, outputs[name]))
-    rows.append({"variant": name, "prompts": len(prompts), "new_tokens": n_new, "seconds": t.seconds,
-                 "new_tok/s": n_new / t.seconds, "prompts/s": len(prompts) / t.seconds,
-                 "peak_mem_GiB": peak_memory_gib(args.device)})
-for r in rows:
-    r["vs_naive"] = f"{r['new_tok/s'] / rows[0]['new_tok/s']:.2f}x"
-print_table(rows)
+        outs = fn(prompts)
+    n_new = sum(map(len, outs))
+    return {"variant": name, "dtype": dtype_name(dt), "prompts": len(prompts),
+            "new_tokens": n_new, "seconds": t.seconds, "new_tok/s": n_new / t.seconds,
+            "prompts/s": len(prompts) / t.seconds, "peak_mem_GiB": peak_memory_gib(args.device)}, outs
 
-a, b = outputs.values()
-same = sum(x == y for x, y in zip(a, b))
-print(f"batched == unbatched: {same}/{len(prompts)} prompts identical")
-diverge = [next((k for k, (u, v) in enumerate(zip(x, y)) if u != v), min(len(x), len(y)))
-           for x, y in zip(a, b) if x != y]
-if diverge:
-    print(f"  differing prompts first differ at new-token positions {sorted(diverge)[:20]}")
+
+print(f"bench_generate: size {args.size}, device {describe(args.device)}, pipeline {dtype_name(dtype)}"
+      f"{' + LoRA' if args.lora else ''}, {args.prompts} prompts ({min(map(len, prompts))}..{max(map(len, prompts))} "
+      f"tokens), max {args.new_tokens} new tokens, greedy, batch {args.batch}")
+base = {"max_new_tokens": args.new_tokens, "batch_size": args.batch}
+static = dict(base, cache="static", compile=compile_)
+names = {"naive": "naive (fp32, 1 at a time)", "pipe": f"pipeline (batch {args.batch})",
+         "static": "pipeline static cache" + (" +compile" if compile_ else "")}
+rows, outputs = [], {}
+
+naive_model = make_model(torch.float32)
+row, outputs["naive"] = timed(names["naive"], torch.float32,
+                              lambda ps: generate_one_at_a_time(naive_model, ps, args.new_tokens), prompts[:2])
+rows.append(row)
+if dtype == torch.float32:
+    model = naive_model  # same dtype, same weights: one model, and the naive outputs are the reference
+else:
+    del naive_model
+    free_memory(args.device)
+    model = make_model(dtype)
+# Batched variants warm up on every prompt: the same batch shapes as the timed run (compile included).
+row, outputs["pipe"] = timed(names["pipe"], dtype, pipeline(model, base), prompts)
+rows.append(row)
+row, outputs["static"] = timed(names["static"], dtype, pipeline(model, static), prompts)
+rows.append(row)
+if dtype == torch.float32:
+    reference = outputs["naive"]
+else:
+    reference = generate_one_at_a_time(model, prompts, args.new_tokens)
+for r, key in zip(rows[1:], ("pipe", "static")):
+    same, _ = compare_outputs(outputs[key], reference)
+    r["same_as_1x1"] = f"{same}/{len(prompts)}"
+add_ratio(rows, "new_tok/s", rows[0], "vs_naive")
+print_table(rows)
+print(f"same_as_1x1: prompts whose new token ids equal one-prompt-at-a-time greedy generate in {dtype_name(dtype)} "
+      f"(the pipeline's dtype); peak_mem: "
+      + ("torch.cuda.max_memory_allocated (weights included)" if on_gpu else "process max RSS so far"))
+for key in ("pipe", "static"):
+    same, first = compare_outputs(outputs[key], reference)
+    line = "all identical" if same == len(prompts) else f"{len(prompts) - same} differ, first at new-token positions {first[:20]}"
+    print(f"batched == unbatched, {names[key]}: {same}/{len(prompts)} identical; {line}")

@@ -1,26 +1,33 @@
 """LoRA training throughput: the pipeline's own training code against the naive style of the
 original studies, in one process, on a random-weight LLaMA-architecture model.
 
-  naive    : fp32 weights, every example right-padded to --seq, loss = model(**batch).loss
-             (LM head and cross-entropy over every position's full-vocabulary logits)
-  pipeline : bf16 on a GPU (fp32 on CPU), batches from training.epoch_batches (length-grouped),
-             training.collate (pad to the batch's longest), training.causal_answer_loss
-             (LM head on answer positions only), optional gradient checkpointing (--grad-ckpt)
+  naive             : fp32 weights, every example right-padded to --seq, loss = model(**batch).loss
+                      (LM head and cross-entropy over every position's full-vocabulary logits)
+  pipeline          : the pipeline's dtype (--dtype auto: bf16 on a GPU, fp32 on CPU), batches from
+                      training.epoch_batches (length-grouped), training.make_batch without packing
+                      (pad to the batch's longest), training.causal_answer_loss (LM head on answer
+                      positions only, in chunks)
+  pipeline +packing : the same, but make_batch with {"packing": True, "pack_length": --pack-length}:
+                      each batch's examples laid end to end in rows, position ids restarting per
+                      example, no padding between them
 
-Both wrap the model with training.lora_model (r 16, alpha 32, q/k/v/o) and take AdamW steps on the
-LoRA parameters with gradient clipping, like training.train. Both see the same --steps * --batch
-synthetic examples (prompts 32..480 tokens, answers 1..8, prompt masked with -100), so they do
-the same useful work; only padding, precision and the loss path differ.
+--grad-ckpt adds gradient checkpointing to the two pipeline variants. All three wrap the model
+with training.lora_model (r 16, alpha 32, q/k/v/o) and take AdamW steps on the LoRA parameters
+with gradient clipping, like training.train, over the same --steps * --batch synthetic examples
+(prompts 32..480 tokens, answers 1..8, prompt masked with -100): the same useful work; only
+padding, precision and the loss path differ. A last line checks that the first batch's loss is
+the same packed and padded (same weights).
 
-Run:  python bench/bench_train.py --size tiny --steps 4 --batch 4          (CPU, seconds)
-      python bench/bench_train.py --size 7b --steps 20 --batch 8 --grad-ckpt (GPU)
+Run:  python bench/bench_train.py --size tiny --steps 4 --batch 4            (CPU, seconds)
+      python bench/bench_train.py --size 7b --steps 20 --batch 8 --grad-ckpt   (GPU)
 """
 import argparse
 
 import torch
 
-from common import (LORA, PAD_ID, Timer, build_llama, default_device, describe, free_memory, is_oom, n_params,
-                    peak_flops, peak_memory_gib, pipeline_dtype, print_table, reset_peak_memory, synthetic_examples)
+from common import (LORA, PAD_ID, Timer, add_ratio, build_llama, default_device, describe, dtype_name, free_memory,
+                    is_oom, n_params, peak_flops, peak_memory_gib, pipeline_dtype, print_table, reset_peak_memory,
+                    synthetic_examples)
 from lora_pipeline import training
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -29,11 +36,12 @@ p.add_argument("--steps", type=int, default=8, help="timed optimizer steps per v
 p.add_argument("--warmup", type=int, default=1, help="untimed steps first (the first batches again)")
 p.add_argument("--batch", type=int, default=8)
 p.add_argument("--seq", type=int, default=512, help="naive pads every example to this length")
+p.add_argument("--pack-length", type=int, default=None, help="row length of the packed variant (default: --seq, as the pipeline uses max_length)")
 p.add_argument("--vocab", type=int, default=32000)
-p.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing in the pipeline variant")
+p.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing in the pipeline variants")
 p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="pipeline dtype")
 p.add_argument("--device", default=default_device())
-p.add_argument("--only", choices=["naive", "pipeline"], help="run one variant")
+p.add_argument("--only", choices=["naive", "pipeline", "packing"], help="run one variant")
 args = p.parse_args()
 
 answer_len = (1, 8)
@@ -42,6 +50,10 @@ examples = synthetic_examples(args.steps * args.batch, args.vocab, seed=0,
                               answer_len=answer_len)
 lengths = [len(e["input_ids"]) for e in examples]
 real_tokens = sum(lengths)
+batches = training.epoch_batches(lengths, args.batch, seed=0, epoch=0)  # both pipeline variants
+args.pack_length = args.pack_length or args.seq
+PACKED = {"packing": True, "pack_length": args.pack_length}
+PADDED = {"packing": False}
 
 
 def pad_to_seq(exs, seq):
@@ -55,29 +67,47 @@ def pad_to_seq(exs, seq):
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def to_device(batch):
+    return {k: v.to(args.device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def packed_vs_padded(model, b):
+    """Loss of batch b computed from the padded batch and from the packed one, same weights."""
+    exs = [examples[i] for i in b]
+    padded = training.causal_answer_loss(model, to_device(training.make_batch(exs, PAD_ID, PADDED)))
+    packed = training.causal_answer_loss(model, to_device(training.make_batch(exs, PAD_ID, PACKED)))
+    return float(padded), float(packed)
+
+
 def run(variant):
     naive = variant == "naive"
+    ckpt = args.grad_ckpt and not naive
     dtype = torch.float32 if naive else pipeline_dtype(args.device, args.dtype)
     free_memory(args.device)
-    reset_peak_memory(args.device)
     model = build_llama(args.size, args.vocab, args.device, dtype)
+    reset_peak_memory(args.device)  # after the build (drawn in fp32, then cast); the weights still count
     matmul_params = n_params(model)
-    model = training.lora_model(model, LORA, "CAUSAL_LM", gradient_checkpointing=args.grad_ckpt and not naive)
+    model = training.lora_model(model, LORA, "CAUSAL_LM", gradient_checkpointing=ckpt)
     model.train()
     params = [q for q in model.parameters() if q.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
+    check = None
     if naive:
         order = list(range(len(examples)))
-        batches = [order[i:i + args.batch] for i in range(0, len(order), args.batch)]
+        runs = [order[i:i + args.batch] for i in range(0, len(order), args.batch)]
         make = lambda b: pad_to_seq([examples[i] for i in b], args.seq)
         loss_fn = lambda m, batch: m(**batch).loss
     else:
-        batches = training.epoch_batches(lengths, args.batch, seed=0, epoch=0)
-        make = lambda b: training.collate([examples[i] for i in b], PAD_ID)
+        runs = batches
+        cfg = PACKED if variant == "pipeline +packing" else PADDED
+        make = lambda b: training.make_batch([examples[i] for i in b], PAD_ID, cfg)
         loss_fn = training.causal_answer_loss
+        if cfg is PACKED:
+            check = packed_vs_padded(model, runs[0])  # before any step: the freshly built weights
 
     def step(b):
-        batch = {k: v.to(args.device) for k, v in make(b).items()}
+        batch = to_device(make(b))
         loss = loss_fn(model, batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -85,39 +115,49 @@ def run(variant):
         opt.zero_grad(set_to_none=True)
         return batch["input_ids"].numel()
 
-    for b in batches[:args.warmup]:
+    for b in runs[:args.warmup]:
         step(b)
     computed = 0
     with Timer(args.device) as t:
-        for b in batches:
+        for b in runs:
             computed += step(b)
     tok_s = real_tokens / t.seconds
     peak = peak_flops(args.device)
-    return {"variant": variant + (" +ckpt" if args.grad_ckpt and not naive else ""),
-            "dtype": str(dtype).replace("torch.", ""), "steps": len(batches), "real_tok": real_tokens,
-            "computed_tok": computed, "pad_frac": 1 - real_tokens / computed, "seconds": t.seconds,
-            "real_tok/s": tok_s, "MFU": 4 * matmul_params * tok_s / peak if peak else None,
-            "peak_mem_GiB": peak_memory_gib(args.device)}
+    row = {"variant": variant + (" +ckpt" if ckpt else ""), "dtype": dtype_name(dtype), "steps": len(runs),
+           "real_tok": real_tokens, "computed_tok": computed, "pad_frac": 1 - real_tokens / computed,
+           "seconds": t.seconds, "real_tok/s": tok_s, "MFU": 4 * matmul_params * tok_s / peak if peak else None,
+           "peak_mem_GiB": peak_memory_gib(args.device)}
+    return row, check
 
 
 print(f"bench_train: size {args.size}, device {describe(args.device)}, batch {args.batch}, "
-      f"{len(examples)} examples ({real_tokens} real tokens), seq {args.seq}")
-rows = []
-# Pipeline first: on CPU peak memory is the process's max RSS so far, so the (smaller) pipeline
-# footprint is measured before the naive run raises it.
-for variant in [v for v in ("pipeline", "naive") if args.only in (None, v)]:
+      f"{len(examples)} examples ({real_tokens} real tokens), naive seq {args.seq}, pack length {args.pack_length}")
+variants = {"pipeline": "pipeline", "packing": "pipeline +packing", "naive": "naive"}
+rows, check = [], None
+# Pipeline variants first: on CPU peak memory is the process's max RSS so far, so the (smaller)
+# pipeline footprints are measured before the naive run raises it.
+for key, variant in variants.items():
+    if args.only not in (None, key):
+        continue
     try:
-        rows.append(run(variant))
+        row, c = run(variant)
+        check = c or check
     except RuntimeError as err:
         if not is_oom(err):
             raise
-        rows.append({"variant": variant, "real_tok/s": "OOM"})
+        row = {"variant": variant, "real_tok/s": "OOM"}
+    rows.append(row)
     free_memory(args.device)
-base = next((r["real_tok/s"] for r in rows if r["variant"] == "naive"), None)
-for r in rows:
-    ok = isinstance(r.get("real_tok/s"), float) and isinstance(base, float)
-    r["vs_naive"] = f"{r['real_tok/s'] / base:.2f}x" if ok else "-"
+add_ratio(rows, "real_tok/s", next((r for r in rows if r["variant"] == "naive"), None), "vs_naive")
 print_table(rows)
-print("real_tok/s: non-pad tokens per second; MFU: 4 x matmul params x real_tok/s / peak bf16 FLOP/s "
-      "(LoRA: forward 2N + input-gradient backward 2N); peak_mem: "
+print("real_tok/s: non-pad tokens per second; pad_frac: 1 - real_tok / computed_tok (computed: numel of the "
+      "input_ids fed in); MFU: 4 x matmul params x real_tok/s / peak bf16 FLOP/s (LoRA: forward 2N + "
+      "input-gradient backward 2N); peak_mem: "
       + ("torch.cuda.max_memory_allocated" if str(args.device).startswith("cuda") else "process max RSS so far"))
+if check:
+    padded, packed = check
+    tol = 1e-4 if pipeline_dtype(args.device, args.dtype) == torch.float32 else 2e-2
+    rel = abs(packed - padded) / abs(padded)
+    print(f"first batch loss, same weights: padded {padded:.6f}, packed {packed:.6f}, "
+          f"|diff| {abs(packed - padded):.2e} ({rel:.1e} relative): {'equal' if rel < tol else 'NOT EQUAL'} "
+          f"(tolerance {tol:g} relative for {dtype_name(pipeline_dtype(args.device, args.dtype))})")

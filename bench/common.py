@@ -1,5 +1,6 @@
 """Shared helpers for the bench/ scripts: a random-weight LLaMA-architecture model, synthetic
-prompt/answer examples, a tokenizer stub, timing, peak memory, peak FLOPs and a table printer.
+prompt/answer examples, a tokenizer stub, one-prompt-at-a-time greedy generation (the naive
+style), timing, peak memory, peak FLOPs, output comparison and a table printer.
 
 Not run directly; the bench_*.py scripts import it (`from common import ...`). Importing it puts
 <repo>/workflow_scripts on sys.path, so `from lora_pipeline import training, inference` works.
@@ -32,29 +33,35 @@ SIZES = {
 
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 def default_device():
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def pipeline_dtype(device, name="auto"):
-    """The pipeline's usual dtype: bf16 on a GPU, fp32 on CPU (or the one named)."""
-    if name != "auto":
-        return DTYPES[name]
-    return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    """The pipeline's dtype, from its own models.resolve_dtype: 'auto' is bf16 on a bf16-capable
+    GPU and fp32 otherwise (CPU); any other name is that dtype."""
+    from lora_pipeline.models import resolve_dtype
+
+    return resolve_dtype(name, device)
+
+
+def dtype_name(dtype):
+    return str(dtype).replace("torch.", "")
 
 
 def build_llama(size, vocab=32000, device="cpu", dtype=torch.float32):
-    """LlamaForCausalLM with random weights, built directly on `device` in `dtype`, SDPA attention."""
+    """LlamaForCausalLM with random weights, built directly on `device`, SDPA attention. The weights
+    are drawn in fp32 from a fixed seed and then cast to `dtype` (one tensor at a time), so models
+    of every dtype hold the same weights up to rounding."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(vocab_size=vocab, max_position_embeddings=4096, pad_token_id=PAD_ID, bos_token_id=BOS_ID,
                       eos_token_id=EOS_ID, tie_word_embeddings=False, **SIZES[size])
     torch.manual_seed(0)
     with torch.device(device):
-        model = LlamaForCausalLM._from_config(cfg, dtype=dtype, attn_implementation="sdpa")
+        model = LlamaForCausalLM._from_config(cfg, dtype=torch.float32, attn_implementation="sdpa")
+    model.to(dtype)
     model.generation_config.pad_token_id = PAD_ID
     model.generation_config.eos_token_id = EOS_ID
     return model
@@ -90,6 +97,36 @@ def synthetic_examples(n, vocab=32000, seed=0, prompt_len=(32, 480), answer_len=
         out.append({"input_ids": prompt + answer, "labels": [-100] * len(prompt) + answer,
                     "prompt": prompt, "answer": answer})
     return out
+
+
+@torch.no_grad()
+def generate_one_at_a_time(model, prompts, max_new_tokens):
+    """The original studies' style: model.generate on each prompt alone (no padding, no attention
+    mask needed), greedy. Returns each prompt's new token ids (EOS included when it ends early)."""
+    dev = next(model.parameters()).device
+    outs = []
+    for prompt in prompts:
+        ids = torch.tensor([prompt], device=dev)
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                             do_sample=False, pad_token_id=PAD_ID)
+        outs.append(out[0, len(prompt):].tolist())
+    return outs
+
+
+def compare_outputs(a, b):
+    """(number of identical sequences, sorted first differing positions of the others)."""
+    same = sum(x == y for x, y in zip(a, b))
+    first = sorted(next((k for k, (u, v) in enumerate(zip(x, y)) if u != v), min(len(x), len(y)))
+                   for x, y in zip(a, b) if x != y)
+    return same, first
+
+
+def add_ratio(rows, rate_key, base_row, column):
+    """rows[i][column] = rows[i][rate_key] / base_row[rate_key] as '1.23x' ('-' where either is missing)."""
+    base = base_row.get(rate_key) if base_row else None
+    for r in rows:
+        ok = isinstance(r.get(rate_key), float) and isinstance(base, float)
+        r[column] = f"{r[rate_key] / base:.2f}x" if ok else "-"
 
 
 def sync(device):

@@ -39,6 +39,8 @@ def test_bad_decoding_value(work):
     assert "tasks.emotion.decoding.num_beams: 0 is less than the minimum of 1" in error_of(w, c)
     c["tasks"]["emotion"]["decoding"].update(num_beams=1, do_sample=True, temperature=0)
     assert "do_sample with temperature 0" in error_of(w, c)
+    c["tasks"]["emotion"]["decoding"].update(do_sample=False, compile=True)
+    assert "compile needs cache: static" in error_of(w, c)
 
 
 def test_undefined_model(work):

@@ -18,8 +18,9 @@ def gen_config(models_dir, work, he_path):
         "sample": {"train": 16, "validation": 4, "test": 6}, "prompt_style": "alpaca",
         "models": ["tiny_llama"],
         "finetune": {"tiny_llama": {"lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
-                                    "training": {"max_steps": 2, "batch_size": 8, "max_length": 128, "eval_every": 1}}},
-        "decodings": {"greedy": {"max_new_tokens": 6}},
+                                    "training": {"max_steps": 2, "batch_size": 8, "max_length": 128, "eval_every": 1,
+                                                 "packing": True, "pack_length": 256}}},
+        "decodings": {"greedy": {"max_new_tokens": 6, "cache": "static"}},  # the grid points use the dynamic cache
         "decoding_grid": {"base": {"max_new_tokens": 6}, "grid": {"top_k": [5], "temperature": [0, 0.7]}},
         "bootstrap": 50,
         "human_eval": {"tiny_llama/zeroshot/greedy": str(he_path)},
@@ -67,7 +68,14 @@ def test_greedy_and_temperature_zero_agree_sampling_differs(run):
     work, _, _ = run
     out = {p: [r["output"] for r in read_jsonl(work / f"results/alpaca/tiny_llama/zeroshot/gen/{p}/generations.jsonl")]
            for p in POINTS}
-    assert out["greedy"] == out["topk5_t0"]
+    assert out["greedy"] == out["topk5_t0"]  # also: static cache == dynamic cache
+
+
+def test_fine_tune_packed_its_batches(run):
+    work, _, _ = run
+    log = tiny.read_json(work / "results/alpaca/tiny_llama/lora/train_log.json")
+    assert log["packing"] is True and log["final_step"] == 2
+    assert 0 <= log["padding_fraction"] < 0.5
 
 
 def test_human_scores_imported(run):

@@ -134,3 +134,135 @@ def test_sampling_is_seeded(llama):
     b = inference.generate(model, tok, ids, d, progress=False)
     c = inference.generate(model, tok, ids, dict(d, seed=8), progress=False)
     assert a == b and a != c
+
+
+def _lora_copy(llama, seed=0):
+    """A LoRA copy without dropout (so two layouts of one batch see the same function)."""
+    import copy
+
+    torch.manual_seed(seed)
+    m = training.lora_model(copy.deepcopy(llama[0]), {"r": 4, "alpha": 8, "dropout": 0.0,
+                                                      "target_modules": ["q_proj", "v_proj"]}, "CAUSAL_LM")
+    for n, p in m.named_parameters():  # non-zero LoRA B, so the adapter changes the outputs
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.05)
+    return m
+
+
+def test_packed_batch_gives_same_loss_and_gradients_as_padded(llama):
+    tok = llama[1]
+    examples = _examples(tok, 7)
+    packed = training.collate_packed(examples, tok.pad_token_id, row_length=64)
+    padded = training.collate(examples, tok.pad_token_id)
+    assert packed["input_ids"].shape[0] < len(examples)  # several examples share a row
+    assert "attention_mask" not in packed
+    assert (packed["labels"] != -100).sum() == (padded["labels"][:, 1:] != -100).sum()
+    model = _lora_copy(llama)
+    model.train()
+    grads = []
+    losses = []
+    for batch in (padded, packed):
+        model.zero_grad()
+        loss = training.causal_answer_loss(model, batch)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], rtol=1e-4, atol=1e-6)
+
+
+def test_packed_examples_do_not_see_each_other(llama):
+    """Changing one packed example's tokens changes nothing in the loss of its row neighbours."""
+    model, tok = llama
+    a, b = _examples(tok, 2)
+    packed = training.collate_packed([a, b], tok.pad_token_id, row_length=128)
+    assert packed["input_ids"].shape[0] == 1  # both in one row
+    other = dict(b, input_ids=[t if k == 0 else (t + 7) % 1000 for k, t in enumerate(b["input_ids"])])
+    first = "a" if packed["input_ids"][0, :len(a["input_ids"])].tolist() == a["input_ids"] else "b"
+    with torch.no_grad():
+        h1 = model.model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).last_hidden_state
+        p2 = training.collate_packed([a, other], tok.pad_token_id, row_length=128)
+        h2 = model.model(input_ids=p2["input_ids"], position_ids=p2["position_ids"], use_cache=False).last_hidden_state
+    n_a = len(a["input_ids"])
+    span = slice(0, n_a) if first == "a" else slice(len(b["input_ids"]), len(b["input_ids"]) + n_a)
+    torch.testing.assert_close(h1[0, span], h2[0, span])
+    assert not torch.allclose(h1, h2)
+    # and a's hidden states equal those of a run alone
+    with torch.no_grad():
+        alone = model.model(input_ids=torch.tensor([a["input_ids"]])).last_hidden_state
+    torch.testing.assert_close(h1[0, span], alone[0], rtol=1e-4, atol=1e-5)
+
+
+def test_pack_rows_fill_rows_and_keep_every_example():
+    lengths = [50, 10, 30, 60, 5, 45, 200]
+    rows = training.pack_rows(lengths, 64)
+    assert sorted(i for r in rows for i in r) == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in r) <= 64 for r in rows if len(r) > 1)
+    assert [6] in rows  # longer than a row: a row of its own
+    assert len(rows) == 5  # 200 | 60 | 50+10 | 45+5 | 30 (first-fit decreasing)
+
+
+def test_chunked_answer_loss_equals_unchunked(llama):
+    tok = llama[1]
+    batch = training.collate(_examples(tok, 6), tok.pad_token_id)
+    model = _lora_copy(llama)
+    out = []
+    for chunk in (10_000, 3):
+        model.zero_grad()
+        loss = training.causal_answer_loss(model, batch, chunk=chunk)
+        loss.backward()
+        out.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
+    assert training.n_loss_tokens(batch) > 3  # really more than one chunk
+    torch.testing.assert_close(out[1][0], out[0][0], rtol=1e-5, atol=1e-6)
+    for n in out[0][1]:
+        torch.testing.assert_close(out[1][1][n], out[0][1][n], rtol=1e-4, atol=1e-7)
+
+
+def test_training_with_packing_matches_padded_training(llama, tmp_path):
+    tok = llama[1]
+    train, val = _examples(tok, 12), _examples(tok, 4)
+    cfg = dict(CFG, epochs=1, checkpoint_every=100)
+    logs = []
+    for packing in (False, True):
+        m = _lora_copy(llama, seed=1)
+        logs.append(training.train(m, train, val, dict(cfg, packing=packing, pack_length=128),
+                                   tmp_path / str(packing), tok.pad_token_id, torch.device("cpu")))
+    assert len(logs[0]["history"]) == len(logs[1]["history"]) == 3
+    assert [h["train_loss"] for h in logs[1]["history"]] == pytest.approx([h["train_loss"] for h in logs[0]["history"]],
+                                                                          rel=1e-4)
+
+
+def test_static_cache_generation_equals_dynamic(llama):
+    model, tok = llama
+    ids = [tok(p)["input_ids"] for p in PROMPTS]
+    dynamic = inference.generate(model, tok, ids, {"max_new_tokens": 6, "batch_size": 3}, progress=False)
+    static = inference.generate(model, tok, ids, {"max_new_tokens": 6, "batch_size": 3, "cache": "static"},
+                                progress=False)
+    assert static == dynamic
+
+
+def test_label_likelihood_with_lora_and_many_labels_picks_direct_argmax(llama):
+    """Through an unmerged adapter and with 1..3-token labels sharing first tokens, the one-pass
+    scores give the same argmax as scoring each prompt + label on its own."""
+    model = _lora_copy(llama).eval()
+    tok = llama[1]
+    labels = [" joy", " joyful", " anger", " angry mood", " sad", " sadness", " love", " fear of it"]
+    label_ids = [tok(lab, add_special_tokens=False)["input_ids"] for lab in labels]
+    ids = [tok(p)["input_ids"] for p in PROMPTS]
+    scores = inference.label_logprobs(model, ids, label_ids, batch_size=2, progress=False)
+    for p, row in zip(ids, scores):
+        direct = []
+        for lab in label_ids:
+            with torch.no_grad():
+                logp = torch.log_softmax(model(torch.tensor([p + lab])).logits[0].float(), -1)
+            direct.append(sum(float(logp[len(p) - 1 + k, t]) for k, t in enumerate(lab)))
+        assert row == pytest.approx(direct, abs=1e-4)
+        assert max(range(len(row)), key=row.__getitem__) == max(range(len(direct)), key=direct.__getitem__)
+
+
+def test_auto_dtype_is_float32_on_cpu():
+    from lora_pipeline import models
+
+    assert models.resolve_dtype("auto", "cpu") == torch.float32
+    assert models.resolve_dtype("bfloat16", "cpu") == torch.bfloat16

@@ -149,7 +149,10 @@ def check_resources(config, default_resources=()):
     for name in sorted(used):
         model = config["models"][name]
         res = model["resources"]
-        need = model["params_b"] * BYTES_PER_PARAM[model["dtype"]] * 1.25  # GB: weights + 25% working memory
+        dtype = model["dtype"]
+        if dtype == "auto":  # bf16 on a GPU, float32 on CPU (models.resolve_dtype)
+            dtype = "bfloat16" if res["gpus"] > 0 else "float32"
+        need = model["params_b"] * BYTES_PER_PARAM[dtype] * 1.25  # GB: weights + 25% working memory
         if res["gpus"] > 0 and res["gpu_mem_gb"] > 0:
             have, what = res["gpus"] * res["gpu_mem_gb"], "resources.gpus x gpu_mem_gb"
         elif res["gpus"] > 0:
@@ -157,7 +160,7 @@ def check_resources(config, default_resources=()):
         else:
             have, what = res["mem_mb"] / 1000, "resources.mem_mb"
         if need > have:
-            raise ConfigError(f"models.{name}: {model['params_b']}B parameters in {model['dtype']} need about {need:.0f} GB, "
+            raise ConfigError(f"models.{name}: {model['params_b']}B parameters in {dtype} need about {need:.0f} GB, "
                               f"but its jobs ask for {have:.0f} GB ({what}); raise it or pick a smaller model or dtype")
         if slurm and model["params_b"] >= 1 and res["gpus"] == 0:
             raise ConfigError(f"models.{name}: a {model['params_b']}B model's jobs request no GPU; "

@@ -38,6 +38,10 @@ def validate_decoding(name, params) -> None:
         raise ValueError(f"{where}: max_new_tokens {p['max_new_tokens']} < 1")
     if p.get("repetition_penalty", 1.0) <= 0:
         raise ValueError(f"{where}: repetition_penalty {p['repetition_penalty']} <= 0")
+    if p.get("cache", "dynamic") not in ("dynamic", "static"):
+        raise ValueError(f"{where}: cache must be dynamic or static, got {p['cache']!r}")
+    if p.get("compile") and p.get("cache", "dynamic") != "static":
+        raise ValueError(f"{where}: compile needs cache: static (a compiled step needs fixed shapes)")
     if p.get("do_sample") and p.get("temperature", 1.0) == 0:
         raise ValueError(f"{where}: do_sample with temperature 0; use temperature 0 without do_sample for greedy")
 
@@ -76,10 +80,15 @@ def expand_grid(grid, base) -> dict:
 
 def to_generate_kwargs(params) -> dict:
     """model.generate kwargs for a decoding entry. do_sample is always passed (a model's own
-    generation_config may default to sampling); greedy/beam search drops temperature, top_k, top_p."""
+    generation_config may default to sampling); greedy/beam search drops temperature, top_k, top_p.
+    cache: static preallocates the KV cache; compile lets transformers torch.compile the decoding
+    step with it (on a GPU), and is switched off explicitly otherwise."""
     kw = {k: params[k] for k in GENERATE_KEYS if params.get(k) is not None}
     kw["do_sample"] = bool(kw.get("do_sample", False))
     if not kw["do_sample"]:
         for k in ("temperature", "top_k", "top_p"):
             kw.pop(k, None)
+    if params.get("cache") == "static":
+        kw["cache_implementation"] = "static"
+        kw["disable_compile"] = not params.get("compile", False)
     return kw

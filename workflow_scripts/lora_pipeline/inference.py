@@ -64,43 +64,58 @@ def generate(model, tokenizer, prompt_token_ids, decoding, progress=True, with_i
     return outputs
 
 
+def _label_block(label_token_ids):
+    """All labels' tokens end to end: ids, the label each token belongs to, its offset in that label."""
+    ids, which, offset = [], [], []
+    for j, t in enumerate(label_token_ids):
+        ids += list(t)
+        which += [j] * len(t)
+        offset += range(len(t))
+    return torch.tensor(ids), torch.tensor(which), torch.tensor(offset)
+
+
+def label_attention_mask(prompt_mask, which, offset, dtype):
+    """Additive 4D mask (B, 1, W+S, W+S) for left-padded prompts (mask (B, W)) followed by S label
+    tokens: prompt tokens attend causally to real prompt tokens; a label token attends to the
+    real prompt tokens and to its own label's tokens up to itself, never to another label."""
+    b, w = prompt_mask.shape
+    n = w + len(which)
+    real = prompt_mask.bool()[:, None, :]
+    allowed = torch.zeros((b, n, n), dtype=torch.bool)
+    allowed[:, :w, :w] = torch.tril(torch.ones(w, w, dtype=torch.bool)) & real
+    allowed[:, :w, :w] |= torch.eye(w, dtype=torch.bool)  # a pad row sees itself: no all-masked row, no NaN
+    allowed[:, w:, :w] = real
+    allowed[:, w:, w:] = (which[:, None] == which[None, :]) & (offset[None, :] <= offset[:, None])
+    mask = torch.zeros((b, 1, n, n), dtype=dtype)
+    return mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+
+
 @torch.no_grad()
 def label_logprobs(model, prompt_token_ids, label_token_ids, batch_size=16, progress=True):
     """Sum of log-probabilities of each label's tokens after each prompt: a [n_prompts][n_labels]
-    list. The prompt is run once per batch; its KV cache is then shared by all labels."""
+    list. One forward pass per batch scores every label: the left-padded prompts are followed by
+    all labels' tokens end to end, a 4D mask (label_attention_mask) keeps the labels apart, and
+    position ids continue each label from its prompt's end. The LM head runs only at the
+    positions whose next token is scored (the prompt's last token and non-final label tokens)."""
     dev = next(model.parameters()).device
-    n_labels = len(label_token_ids)
-    lab_width = max(len(t) for t in label_token_ids)
-    lab_ids = torch.zeros((n_labels, lab_width), dtype=torch.long)
-    lab_mask = torch.zeros((n_labels, lab_width), dtype=torch.long)
-    for j, t in enumerate(label_token_ids):
-        lab_ids[j, : len(t)] = torch.tensor(t)
-        lab_mask[j, : len(t)] = 1
+    dtype = model.get_input_embeddings().weight.dtype
+    lab_ids, which, offset = _label_block(label_token_ids)
     scores = [None] * len(prompt_token_ids)
     batches = _length_sorted_batches([len(p) for p in prompt_token_ids], batch_size)
     for batch in tqdm(batches, desc="label likelihood", disable=not progress, mininterval=5):
         ids, mask = left_padded([prompt_token_ids[i] for i in batch], 0)
+        b, w = ids.shape
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        # only the last prompt position's logits are needed: skip the vocabulary projection of the rest
-        out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,
-                    logits_to_keep=1)
-        first = torch.log_softmax(out.logits[:, -1].float(), -1)  # (B, V): next-token after the prompt
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(n_labels)
-        b = len(batch)
-        rep_ids = lab_ids.repeat(b, 1)
-        rep_lab_mask = lab_mask.repeat(b, 1)
-        full_mask = torch.cat([mask.repeat_interleave(n_labels, 0), rep_lab_mask], 1)
-        rep_pos = pos[:, -1:].repeat_interleave(n_labels, 0) + 1 + torch.arange(lab_width)
-        out2 = model(input_ids=rep_ids.to(dev), attention_mask=full_mask.to(dev), position_ids=rep_pos.to(dev),
-                     past_key_values=cache, use_cache=True)
-        logp = torch.log_softmax(out2.logits.float(), -1).cpu()  # (B*L, T, V)
-        first = first.cpu().repeat_interleave(n_labels, 0)
-        total = first.gather(1, rep_ids[:, :1]).squeeze(1)
-        if lab_width > 1:
-            later = logp[:, :-1].gather(2, rep_ids[:, 1:, None]).squeeze(2) * rep_lab_mask[:, 1:]
-            total = total + later.sum(1)
-        total = total.view(b, n_labels)
+        full_ids = torch.cat([ids, lab_ids.expand(b, -1)], 1)
+        full_pos = torch.cat([pos, pos[:, -1:] + 1 + offset], 1)
+        # label token k is predicted by the prompt's last position (offset 0) or by token k - 1
+        src = torch.where(offset == 0, w - 1, w + torch.arange(len(offset)) - 1)
+        keep, col = torch.unique(src, return_inverse=True)
+        out = model(input_ids=full_ids.to(dev), position_ids=full_pos.to(dev), use_cache=False,
+                    attention_mask=label_attention_mask(mask, which, offset, dtype).to(dev), logits_to_keep=keep.to(dev))
+        logp = torch.log_softmax(out.logits.float(), -1)  # (B, kept positions, V)
+        token_logp = logp[:, col.to(dev)].gather(2, lab_ids.to(dev).expand(b, -1)[:, :, None]).squeeze(2)
+        total = torch.zeros((b, len(label_token_ids)), device=dev).index_add_(1, which.to(dev), token_logp).cpu()
         for row, i in enumerate(batch):
             scores[i] = total[row].tolist()
     return scores

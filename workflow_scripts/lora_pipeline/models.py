@@ -18,6 +18,17 @@ def device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_dtype(name, dev=None):
+    """A config dtype as a torch dtype. 'auto': bfloat16 on a GPU that supports it (half the
+    memory, tensor-core speed; LoRA weights and the loss stay fp32), float32 otherwise (CPU)."""
+    if name != "auto":
+        return DTYPES[name]
+    dev = torch.device(dev) if dev is not None else device()
+    if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
 def package_dir(package):
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -69,7 +80,10 @@ def materialize(spec, use_hub, out_dir):
     print(f"loading {where}" + (f" ({gguf})" if gguf else ""))
     tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
     cls = AutoModelForCausalLM if spec["type"] == "causal_lm" else AutoModel
-    model = cls.from_pretrained(where, dtype=DTYPES[spec["dtype"]], **kwargs)
+    # 'auto' keeps the checkpoint's own dtype on disk (GGUF: dequantized to float32); later stages
+    # cast to what their device runs best (resolve_dtype).
+    dtype = "auto" if spec["dtype"] == "auto" and not gguf else resolve_dtype(spec["dtype"], "cpu")
+    model = cls.from_pretrained(where, dtype=dtype, **kwargs)
     if gguf:
         _clear_gguf_state(model)
     with atomic_dir(out_dir) as tmp:
@@ -93,7 +107,7 @@ def load_causal_lm(model_dir, spec, adapter=None):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=DTYPES[spec["dtype"]], use_safetensors=True,
+        model_dir, dtype=resolve_dtype(spec["dtype"]), use_safetensors=True,
         trust_remote_code=spec["trust_remote_code"], attn_implementation="sdpa")
     if adapter:
         from peft import PeftModel
@@ -110,7 +124,7 @@ def load_classifier(model_dir, spec, labels, seed, adapter=None):
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(
         model_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)}, dtype=DTYPES[spec["dtype"]],
+        label2id={label: i for i, label in enumerate(labels)}, dtype=resolve_dtype(spec["dtype"]),
         use_safetensors=True, trust_remote_code=spec["trust_remote_code"])
     if adapter:
         from peft import PeftModel

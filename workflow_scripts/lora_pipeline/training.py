@@ -3,6 +3,11 @@
 - Causal LMs: examples are prompt + answer token ids with the prompt masked (-100), so the loss
   is on the answer only. Encoders: token ids + a label index, the classification head trained too.
 - Batches are grouped by length (shuffled per epoch from the seed), so little compute goes to padding.
+  With `packing`, a batch's examples are laid end to end in rows of `pack_length` (default: max_length) tokens instead:
+  position ids restart at every example, and transformers' attention masks (built from those
+  position ids) keep each example from seeing another. Same examples per step, same loss, no padding.
+- The LM head runs on answer positions only, in checkpointed chunks: the full-vocabulary logits
+  of the prompt are never computed, and those of long answers never held all at once.
 - Every `checkpoint_every` steps a checkpoint is written to a temporary folder, renamed into
   place, and marked COMPLETE last. A rerun resumes from the newest complete checkpoint:
   weights, optimizer, scheduler, RNG, data position and early-stopping state. Incomplete ones are skipped.
@@ -29,7 +34,7 @@ def lora_model(model, lora_cfg, task_type, gradient_checkpointing=False):
     config = LoraConfig(task_type=task_type, r=lora_cfg["r"], lora_alpha=lora_cfg["alpha"],
                         lora_dropout=lora_cfg["dropout"], target_modules=list(lora_cfg["target_modules"]))
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     missing = [t for t in lora_cfg["target_modules"] if not any(n.split(".")[-1] == t for n, _ in model.named_modules())]
     if missing:
@@ -56,6 +61,54 @@ def collate(examples, pad_id):
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def pack_rows(lengths, capacity):
+    """First-fit-decreasing: example indices grouped into rows of at most `capacity` tokens
+    (an example longer than that gets a row of its own)."""
+    rows, room = [], []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for r, free in enumerate(room):
+            if lengths[i] <= free:
+                rows[r].append(i)
+                room[r] -= lengths[i]
+                break
+        else:
+            rows.append([i])
+            room.append(capacity - lengths[i])
+    return rows
+
+
+def collate_packed(examples, pad_id, row_length):
+    """Causal-LM examples {input_ids, labels (list)} packed end to end into rows of at most
+    row_length tokens: {input_ids, position_ids, labels}, no attention_mask. Positions restart
+    at 0 for every example; transformers reads those restarts as sequence boundaries and masks
+    attention across them. The first label of each example is -100, so no example is trained to
+    predict the next one's first token. A row's tail padding is a segment of its own (positions
+    from 0, labels -100)."""
+    rows = pack_rows([len(e["input_ids"]) for e in examples], row_length)
+    width = max(sum(len(examples[i]["input_ids"]) for i in row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for r, row in enumerate(rows):
+        at = 0
+        for i in row:
+            e = examples[i]
+            n = len(e["input_ids"])
+            ids[r, at:at + n] = torch.tensor(e["input_ids"])
+            pos[r, at:at + n] = torch.arange(n)
+            labels[r, at + 1:at + n] = torch.tensor(e["labels"][1:])
+            at += n
+        pos[r, at:] = torch.arange(width - at)
+    return {"input_ids": ids, "position_ids": pos, "labels": labels}
+
+
+def make_batch(examples, pad_id, cfg):
+    """The training batch for these examples: packed when cfg asks for it (causal LMs), else padded."""
+    if cfg.get("packing") and isinstance(examples[0]["labels"], list):
+        return collate_packed(examples, pad_id, cfg.get("pack_length") or cfg.get("max_length") or 2048)
+    return collate(examples, pad_id)
+
+
 def epoch_batches(lengths, batch_size, seed, epoch):
     """Deterministic batches for one epoch: shuffled, then grouped by length in windows of 50 batches."""
     g = torch.Generator().manual_seed(seed * 1000003 + epoch)
@@ -69,23 +122,50 @@ def epoch_batches(lengths, batch_size, seed, epoch):
     return [batches[i] for i in perm]
 
 
-def causal_answer_loss(model, batch):
+LOSS_CHUNK = 2048  # answer positions per LM-head chunk
+
+
+def _head_ce_sum(head, hidden, targets, cap):
+    logits = head(hidden).float()
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+
+
+def answer_cross_entropy(head, hidden, targets, cap=None, chunk=LOSS_CHUNK):
+    """Mean cross-entropy of head(hidden) against targets, `chunk` rows at a time. Each chunk's
+    logits are recomputed in the backward pass (activation checkpointing), so memory holds one
+    chunk's fp32 logits (chunk x vocab) rather than every answer token's."""
+    from torch.utils.checkpoint import checkpoint
+
+    n = hidden.shape[0]
+    if n <= chunk:
+        return _head_ce_sum(head, hidden, targets, cap) / max(n, 1)
+    total = 0.0
+    for i in range(0, n, chunk):
+        total = total + checkpoint(_head_ce_sum, head, hidden[i:i + chunk], targets[i:i + chunk], cap,
+                                   use_reentrant=False)
+    return total / n
+
+
+def causal_answer_loss(model, batch, chunk=LOSS_CHUNK):
     """Cross-entropy on the answer tokens only, running the LM head on just those positions
-    (the vocabulary projection of every prompt token is skipped: less compute and memory).
+    (the vocabulary projection of every prompt token is skipped: less compute and memory), in
+    chunks (answer_cross_entropy). Takes padded (attention_mask) or packed (position_ids) batches.
     Falls back to the model's own loss for architectures without a .model/.lm_head split."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone, head = getattr(base, "model", None), getattr(base, "lm_head", None)
     labels = batch["labels"]
     if backbone is None or head is None or labels.dim() != 2:
         return model(**batch).loss
-    hidden = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    # use_cache=False: no KV cache in training, and transformers only reads packed position ids as
+    # sequence boundaries when there is none
+    hidden = backbone(**inputs, use_cache=False).last_hidden_state
     targets = labels[:, 1:]
     keep = targets != -100
-    logits = head(hidden[:, :-1][keep]).float()
-    cap = getattr(base.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return torch.nn.functional.cross_entropy(logits, targets[keep])
+    return answer_cross_entropy(head, hidden[:, :-1][keep], targets[keep],
+                                getattr(base.config, "final_logit_softcapping", None), chunk)
 
 
 def batch_loss(model, batch):
@@ -228,12 +308,12 @@ def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device):
         stopper.update(0, val_loss)
         best_weights = trainable_state(model)
 
-    t0, tokens = time.time(), 0
+    t0, tokens, computed = time.time(), 0, 0
     bar = tqdm(total=total, initial=step, desc="fine-tune", mininterval=5)
     while step < total and not stopper.stop:
         epoch, pos = divmod(step, per_epoch)
         batch_ids = epoch_batches(lengths, cfg["batch_size"], cfg["seed"], epoch)[pos]
-        batch = {k: v.to(device) for k, v in collate([train_examples[i] for i in batch_ids], pad_id).items()}
+        batch = {k: v.to(device) for k, v in make_batch([train_examples[i] for i in batch_ids], pad_id, cfg).items()}
         loss = batch_loss(model, batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -241,7 +321,8 @@ def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device):
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        tokens += int(batch["attention_mask"].sum())
+        tokens += sum(lengths[i] for i in batch_ids)
+        computed += batch["input_ids"].numel()
         log["history"].append({"step": step, "epoch": round(step / per_epoch, 4), "train_loss": float(loss.detach()),
                                "lr": scheduler.get_last_lr()[0]})
         bar.update(1)
@@ -260,7 +341,8 @@ def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device):
     bar.close()
     elapsed = time.time() - t0
     log.update(best_step=stopper.best_step, best_val_loss=stopper.best, final_step=step,
-               train_tokens_per_second=tokens / elapsed if elapsed > 0 else None)
+               train_tokens_per_second=tokens / elapsed if elapsed > 0 else None,
+               padding_fraction=1 - tokens / computed if computed else None, packing=bool(cfg.get("packing")))
     params_by_name = dict(model.named_parameters())
     for n, t in best_weights.items():
         params_by_name[n].data.copy_(t.to(params_by_name[n].device))

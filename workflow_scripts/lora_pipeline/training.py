@@ -125,11 +125,14 @@ def epoch_batches(lengths, batch_size, seed, epoch):
 LOSS_CHUNK = 2048  # answer positions per LM-head chunk
 
 
-def _head_ce_sum(head, hidden, targets, cap):
+def head_logits(head, hidden, cap=None):
+    """fp32 vocabulary logits of some hidden states, with the model's final soft-capping if any."""
     logits = head(hidden).float()
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def _head_ce_sum(head, hidden, targets, cap):
+    return torch.nn.functional.cross_entropy(head_logits(head, hidden, cap), targets, reduction="sum")
 
 
 def answer_cross_entropy(head, hidden, targets, cap=None, chunk=LOSS_CHUNK):
@@ -148,24 +151,33 @@ def answer_cross_entropy(head, hidden, targets, cap=None, chunk=LOSS_CHUNK):
     return total / n
 
 
+def answer_states(model, batch):
+    """Run the model's backbone (no LM head) on a padded (attention_mask) or packed (position_ids)
+    batch: (hidden states at the positions that predict an answer token, those tokens, the row of
+    each, the LM head, the logit soft-cap). None for architectures without a .model/.lm_head split."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    backbone, head = getattr(base, "model", None), getattr(base, "lm_head", None)
+    if backbone is None or head is None or batch["labels"].dim() != 2:
+        return None
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    # use_cache=False: no KV cache here, and transformers only reads packed position ids as
+    # sequence boundaries when there is none
+    hidden = backbone(**inputs, use_cache=False).last_hidden_state
+    targets = batch["labels"][:, 1:]  # position t predicts token t + 1
+    keep = targets != -100
+    return (hidden[:, :-1][keep], targets[keep], keep.nonzero()[:, 0], head,
+            getattr(base.config, "final_logit_softcapping", None))
+
+
 def causal_answer_loss(model, batch, chunk=LOSS_CHUNK):
     """Cross-entropy on the answer tokens only, running the LM head on just those positions
     (the vocabulary projection of every prompt token is skipped: less compute and memory), in
-    chunks (answer_cross_entropy). Takes padded (attention_mask) or packed (position_ids) batches.
-    Falls back to the model's own loss for architectures without a .model/.lm_head split."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    backbone, head = getattr(base, "model", None), getattr(base, "lm_head", None)
-    labels = batch["labels"]
-    if backbone is None or head is None or labels.dim() != 2:
+    chunks (answer_cross_entropy). Falls back to the model's own loss where answer_states can't run."""
+    states = answer_states(model, batch)
+    if states is None:
         return model(**batch).loss
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
-    # use_cache=False: no KV cache in training, and transformers only reads packed position ids as
-    # sequence boundaries when there is none
-    hidden = backbone(**inputs, use_cache=False).last_hidden_state
-    targets = labels[:, 1:]
-    keep = targets != -100
-    return answer_cross_entropy(head, hidden[:, :-1][keep], targets[keep],
-                                getattr(base.config, "final_logit_softcapping", None), chunk)
+    hidden, targets, _, head, cap = states
+    return answer_cross_entropy(head, hidden, targets, cap, chunk)
 
 
 def batch_loss(model, batch):

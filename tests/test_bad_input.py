@@ -43,6 +43,12 @@ def test_bad_decoding_value(work):
     assert "compile needs cache: static" in error_of(w, c)
 
 
+def test_packing_an_encoder(work):
+    w, c = work
+    c["tasks"]["emotion"]["finetune"]["tiny_bert"]["training"]["packing"] = True
+    assert "tasks.emotion.finetune.tiny_bert.training.packing: 'tiny_bert' is an encoder" in error_of(w, c)
+
+
 def test_undefined_model(work):
     w, c = work
     c["tasks"]["emotion"]["models"].append("gpt5")

@@ -77,6 +77,9 @@ def _cross_check(config, source):
         for m in task["finetune"]:
             if m not in models:
                 raise ConfigError(f"{where}.finetune: model '{m}' is not defined under 'models'")
+            if models[m]["type"] == "encoder" and task["finetune"][m]["training"]["packing"]:
+                raise ConfigError(f"{where}.finetune.{m}.training.packing: '{m}' is an encoder; packing is for "
+                                  f"causal LMs, remove it")
         if not config["use_hub"] and "files" not in task:
             raise ConfigError(f"{where}: no 'files' for the offline run; add files or set use_hub: true")
         if task["type"] == "generation":

@@ -41,12 +41,17 @@ def test_label_likelihood_matches_direct_computation(llama):
     ids = [tok(p)["input_ids"] for p in PROMPTS]
     scores = inference.label_logprobs(model, ids, label_ids, batch_size=3, progress=False)
     for p, row in zip(ids, scores):
-        for lab, got in zip(label_ids, row):
-            full = torch.tensor([p + lab])
-            with torch.no_grad():
-                logp = torch.log_softmax(model(full).logits[0].float(), -1)
-            want = sum(float(logp[len(p) - 1 + k, t]) for k, t in enumerate(lab))
-            assert got == pytest.approx(want, abs=1e-4)
+        assert row == pytest.approx(_direct_label_scores(model, p, label_ids), abs=1e-4)
+
+
+@torch.no_grad()
+def _direct_label_scores(model, prompt, label_ids):
+    """Each label's summed log-probability from one unpadded forward pass of prompt + label."""
+    out = []
+    for lab in label_ids:
+        logp = torch.log_softmax(model(torch.tensor([prompt + lab])).logits[0].float(), -1)
+        out.append(sum(float(logp[len(prompt) - 1 + k, t]) for k, t in enumerate(lab)))
+    return out
 
 
 def _examples(tok, n):
@@ -62,12 +67,12 @@ CFG = {"seed": 3, "learning_rate": 0.01, "weight_decay": 0.0, "batch_size": 4, "
        "warmup_ratio": 0.1, "eval_every": 2, "patience": 10, "checkpoint_every": 1, "gradient_checkpointing": False}
 
 
-def _fresh(llama):
+def _fresh(llama, dropout=0.1, dtype=torch.float32):
     import copy
 
     model, _ = llama
-    return training.lora_model(copy.deepcopy(model), {"r": 4, "alpha": 8, "dropout": 0.1,
-                                                      "target_modules": ["q_proj", "v_proj"]}, "CAUSAL_LM")
+    return training.lora_model(copy.deepcopy(model).to(dtype), {"r": 4, "alpha": 8, "dropout": dropout,
+                                                                "target_modules": ["q_proj", "v_proj"]}, "CAUSAL_LM")
 
 
 def test_resume_gives_same_adapter_as_uninterrupted(llama, tmp_path):
@@ -138,11 +143,8 @@ def test_sampling_is_seeded(llama):
 
 def _lora_copy(llama, seed=0):
     """A LoRA copy without dropout (so two layouts of one batch see the same function)."""
-    import copy
-
     torch.manual_seed(seed)
-    m = training.lora_model(copy.deepcopy(llama[0]), {"r": 4, "alpha": 8, "dropout": 0.0,
-                                                      "target_modules": ["q_proj", "v_proj"]}, "CAUSAL_LM")
+    m = _fresh(llama, dropout=0.0)
     for n, p in m.named_parameters():  # non-zero LoRA B, so the adapter changes the outputs
         if "lora_B" in n:
             torch.nn.init.normal_(p, std=0.05)
@@ -179,13 +181,13 @@ def test_packed_examples_do_not_see_each_other(llama):
     packed = training.collate_packed([a, b], tok.pad_token_id, row_length=128)
     assert packed["input_ids"].shape[0] == 1  # both in one row
     other = dict(b, input_ids=[t if k == 0 else (t + 7) % 1000 for k, t in enumerate(b["input_ids"])])
-    first = "a" if packed["input_ids"][0, :len(a["input_ids"])].tolist() == a["input_ids"] else "b"
+    n_a, n_b = len(a["input_ids"]), len(b["input_ids"])
+    a_first = training.pack_rows([n_a, n_b], 128)[0][0] == 0
+    span = slice(0, n_a) if a_first else slice(n_b, n_b + n_a)
     with torch.no_grad():
         h1 = model.model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).last_hidden_state
         p2 = training.collate_packed([a, other], tok.pad_token_id, row_length=128)
         h2 = model.model(input_ids=p2["input_ids"], position_ids=p2["position_ids"], use_cache=False).last_hidden_state
-    n_a = len(a["input_ids"])
-    span = slice(0, n_a) if first == "a" else slice(len(b["input_ids"]), len(b["input_ids"]) + n_a)
     torch.testing.assert_close(h1[0, span], h2[0, span])
     assert not torch.allclose(h1, h2)
     # and a's hidden states equal those of a run alone
@@ -252,11 +254,7 @@ def test_label_likelihood_with_lora_and_many_labels_picks_direct_argmax(llama):
     ids = [tok(p)["input_ids"] for p in PROMPTS]
     scores = inference.label_logprobs(model, ids, label_ids, batch_size=2, progress=False)
     for p, row in zip(ids, scores):
-        direct = []
-        for lab in label_ids:
-            with torch.no_grad():
-                logp = torch.log_softmax(model(torch.tensor([p + lab])).logits[0].float(), -1)
-            direct.append(sum(float(logp[len(p) - 1 + k, t]) for k, t in enumerate(lab)))
+        direct = _direct_label_scores(model, p, label_ids)
         assert row == pytest.approx(direct, abs=1e-4)
         assert max(range(len(row)), key=row.__getitem__) == max(range(len(direct)), key=direct.__getitem__)
 
@@ -271,11 +269,8 @@ def test_auto_dtype_is_float32_on_cpu():
 def test_bfloat16_base_trains_fp32_lora_and_scores_like_fp32(llama, tmp_path):
     """What dtype: auto gives on a GPU, run on CPU: bf16 frozen weights, fp32 LoRA weights and loss;
     packed training runs and lowers nothing to NaN; bf16 label scores stay near the fp32 ones."""
-    import copy
-
     tok = llama[1]
-    model = training.lora_model(copy.deepcopy(llama[0]).to(torch.bfloat16),
-                                {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}, "CAUSAL_LM")
+    model = _fresh(llama, dropout=0.0, dtype=torch.bfloat16)
     assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
     assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.bfloat16}
     log = training.train(model, _examples(tok, 8), _examples(tok, 4), dict(CFG, epochs=1, packing=True),

@@ -16,10 +16,9 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .prompting import prompt_ids
-from .training import LOSS_CHUNK, answer_states, collate, head_logits
+from .training import answer_token_nll, collate
 
 
 def _check_pairs(hyps, refs):
@@ -96,17 +95,7 @@ def perplexity(model, tokenizer, prompts, references, batch_size=8) -> dict:
         batch = encoded[start:start + batch_size]
         t = collate([{"input_ids": ids, "labels": [-100] * n_prompt + ids[n_prompt:]} for ids, n_prompt in batch], pad)
         t = {k: v.to(dev) for k, v in t.items()}
-        states = answer_states(model, t)  # LM head on reference positions only
-        if states is None:
-            logits, labels = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits[:, :-1], t["labels"][:, 1:]
-            scored = labels != -100
-            tok_nll = F.cross_entropy(logits[scored].float(), labels[scored], reduction="none")
-            rows = scored.nonzero()[:, 0]
-        else:
-            hidden, targets, rows, head, cap = states
-            tok_nll = torch.cat([F.cross_entropy(head_logits(head, hidden[i:i + LOSS_CHUNK], cap),
-                                                 targets[i:i + LOSS_CHUNK], reduction="none")
-                                 for i in range(0, len(targets), LOSS_CHUNK)])
+        tok_nll, rows = answer_token_nll(model, t)  # LM head on reference positions only
         nll += torch.zeros(len(batch), device=dev).index_add_(0, rows, tok_nll).tolist()
         ntok += (t["labels"][:, 1:] != -100).sum(1).tolist()
     empty = [i for i, n in enumerate(ntok) if n == 0]

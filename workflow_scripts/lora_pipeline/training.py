@@ -125,59 +125,45 @@ def epoch_batches(lengths, batch_size, seed, epoch):
 LOSS_CHUNK = 2048  # answer positions per LM-head chunk
 
 
-def head_logits(head, hidden, cap=None):
-    """fp32 vocabulary logits of some hidden states, with the model's final soft-capping if any."""
+def _head_nll(head, hidden, targets, cap):
     logits = head(hidden).float()
-    return torch.tanh(logits / cap) * cap if cap else logits
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return torch.nn.functional.cross_entropy(logits, targets, reduction="none")
 
 
-def _head_ce_sum(head, hidden, targets, cap):
-    return torch.nn.functional.cross_entropy(head_logits(head, hidden, cap), targets, reduction="sum")
-
-
-def answer_cross_entropy(head, hidden, targets, cap=None, chunk=LOSS_CHUNK):
-    """Mean cross-entropy of head(hidden) against targets, `chunk` rows at a time. Each chunk's
-    logits are recomputed in the backward pass (activation checkpointing), so memory holds one
-    chunk's fp32 logits (chunk x vocab) rather than every answer token's."""
+def answer_token_nll(model, batch, chunk=LOSS_CHUNK):
+    """NLL of every answer token (label != -100) of a padded (attention_mask) or packed
+    (position_ids) batch, and the batch row of each. The LM head runs on those positions only,
+    `chunk` at a time; with more than one chunk each chunk's logits are recomputed in the backward
+    pass (checkpointing), so memory holds one chunk's fp32 logits, not every answer token's.
+    Models without a .model/.lm_head split get their full logits instead."""
     from torch.utils.checkpoint import checkpoint
 
-    n = hidden.shape[0]
-    if n <= chunk:
-        return _head_ce_sum(head, hidden, targets, cap) / max(n, 1)
-    total = 0.0
-    for i in range(0, n, chunk):
-        total = total + checkpoint(_head_ce_sum, head, hidden[i:i + chunk], targets[i:i + chunk], cap,
-                                   use_reentrant=False)
-    return total / n
-
-
-def answer_states(model, batch):
-    """Run the model's backbone (no LM head) on a padded (attention_mask) or packed (position_ids)
-    batch: (hidden states at the positions that predict an answer token, those tokens, the row of
-    each, the LM head, the logit soft-cap). None for architectures without a .model/.lm_head split."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone, head = getattr(base, "model", None), getattr(base, "lm_head", None)
-    if backbone is None or head is None or batch["labels"].dim() != 2:
-        return None
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
-    # use_cache=False: no KV cache here, and transformers only reads packed position ids as
-    # sequence boundaries when there is none
-    hidden = backbone(**inputs, use_cache=False).last_hidden_state
     targets = batch["labels"][:, 1:]  # position t predicts token t + 1
     keep = targets != -100
-    return (hidden[:, :-1][keep], targets[keep], keep.nonzero()[:, 0], head,
-            getattr(base.config, "final_logit_softcapping", None))
+    rows = keep.nonzero()[:, 0]
+    # use_cache=False: no KV cache here, and transformers only reads packed position ids as
+    # sequence boundaries when there is none
+    if backbone is None or head is None:
+        logits = model(**inputs, use_cache=False).logits[:, :-1][keep]
+        return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="none"), rows
+    hidden = backbone(**inputs, use_cache=False).last_hidden_state[:, :-1][keep]
+    targets, cap = targets[keep], getattr(base.config, "final_logit_softcapping", None)
+    if len(targets) <= chunk:
+        return _head_nll(head, hidden, targets, cap), rows
+    return torch.cat([checkpoint(_head_nll, head, hidden[i:i + chunk], targets[i:i + chunk], cap, use_reentrant=False)
+                      for i in range(0, len(targets), chunk)]), rows
 
 
 def causal_answer_loss(model, batch, chunk=LOSS_CHUNK):
-    """Cross-entropy on the answer tokens only, running the LM head on just those positions
-    (the vocabulary projection of every prompt token is skipped: less compute and memory), in
-    chunks (answer_cross_entropy). Falls back to the model's own loss where answer_states can't run."""
-    states = answer_states(model, batch)
-    if states is None:
-        return model(**batch).loss
-    hidden, targets, _, head, cap = states
-    return answer_cross_entropy(head, hidden, targets, cap, chunk)
+    """Mean cross-entropy on the answer tokens only (answer_token_nll): the vocabulary projection
+    of every prompt token is skipped, so less compute and memory."""
+    nll, _ = answer_token_nll(model, batch, chunk)
+    return nll.sum() / max(len(nll), 1)
 
 
 def batch_loss(model, batch):

@@ -10,10 +10,11 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 from lora_pipeline import config as cfg  # noqa: E402
 from lora_pipeline import data as data_lib  # noqa: E402
+from lora_pipeline import keys  # noqa: E402
 from lora_pipeline.common import PipelineError  # noqa: E402
 
 try:
-    cfg.validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+    cfg.validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml", files=workflow.configfiles)
     cfg.check_resources(config, workflow.resource_settings.default_resources or {})
     for _task_name, _task in cfg.selected_tasks(config).items():
         if not config["use_hub"]:
@@ -25,13 +26,14 @@ TASKS = cfg.selected_tasks(config)
 CLASSIFICATION_TASKS = [t for t, v in TASKS.items() if v["type"] == "classification"]
 GENERATION_TASKS = [t for t, v in TASKS.items() if v["type"] == "generation"]
 MODELS = config["models"]
-CHECKPOINT_DIR = config["checkpoint_dir"]
 
 
 wildcard_constraints:
     task="[A-Za-z0-9][A-Za-z0-9_.-]*",
     model="[A-Za-z0-9][A-Za-z0-9_.-]*",
-    method="zeroshot|raw|lora",
+    method="zeroshot|raw|baseline|lora-s-?[0-9]+",
+    seed="-?[0-9]+",
+    split="train|validation|test",
     decoding="[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
@@ -44,25 +46,18 @@ def model_resources(name):
 
 
 def methods(task_name):
-    """(model, method) pairs of a task, in report order."""
-    task = TASKS[task_name]
-    pairs = [(m, "zeroshot") for m in task["models"]]
-    pairs += [(m, "raw") for m in task.get("raw_prompt_models", [])]
-    pairs += [(m, "lora") for m in task["finetune"]]
-    return pairs
+    """(model, method) pairs of a task, in report order (keys.methods)."""
+    return keys.methods(TASKS[task_name])
 
 
-def data_params(task_name):
-    task = TASKS[task_name]
-    keys = ["type", "files", "format", "header", "column_names", "text_column", "label_column",
-            "labels", "drop_rows_with_label", "sample", "validation_fraction", "test_fraction", "seed", "max_chars",
-            "instruction_column", "input_column", "output_column"]
-    settings = {k: task[k] for k in keys if k in task}
-    settings["source"] = "hub" if config["use_hub"] else "files"
-    if config["use_hub"]:
-        settings["hub_id"] = task.get("hub_id")
-        settings["hub_config"] = task.get("hub_config")
-    return cfg.canonical(settings)
+def scored_runs(task_name):
+    """Every run whose metrics a classification task reports: the methods plus the majority baseline."""
+    return methods(task_name) + keys.baseline_runs(TASKS[task_name])
+
+
+def code(script):
+    """Fingerprint of a script and the lora_pipeline modules it imports: part of every stage key."""
+    return keys.code_fingerprint(script)
 
 
 def data_inputs(wildcards):
@@ -72,83 +67,59 @@ def data_inputs(wildcards):
     return [str(Path(config["data_dir"]) / f) for f in files.values()]
 
 
-def model_settings(name):
-    keys = ["type", "role", "chat_template", "trust_remote_code", "dtype"]
-    return {k: MODELS[name][k] for k in keys}
-
-
-def finetune_settings(task_name, model_name):
-    task = TASKS[task_name]
-    settings = {"task_type": task["type"], "model": model_settings(model_name), "finetune": task["finetune"][model_name]}
-    if task["type"] == "generation":
-        settings["prompt_style"] = task["prompt_style"]
-    else:
-        settings["labels"] = task["labels"]
-        settings["prompt"] = task["prompt"]
-    return settings
-
-
-def inference_settings(task_name, model_name, method):
-    """Only what changes this run's outputs, so e.g. a generation setting never reruns an encoder."""
-    task = TASKS[task_name]
-    model = MODELS[model_name]
-    settings = {"model": model_settings(model_name), "labels": task["labels"]}
-    decoding = task["decoding"]
-    if model["type"] == "causal_lm":
-        settings["prompt"] = task["prompt"]
-        settings["scoring"] = task["scoring"]
-        settings["chat_template"] = model["chat_template"] and method != "raw"
-        if task["scoring"] == "likelihood":
-            decoding = {"batch_size": decoding["batch_size"], "seed": decoding["seed"]}
-    else:
-        decoding = {"batch_size": decoding["batch_size"], "seed": decoding["seed"]}
-    settings["decoding"] = decoding
-    return settings
+def split_files(task):
+    return {s: f"results/{task}/data/{s}.jsonl" for s in keys.SPLITS}
 
 
 def predict_inputs(wildcards):
-    inputs = {
-        "model": model_dir(wildcards),
-        "test": f"results/{wildcards.task}/data/test.jsonl",
-    }
-    if wildcards.method == "lora":
-        inputs["adapter"] = f"results/{wildcards.task}/{wildcards.model}/lora/adapter"
+    inputs = {"model": model_dir(wildcards), "test": f"results/{wildcards.task}/data/test.jsonl"}
+    if keys.method_seed(wildcards.method) is not None:
+        inputs["adapter"] = f"results/{wildcards.task}/{wildcards.model}/{wildcards.method}/adapter"
     return inputs
 
 
+def finetune_logs(task):
+    return [f"results/{task}/{m}/{meth}/train_log.json" for m, meth in methods(task) if keys.method_seed(meth) is not None]
+
+
+def run_label_list(task):
+    """[model, method, model type] per run: what figures draw (no roles: those are report-only)."""
+    return [[m, meth, "baseline" if meth == "baseline" else MODELS[m]["type"]] for m, meth in scored_runs(task)]
+
+
+def compare_inputs(wildcards):
+    t = wildcards.task
+    return {"metrics": [f"results/{t}/{m}/{meth}/metrics.json" for m, meth in scored_runs(t)],
+            "predictions": [f"results/{t}/{m}/{meth}/predictions.jsonl" for m, meth in scored_runs(t)]}
+
+
 def figure_inputs(wildcards):
-    pairs = methods(wildcards.task)
-    return {
-        "metrics": [f"results/{wildcards.task}/{m}/{meth}/metrics.json" for m, meth in pairs],
-        "train_logs": [f"results/{wildcards.task}/{m}/lora/train_log.json" for m in TASKS[wildcards.task]["finetune"]],
-    }
+    return {"comparison": f"results/{wildcards.task}/comparison.json",
+            "metrics": compare_inputs(wildcards)["metrics"], "train_logs": finetune_logs(wildcards.task)}
 
 
 def report_inputs(wildcards):
-    inputs = {"summaries": [], "metrics": [], "predictions": [], "figures": [], "train_logs": [],
-              "tokenizer_study": study_outputs()}
+    inputs = {"summaries": [], "metrics": [], "predictions": [], "provenance": [], "figures": [], "train_logs": [],
+              "comparisons": [], "tokenizer_study": study_outputs()}
     for task in TASKS:
         inputs["summaries"].append(f"results/{task}/data/summary.json")
         if task in GENERATION_TASKS:
             for m, meth, d in gen_runs(task):
-                inputs["metrics"].append(f"results/{task}/{m}/{meth}/gen/{d}/metrics.json")
-                inputs["predictions"].append(f"results/{task}/{m}/{meth}/gen/{d}/generations.jsonl")
+                run = f"results/{task}/{m}/{meth}/gen/{d}"
+                inputs["metrics"].append(f"{run}/metrics.json")
+                inputs["predictions"].append(f"{run}/generations.jsonl")
+                inputs["provenance"].append(f"{run}/provenance.json")
             inputs["metrics"] += [f"results/{task}/{m}/{meth}/perplexity.json" for m, meth in methods(task)]
             inputs["figures"] += [f"results/{task}/figures/{fig}.png" for fig in ("gen_scores", "sweep", "gen_training")]
         else:
-            for m, meth in methods(task):
+            for m, meth in scored_runs(task):
                 inputs["metrics"].append(f"results/{task}/{m}/{meth}/metrics.json")
                 inputs["predictions"].append(f"results/{task}/{m}/{meth}/predictions.jsonl")
+                inputs["provenance"].append(f"results/{task}/{m}/{meth}/provenance.json")
+            inputs["comparisons"].append(f"results/{task}/comparison.json")
             inputs["figures"] += [f"results/{task}/figures/{fig}.png" for fig in ("scores", "confusion", "training")]
-        for m in TASKS[task]["finetune"]:
-            inputs["train_logs"].append(f"results/{task}/{m}/lora/train_log.json")
+        inputs["train_logs"] += finetune_logs(task)
     return inputs
-
-
-def generation_settings(task_name, model_name, method, decoding):
-    task = TASKS[task_name]
-    return {"model": model_settings(model_name), "prompt_style": task["prompt_style"],
-            "decoding": cfg.decodings(task)[decoding]}
 
 
 def gen_runs(task_name):
@@ -158,15 +129,21 @@ def gen_runs(task_name):
 
 
 def bertscore_model(task_name):
+    """The BERTScore model's identity: a hub id or folder as configured, else the pip package that
+    holds it and its version (not its install path: moving the venv changes no key)."""
+    import importlib.metadata
+    import importlib.util
+
     bs = TASKS[task_name]["bertscore"]
     if "model" in bs:
         return bs["model"]
-    import importlib.util
-
-    spec = importlib.util.find_spec(bs["package"])
-    if spec is None:
+    if importlib.util.find_spec(bs["package"]) is None:
         raise WorkflowError(f"Error: tasks.{task_name}.bertscore: package '{bs['package']}' is not installed")
-    return str(Path(list(spec.submodule_search_locations)[0]) / bs["subdir"])
+    try:
+        version = importlib.metadata.version(bs["package"].replace("_", "-"))
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"package": bs["package"], "subdir": bs["subdir"], "version": version}
 
 
 def gen_score_inputs(wildcards):
@@ -184,17 +161,23 @@ def gen_figure_inputs(wildcards):
     return {
         "metrics": [f"results/{t}/{m}/{meth}/gen/{d}/metrics.json" for m, meth, d in gen_runs(t)],
         "perplexity": [f"results/{t}/{m}/{meth}/perplexity.json" for m, meth in methods(t)],
-        "train_logs": [f"results/{t}/{m}/lora/train_log.json" for m in TASKS[t]["finetune"]],
+        "train_logs": finetune_logs(t),
     }
 
 
 def report_runs():
     runs = {}
     for t, task in TASKS.items():
-        entry = {"type": task["type"], "runs": [[m, meth, MODELS[m]["role"]] for m, meth in methods(t)]}
+        runs_of = scored_runs(t) if task["type"] == "classification" else methods(t)
+        entry = {"type": task["type"],
+                 "runs": [[m, meth, "baseline" if meth == "baseline" else MODELS[m]["role"]] for m, meth in runs_of]}
         if task["type"] == "generation":
             entry["decodings"] = cfg.decodings(task)
             entry["human_eval"] = task["human_eval"]
+        else:
+            entry["scoring"] = {m: (task["scoring"] if MODELS[m]["type"] == "causal_lm" else "classification head")
+                                for m in {m for m, _ in runs_of if m in MODELS}}
+            entry["likelihood_normalization"] = task["likelihood_normalization"]
         runs[t] = entry
     return cfg.canonical(runs)
 
@@ -208,7 +191,7 @@ def study_tokenizers():
     out = {}
     for name, where in STUDY["tokenizers"].items():
         local = Path(config["data_dir"]) / where
-        out[name] = str(local) if local.exists() or not config["use_hub"] else where
+        out[name] = keys.relative(local) if local.exists() or not config["use_hub"] else where
     for m in STUDY["models"]:
         out[m] = f"results/models/{m}"
     return out
@@ -216,7 +199,7 @@ def study_tokenizers():
 
 def tokenizer_study_inputs(wildcards):
     base = Path(workflow.basedir)
-    texts = [str(p if Path(p).is_absolute() else base / p) for p in STUDY["texts"].values()]
+    texts = [keys.relative(p if Path(p).is_absolute() else base / p) for p in STUDY["texts"].values()]
     texts += [f"results/tokenizers/texts/{t}.txt" for t in STUDY["task_texts"]]
     return {"texts": texts, "models": [f"results/models/{m}" for m in STUDY["models"]]}
 

@@ -1,19 +1,18 @@
-# Stage 2: read a task's raw files (or hub dataset), check them, subsample, write normalized splits.
+# Stage 2: read a task's raw files (or hub dataset), check them, deduplicate, subsample, and write
+# each normalized split on its own, so a change to one split's sample reruns only that split.
 
 
 rule prepare_data:
     input:
         files=data_inputs,
     output:
-        train="results/{task}/data/train.jsonl",
-        validation="results/{task}/data/validation.jsonl",
-        test="results/{task}/data/test.jsonl",
-        summary="results/{task}/data/summary.json",
+        rows="results/{task}/data/{split}.jsonl",
+        info="results/{task}/data/{split}.info.json",
     params:
-        settings=lambda w: data_params(w.task),
-        data_dir=config["data_dir"],
+        settings=lambda w: cfg.canonical(keys.data_settings(config, TASKS[w.task], w.split)),
+        code=code("prepare_data.py"),
     log:
-        "logs/prepare_data/{task}.log",
+        "logs/prepare_data/{task}/{split}.log",
     resources:
         mem_mb=4000,
         runtime=10,
@@ -21,3 +20,23 @@ rule prepare_data:
         "../envs/workflow.yaml"
     script:
         "../workflow_scripts/prepare_data.py"
+
+
+rule data_summary:
+    input:
+        unpack(lambda w: {s: f"results/{w.task}/data/{s}.jsonl" for s in keys.SPLITS}),
+        info=lambda w: [f"results/{w.task}/data/{s}.info.json" for s in keys.SPLITS],
+    output:
+        summary="results/{task}/data/summary.json",
+    params:
+        settings=lambda w: cfg.canonical({k: TASKS[w.task].get(k) for k in ("type", "labels")}),
+        code=code("data_summary.py"),
+    log:
+        "logs/data_summary/{task}.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../workflow_scripts/data_summary.py"

@@ -1,5 +1,5 @@
-# Stage 7: per-task figures: grouped accuracy/F1 bars, confusion matrices, training curves.
-
+# Stage 7: per-task figures: grouped accuracy/F1 bars with intervals (error bars across seeds),
+# confusion matrices, training curves.
 
 
 rule figures:
@@ -10,7 +10,8 @@ rule figures:
         confusion="results/{task}/figures/confusion.png",
         training="results/{task}/figures/training.png",
     params:
-        runs=lambda w: cfg.canonical([[m, meth, MODELS[m]["role"]] for m, meth in methods(w.task)]),
+        runs=lambda w: cfg.canonical(run_label_list(w.task)),
+        code=code("make_figures.py"),
     log:
         "logs/figures/{task}.log",
     resources:

@@ -1,5 +1,6 @@
-# Stage 4: LoRA fine-tune. The adapter (PEFT format) is the declared output; resumable
-# checkpoints live under checkpoint_dir, outside Snakemake's outputs, keyed by the settings.
+# Stage 4: LoRA fine-tune, one job per model and seed. The adapter (PEFT format) is the declared
+# output; resumable checkpoints live under checkpoint_dir, outside Snakemake's outputs, keyed in
+# the job on everything the result depends on (keys.resume_key) and deleted after success.
 
 
 rule finetune:
@@ -8,13 +9,13 @@ rule finetune:
         train="results/{task}/data/train.jsonl",
         validation="results/{task}/data/validation.jsonl",
     output:
-        adapter=directory("results/{task}/{model}/lora/adapter"),
-        train_log="results/{task}/{model}/lora/train_log.json",
+        adapter=directory("results/{task}/{model}/lora-s{seed}/adapter"),
+        train_log="results/{task}/{model}/lora-s{seed}/train_log.json",
     params:
-        settings=lambda w: cfg.canonical(finetune_settings(w.task, w.model)),
-        checkpoints=lambda w: f"{CHECKPOINT_DIR}/{w.task}/{w.model}/{cfg.short_hash(finetune_settings(w.task, w.model))}",
+        settings=lambda w: cfg.canonical(keys.finetune_settings(config, TASKS[w.task], w.model, int(w.seed))),
+        code=code("finetune.py"),
     log:
-        "logs/finetune/{task}/{model}.log",
+        "logs/finetune/{task}/{model}/lora-s{seed}.log",
     threads: lambda w: model_resources(w.model)["cpus_per_task"]
     resources:
         mem_mb=lambda w: model_resources(w.model)["mem_mb"],

@@ -8,9 +8,10 @@ rule generate:
     output:
         generations="results/{task}/{model}/{method}/gen/{decoding}/generations.jsonl",
         human_eval_template="results/{task}/{model}/{method}/gen/{decoding}/human_eval_template.json",
+        provenance="results/{task}/{model}/{method}/gen/{decoding}/provenance.json",
     params:
-        settings=lambda w: cfg.canonical(generation_settings(w.task, w.model, w.method, w.decoding)),
-        chunks=lambda w: f"{CHECKPOINT_DIR}/generate/{w.task}/{w.model}/{w.method}/{w.decoding}",
+        settings=lambda w: cfg.canonical(keys.generation_settings(config, TASKS[w.task], w.model, cfg.decodings(TASKS[w.task])[w.decoding])),
+        code=code("generate.py"),
         chunk_size=64,
     log:
         "logs/generate/{task}/{model}/{method}/{decoding}.log",
@@ -31,7 +32,8 @@ rule reference_perplexity:
     output:
         perplexity="results/{task}/{model}/{method}/perplexity.json",
     params:
-        settings=lambda w: cfg.canonical({"model": model_settings(w.model), "prompt_style": TASKS[w.task]["prompt_style"]}),
+        settings=lambda w: cfg.canonical(keys.perplexity_settings(config, TASKS[w.task], w.model)),
+        code=code("reference_perplexity.py"),
     log:
         "logs/reference_perplexity/{task}/{model}/{method}.log",
     threads: lambda w: model_resources(w.model)["cpus_per_task"]
@@ -53,6 +55,7 @@ rule score_generation:
     params:
         bertscore=lambda w: cfg.canonical(dict(TASKS[w.task]["bertscore"], model=bertscore_model(w.task))),
         bootstrap=lambda w: TASKS[w.task]["bootstrap"],
+        code=code("score_generation.py"),
     log:
         "logs/score_generation/{task}/{model}/{method}/{decoding}.log",
     resources:
@@ -72,8 +75,9 @@ rule generation_figures:
         sweep="results/{task}/figures/sweep.png",
         training="results/{task}/figures/gen_training.png",
     params:
-        runs=lambda w: cfg.canonical([[m, meth, d, MODELS[m]["role"]] for m, meth, d in gen_runs(w.task)]),
+        runs=lambda w: cfg.canonical([[m, meth, d, MODELS[m]["type"]] for m, meth, d in gen_runs(w.task)]),
         decodings=lambda w: cfg.canonical(cfg.decodings(TASKS[w.task])),
+        code=code("make_generation_figures.py"),
     log:
         "logs/generation_figures/{task}.log",
     resources:

@@ -1,16 +1,19 @@
-# Stages 3 and 5: predictions on the test split, zero-shot ("zeroshot", "raw" prompt) or with the
-# LoRA adapter ("lora"). One row per example: raw output, parsed label, gold label.
-
+# Stages 3 and 5: predictions on the test split, zero-shot ("zeroshot", "raw" prompt) or with a
+# fine-tuned adapter ("lora-s<seed>"), plus the majority-class baseline. One row per example: raw
+# output, parsed label, gold label. provenance.json holds the hashes the run was built from.
 
 
 rule predict:
+    wildcard_constraints:
+        method="zeroshot|raw|lora-s-?[0-9]+",
     input:
         unpack(predict_inputs),
     output:
         predictions="results/{task}/{model}/{method}/predictions.jsonl",
+        provenance="results/{task}/{model}/{method}/provenance.json",
     params:
-        settings=lambda w: cfg.canonical(inference_settings(w.task, w.model, w.method)),
-        chunks=lambda w: f"{CHECKPOINT_DIR}/predict/{w.task}/{w.model}/{w.method}",
+        settings=lambda w: cfg.canonical(keys.inference_settings(config, TASKS[w.task], w.model, w.method)),
+        code=code("predict.py"),
         chunk_size=256,
     log:
         "logs/predict/{task}/{model}/{method}.log",
@@ -23,3 +26,24 @@ rule predict:
         "../envs/workflow.yaml"
     script:
         "../workflow_scripts/predict.py"
+
+
+rule majority_baseline:
+    input:
+        train="results/{task}/data/train.jsonl",
+        test="results/{task}/data/test.jsonl",
+    output:
+        predictions="results/{task}/majority/baseline/predictions.jsonl",
+        provenance="results/{task}/majority/baseline/provenance.json",
+    params:
+        labels=lambda w: cfg.canonical(TASKS[w.task]["labels"]),
+        code=code("majority_baseline.py"),
+    log:
+        "logs/majority_baseline/{task}.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../workflow_scripts/majority_baseline.py"

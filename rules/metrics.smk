@@ -1,4 +1,6 @@
-# Stage 6: accuracy, macro/weighted F1, per-class precision/recall, confusion matrix, parse failures.
+# Stage 6: accuracy, macro/weighted F1 with 95% bootstrap intervals, per-class precision/recall,
+# confusion matrix, parse failures and near-misses; then per task the comparison of runs: mean
+# and sd across seeds, and each fine-tuned run against its own zero-shot row (paired McNemar test).
 
 
 rule score:
@@ -7,7 +9,8 @@ rule score:
     output:
         metrics="results/{task}/{model}/{method}/metrics.json",
     params:
-        labels=lambda w: cfg.canonical(TASKS[w.task]["labels"]),
+        settings=lambda w: cfg.canonical(keys.score_settings(TASKS[w.task])),
+        code=code("score.py"),
     log:
         "logs/score/{task}/{model}/{method}.log",
     resources:
@@ -17,3 +20,23 @@ rule score:
         "../envs/workflow.yaml"
     script:
         "../workflow_scripts/score.py"
+
+
+rule compare:
+    input:
+        unpack(compare_inputs),
+    output:
+        comparison="results/{task}/comparison.json",
+    params:
+        runs=lambda w: cfg.canonical([list(r) for r in scored_runs(w.task)]),
+        bootstrap=lambda w: TASKS[w.task]["bootstrap"],
+        code=code("compare.py"),
+    log:
+        "logs/compare/{task}.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../workflow_scripts/compare.py"

@@ -1,12 +1,13 @@
-# Stage 1: materialize each model once as a plain safetensors checkpoint + tokenizer.
+# Stage 1: materialize each model once as a plain safetensors checkpoint + tokenizer, keyed on
+# where the weights come from and how they load (not on roles, resources or sizes).
 
 
 rule prepare_model:
     output:
         model=directory("results/models/{model}"),
     params:
-        spec=lambda w: cfg.canonical(MODELS[w.model]),
-        use_hub=config["use_hub"],
+        spec=lambda w: cfg.canonical(keys.model_origin(config, MODELS[w.model])),
+        code=code("prepare_model.py"),
     log:
         "logs/prepare_model/{model}.log",
     resources:

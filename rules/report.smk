@@ -1,4 +1,5 @@
-# Stage 8: one self-contained results/report.html (figures embedded, every string escaped).
+# Stage 8: one self-contained results/report.html (figures embedded, every string escaped) and
+# results/metrics.csv, one row per task x model x method x seed (x decoding point).
 
 
 localrules:
@@ -9,6 +10,9 @@ localrules:
     tokenizer_stats,
     chat_templates,
     score,
+    compare,
+    majority_baseline,
+    data_summary,
 
 
 
@@ -17,9 +21,11 @@ rule report:
         unpack(report_inputs),
     output:
         html="results/report.html",
+        table="results/metrics.csv",
     params:
         config=lambda w: cfg.canonical(config),
         runs=lambda w: report_runs(),
+        code=code("build_report.py"),
     log:
         "logs/report.log",
     resources:

@@ -9,6 +9,7 @@ rule task_text:
         text="results/tokenizers/texts/{task}.txt",
     params:
         n=lambda w: config["tokenizer_study"]["task_texts"][w.task],
+        code=code("task_text.py"),
     log:
         "logs/task_text/{task}.log",
     resources:
@@ -30,6 +31,7 @@ rule tokenizer_stats:
     params:
         tokenizers=lambda w: cfg.canonical(study_tokenizers()),
         sentence=lambda w: cfg.canonical(STUDY["sentences"]),
+        code=code("tokenizer_stats.py"),
     log:
         "logs/tokenizer_stats.log",
     resources:
@@ -49,6 +51,7 @@ rule chat_templates:
     params:
         tokenizers=lambda w: cfg.canonical({m: f"results/models/{m}" for m in MODELS_IN_USE}),
         conversation=lambda w: cfg.canonical(STUDY["conversation"]),
+        code=code("chat_templates.py"),
     log:
         "logs/chat_templates.log",
     resources:

@@ -99,3 +99,47 @@ def test_slurm_needs_partition_and_gpu_requests(work):
     tiny.write_config(w, c)
     proc = tiny.snakemake(w, "-n", "--default-resources", "slurm_partition=gpu", check=False)
     assert proc.returncode != 0 and "models.tiny_llama: a 7.0B model's jobs request no GPU" in proc.stdout + proc.stderr
+
+
+def data_dir_with(tmp_path, **files):
+    folder = tmp_path / "data"
+    folder.mkdir(exist_ok=True)
+    for name, content in files.items():
+        (folder / name.replace("_", ".")).write_bytes(content)
+    return folder
+
+
+def test_undecodable_bytes(work, tmp_path):
+    w, c = work
+    d = data_dir_with(tmp_path, t_txt=b"text;label\nhello;joy\n\ncaf\xe9;joy\nfine;joy\n")
+    c["data_dir"] = str(d)
+    c["tasks"]["emotion"].update(files={"train": "t.txt"}, label_column="label")
+    msg = error_of(w, c)
+    assert f"{d / 't.txt'}:4: not valid utf-8 (byte 0xe9)" in msg and "set the task's encoding:" in msg
+    assert not (w / "results").exists()
+    c["tasks"]["emotion"]["encoding"] = "latin-1"
+    tiny.write_config(w, c)
+    proc = tiny.snakemake(w, "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert "Building DAG of jobs" in out and "not valid" not in out  # past the parse-time data checks
+
+
+def test_semicolon_line_without_separator(work, tmp_path):
+    w, c = work
+    d = data_dir_with(tmp_path, t_txt=b"text;label\nhello;joy\nthis line has no label\n")
+    c["data_dir"] = str(d)
+    c["tasks"]["emotion"].update(files={"train": "t.txt"}, label_column="label")
+    assert f"{d / 't.txt'}:3: no ';' between text and label" in error_of(w, c)
+    assert not (w / "results").exists()
+
+
+def test_integer_labels_need_label_map(work):
+    w, c = work
+    c["tasks"]["emotion"].update(files={"train": "imdb/asini_imdb_sample.csv"}, format="csv", label_column="label",
+                                 labels=["negative", "positive"], drop_rows_with_label=["label"])
+    msg = error_of(w, c)
+    assert "asini_imdb_sample.csv" in msg and "row 1 has integer label '0'" in msg and "label_map" in msg
+    assert not (w / "results").exists()
+    c["tasks"]["emotion"]["label_map"] = {"0": "negative", "1": "good"}
+    msg = error_of(w, c)
+    assert "label_map maps '1' to 'good', which is not one of ['negative', 'positive']" in msg

@@ -23,7 +23,8 @@ def test_tsv_without_header_and_csv_with_stray_header_and_jsonl():
     rows = data.normalize(data.read_rows(DATA_DIR / "ag_news/alps_test.tsv", "auto", header=False,
                                          column_names=["text", "label"]), ag, "ag")
     assert len(rows) == 7600
-    imdb = dict(EMOTION, label_column="label", labels=["negative", "positive"], drop_rows_with_label=["label"])
+    imdb = dict(EMOTION, label_column="label", labels=["negative", "positive"], drop_rows_with_label=["label"],
+                label_map={"0": "negative", "1": "positive"})
     rows = data.normalize(data.read_rows(DATA_DIR / "imdb/asini_imdb_sample.csv"), imdb, "imdb")
     assert 1990 <= len(rows) <= 2000 and {r["label"] for r in rows} == {"negative", "positive"}
     assert not any("<br />" in r["text"] for r in rows)
@@ -47,11 +48,14 @@ def test_missing_file_column_label_and_empty(tmp_path):
         data.normalize(data.read_rows(f), EMOTION | {"label_column": "label"}, str(f))
 
 
-def test_integer_labels_map_to_names(tmp_path):
+def test_integer_labels_need_label_map(tmp_path):
     f = tmp_path / "d.jsonl"
     f.write_text("\n".join(json.dumps({"text": t, "label": i}) for t, i in [("x", 0), ("y", 5)]))
-    rows = data.normalize(data.read_rows(f), EMOTION | {"label_column": "label"}, str(f))
-    assert [r["label"] for r in rows] == ["sadness", "surprise"]
+    task = EMOTION | {"label_column": "label"}
+    with pytest.raises(PipelineError, match=r"row 1 has integer label '0' but labels are names; .*label_map"):
+        data.normalize(data.read_rows(f), task, str(f))  # never mapped by position
+    rows = data.normalize(data.read_rows(f), task | {"label_map": {"0": "fear", "5": "joy"}}, str(f))
+    assert [r["label"] for r in rows] == ["fear", "joy"]
 
 
 def test_parse_label():

@@ -51,7 +51,6 @@ def tiny_config(models_dir, workdir):
     """Emotion task from the shared data, subsampled to a few dozen rows, two tiny models."""
     return {
         "data_dir": str(DATA_DIR),
-        "checkpoint_dir": str(Path(workdir) / "checkpoints"),
         "report_title": "tiny <test> report",
         "notes": ["note with <b>markup</b> & ampersand"],
         "models": {
@@ -94,8 +93,19 @@ def write_config(workdir, config):
     (Path(workdir) / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def snakemake(workdir, *args, env=None, check=True):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+def copy_workflow(dest):
+    """A private copy of the workflow (Snakefile, rules, schemas, scripts), for tests that edit its code."""
+    import shutil
+
+    for part in ("Snakefile", "rules", "schemas", "workflow_scripts", "envs", "resources"):
+        src = REPO / part
+        (shutil.copytree(src, Path(dest) / part, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
+         else shutil.copy2(src, Path(dest) / part))
+    return Path(dest) / "Snakefile"
+
+
+def snakemake(workdir, *args, env=None, check=True, snakefile=None):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile or REPO / "Snakefile"), "--directory", str(workdir),
            "--cores", "1", *args]
     full_env = dict(os.environ, **(env or {}))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=1800)
@@ -104,9 +114,9 @@ def snakemake(workdir, *args, env=None, check=True):
     return proc
 
 
-def planned_jobs(workdir, *targets):
+def planned_jobs(workdir, *targets, snakefile=None):
     """Rule -> job count of a dry run (empty dict when nothing is planned)."""
-    proc = snakemake(workdir, "-n", *targets)
+    proc = snakemake(workdir, "-n", *targets, snakefile=snakefile)
     out = proc.stdout + proc.stderr
     if "Nothing to be done" in out:
         return {}

@@ -1,20 +1,32 @@
-"""Snakemake script: results/report.html from every task's data summary, metrics, predictions,
-figures and training logs (rule report, rules/report.smk). Self-contained: figures are embedded."""
+"""Snakemake script: results/report.html from every task's data summary, metrics, comparison,
+predictions, figures and training logs, and results/metrics.csv, one row per run (rule report,
+rules/report.smk). Self-contained: figures are embedded. Each task opens with its headline table
+(intervals, the majority baseline, paired tests), then its figures; the tokenizer study follows the
+tasks; the footer lists the hashes every run was built from."""
 import json
 
 import yaml
 
-from lora_pipeline import common, plots, report
+from lora_pipeline import common, keys, plots, report, results_table
 from lora_pipeline import tokenizer_study as ts
 from lora_pipeline.report import esc, fmt
 
 tasks = json.loads(snakemake.params.runs)
 config = json.loads(snakemake.params.config)
 N_SAMPLES = 8
+METHOD = {"zeroshot": "zero-shot", "raw": "raw prompt (no chat template)", "baseline": "majority class of train",
+          "lora": "LoRA"}
 
 
-def ci(m):
-    return f"{m['mean']:.4f} [{m['low']:.4f}, {m['high']:.4f}]"
+def ci(m, digits=4):
+    """'mean [low, high]' for one run, 'mean ± sd (k seeds)' across seeds."""
+    if "sd" in m:
+        return f"{m['mean']:.{digits}f} ± {(m['sd'] or 0):.{digits}f}"
+    return f"{m['mean']:.{digits}f} [{m['low']:.{digits}f}, {m['high']:.{digits}f}]"
+
+
+def pvalue(p):
+    return "" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
 def generation_section(task, entry):
@@ -57,37 +69,80 @@ def generation_section(task, entry):
     return "".join(out)
 
 
+def headline(task, entry, comparison, metrics):
+    """The task's results table: every run with 95% intervals (mean ± sd over seeds for replicated
+    fine-tunes), the majority baseline, and each fine-tune's McNemar p against its zero-shot row."""
+    role = {(m, meth): r for m, meth, r in entry["runs"]}
+    paired = {}
+    for t in comparison["paired"]:
+        paired.setdefault(t["model"], []).append(t["mcnemar"]["p"])
+    rows = []
+    for r in comparison["rows"]:
+        m, meth = r["model"], r["method"]
+        first = r["runs"][0] if meth == "lora" else meth
+        x = metrics[(m, first)]
+        near = x.get("near_misses", {}).get("count", 0)
+        unparsed = f"{r['unparsed_share']:.1%}" + (f" ({near} near-miss)" if near else "")
+        scoring = "-" if meth == "baseline" else entry["scoring"].get(m, "")
+        if scoring == "likelihood":
+            scoring += f" ({entry['likelihood_normalization']})"
+        if x.get("head"):
+            scoring = x["head"]
+        seeds = f"{len(r['seeds'])} seeds" if len(r["seeds"]) > 1 else (f"seed {r['seeds'][0]}" if r["seeds"] else "")
+        p = paired.get(m) if meth == "lora" else None
+        rows.append([plots.run_label(m, "lora" if meth == "lora" else meth, "encoder" if "head" in x and x["head"] else ""),
+                     role.get((m, first), ""), METHOD.get(meth, meth) + (f", {seeds}" if seeds else ""), scoring,
+                     ci(r["accuracy"]), ci(r["macro_f1"]), ci(r["weighted_f1"]), unparsed,
+                     ", ".join(pvalue(q) for q in p) if p else "", r["n"]])
+    out = [report.table(["run", "role", "method", "scoring / head", "accuracy", "macro F1", "weighted F1", "unparsed",
+                         "McNemar p vs zero-shot", "n"], rows, num_cols=(4, 5, 6, 8, 9))]
+    out.append("<p class='caption'>Test split. Single runs: point estimate [95% bootstrap interval over test items]. "
+               "Replicated fine-tunes: mean ± sample sd over seeds (per-seed values and intervals below). "
+               "McNemar: exact two-sided test of each fine-tuned seed against the same model's zero-shot row on the "
+               "same items. Unparsed outputs count as wrong; a near-miss names a label's stem (e.g. 'sad').</p>")
+    seeded = [r for r in comparison["rows"] if len(r.get("per_seed", [])) > 1]
+    if seeded:
+        out.append("<details><summary>per-seed values</summary>" + report.table(
+            ["run", "seed", "accuracy", "macro F1", "weighted F1"],
+            [[plots.run_label(r["model"], "lora", ""), s["seed"], ci(s["accuracy"]), ci(s["macro_f1"]), ci(s["weighted_f1"])]
+             for r in seeded for s in r["per_seed"]], num_cols=(1, 2, 3, 4)) + "</details>")
+    return "".join(out)
+
+
 def task_section(task, entry):
     runs = entry["runs"]
     base = f"results/{task}"
     summary = common.read_json(f"{base}/data/summary.json")
-    out = [f"<h2>Task: {esc(task)}</h2>"]
-    out.append(report.table(["split", "rows"] + summary["labels"],
-                            [[s, v["rows"]] + [v["label_counts"][lab] for lab in summary["labels"]]
-                             for s, v in summary["splits"].items()], num_cols=range(1, 2 + len(summary["labels"]))))
-    names = [plots.run_label(m, meth, role) for m, meth, role in runs]
-    metrics = [common.read_json(f"{base}/{m}/{meth}/metrics.json") for m, meth, _ in runs]
-    out.append("<h3>Metrics on the test split</h3>")
-    out.append(report.table(["run", "accuracy", "macro F1", "weighted F1", "unparsed", "n"],
-                            [[n, fmt(x["accuracy"]), fmt(x["macro_f1"]), fmt(x["weighted_f1"]),
-                              f"{x['unparsed_share']:.1%}", x["n"]] for n, x in zip(names, metrics)],
-                            num_cols=(1, 2, 3, 4, 5)))
+    comparison = common.read_json(f"{base}/comparison.json")
+    metrics = {(m, meth): common.read_json(f"{base}/{m}/{meth}/metrics.json") for m, meth, _ in runs}
+    kinds = {(m, meth): ("encoder" if metrics[(m, meth)].get("head") else "causal_lm") for m, meth, _ in runs}
+    out = [f"<h2>Task: {esc(task)}</h2>", "<h3>Results on the test split</h3>", headline(task, entry, comparison, metrics)]
     out.append(report.image(f"{base}/figures/scores.png", f"{task} scores"))
+    out.append("<h3>Data</h3>")
+    out.append(report.table(["split", "rows", "duplicates removed"] + summary["labels"],
+                            [[s, v["rows"], v.get("duplicates_removed", 0)] + [v["label_counts"][lab] for lab in summary["labels"]]
+                             for s, v in summary["splits"].items()], num_cols=range(1, 3 + len(summary["labels"]))))
+    out.append("<p class='caption'>Exact-duplicate texts are removed within each split and across splits (a text in "
+               "test is dropped from validation and train; one in validation from train). Subsamples are stratified "
+               "by label.</p>")
+    names = {r: plots.run_label(r[0], r[1], kinds[r]) for r in metrics}
     per_class = "".join(
-        f"<h4>{esc(n)}</h4>" + report.table(["label", "precision", "recall", "F1", "support"],
-                                            [[lab, fmt(v["precision"]), fmt(v["recall"]), fmt(v["f1"]), v["support"]]
-                                             for lab, v in x["per_class"].items()], num_cols=(1, 2, 3, 4))
-        for n, x in zip(names, metrics))
+        f"<h4>{esc(names[r])} ({esc(r[1])})</h4>" + report.table(
+            ["label", "precision", "recall", "F1", "support"],
+            [[lab, fmt(v["precision"]), fmt(v["recall"]), fmt(v["f1"]), v["support"]] for lab, v in x["per_class"].items()],
+            num_cols=(1, 2, 3, 4))
+        for r, x in metrics.items())
     out.append(f"<details><summary>per-class precision and recall</summary>{per_class}</details>")
     out.append("<h3>Confusion matrices</h3>" + report.image(f"{base}/figures/confusion.png", f"{task} confusion"))
-    lora = [m for m, meth, _ in runs if meth == "lora"]
+    lora = [(m, meth) for m, meth, _ in runs if keys.method_seed(meth) is not None]
     out.append("<h3>Fine-tuning</h3>")
     if lora:
-        logs = [common.read_json(f"{base}/{m}/lora/train_log.json") for m in lora]
-        out.append(report.table(["model", "steps", "best step", "best val loss", "best val perplexity", "stopped early", "resumed at"],
-                                [[m, g["final_step"], g["best_step"], fmt(g["best_val_loss"]),
+        logs = [common.read_json(f"{base}/{m}/{meth}/train_log.json") for m, meth in lora]
+        out.append(report.table(["model", "seed", "steps", "best step", "best val loss", "best val perplexity",
+                                 "stopped early", "resumed at"],
+                                [[m, keys.method_seed(meth), g["final_step"], g["best_step"], fmt(g["best_val_loss"]),
                                   fmt(min(e["val_perplexity"] for e in g["evals"]), 3), g["stopped_early"],
-                                  ", ".join(map(str, g["resumed_from"])) or "-"] for m, g in zip(lora, logs)]))
+                                  ", ".join(map(str, g["resumed_from"])) or "-"] for (m, meth), g in zip(lora, logs)]))
     out.append(report.image(f"{base}/figures/training.png", f"{task} training curves"))
     preds = [{r["id"]: r for r in common.read_jsonl(f"{base}/{m}/{meth}/predictions.jsonl")} for m, meth, _ in runs]
     rows = []
@@ -99,7 +154,7 @@ def task_section(task, entry):
             shown = r["pred"] if r["pred"] is not None else "(unparsed)"
             cells.append(shown + (f" [{r['output'].strip()[:60]}]" if r.get("output") and r["output"] != r["pred"] else ""))
         rows.append(cells)
-    out.append("<h3>Sample predictions</h3>" + report.table(["text", "gold"] + names, rows))
+    out.append("<h3>Sample predictions</h3>" + report.table(["text", "gold"] + [names[(m, meth)] for m, meth, _ in runs], rows))
     return "".join(out)
 
 
@@ -132,8 +187,9 @@ def prompt_form_section(task, entry):
         acc = {k: common.read_json(f"{base}/{m}/{k}/metrics.json")["accuracy"] for k in ("raw", "zeroshot")}
         out.append(f"<h3>Raw prompt vs chat template: {esc(m)}</h3><p>accuracy with the chat template "
                    f"{acc['zeroshot']:.4f}, with the raw prompt {acc['raw']:.4f}</p>")
-        out.append(report.table(["text", "gold", "chat template output", "raw prompt output"],
-                                [[c["text"][:200], c["gold"], c["output"], r["output"]] for c, r in zip(chat[:N_SAMPLES], raw)]))
+        out.append(report.table(["text", "gold", "chat template answer", "raw prompt answer"],
+                                [[c["text"][:200], c["gold"], c["output"] or c["pred"], r["output"] or r["pred"]]
+                                 for c, r in zip(chat[:N_SAMPLES], raw)]))
         if chat and chat[0].get("output_ids"):
             ids = chat[0]["output_ids"]
             out.append("<h4>Decoding, token by token (first test example)</h4>" +
@@ -142,10 +198,32 @@ def prompt_form_section(task, entry):
     return "".join(out)
 
 
+def provenance_rows():
+    """Per run: the hashes its outputs were built from (data splits, weights, adapter, code)."""
+    rows = []
+    for t, e in tasks.items():
+        for m, meth, _ in e["runs"]:
+            runs = [(f"results/{t}/{m}/{meth}", "")] if e["type"] == "classification" else \
+                [(f"results/{t}/{m}/{meth}/gen/{d}", d) for d in e["decodings"]]
+            for folder, d in runs:
+                p = common.read_json(f"{folder}/provenance.json")
+                train = {}
+                if keys.method_seed(meth) is not None:
+                    train = common.read_json(f"results/{t}/{m}/{meth}/train_log.json").get("provenance", {}).get("data", {})
+                data = dict(p.get("data", {}), **train)
+                rows.append([t, m, meth + (f" / {d}" if d else ""), data.get("train", ""), data.get("validation", ""),
+                             data.get("test", ""), p.get("model", ""), p.get("adapter", ""), p["code"]])
+    return rows
+
+
 with common.log_to(common.snakemake_log(snakemake)):
-    sections = [tokenizer_section()] if snakemake.input.tokenizer_study else []
-    sections += [generation_section(t, e) if e["type"] == "generation" else task_section(t, e) + prompt_form_section(t, e)
-                 for t, e in tasks.items()]
-    text = report.page(config["report_title"], sections, config["notes"], yaml.safe_dump(config, sort_keys=False))
+    sections = [generation_section(t, e) if e["type"] == "generation" else task_section(t, e) + prompt_form_section(t, e)
+                for t, e in tasks.items()]
+    if snakemake.input.tokenizer_study:
+        sections.append(tokenizer_section())
+    hashes = report.table(["task", "model", "run", "train data", "validation data", "test data", "model weights",
+                           "adapter", "code"], provenance_rows())
+    text = report.page(config["report_title"], sections, config["notes"], yaml.safe_dump(config, sort_keys=False), hashes)
     common.atomic_write_text(snakemake.output.html, text)
-    print(f"wrote {snakemake.output.html} ({len(text) // 1024} KiB)")
+    results_table.write_csv(snakemake.output.table, results_table.rows(tasks))
+    print(f"wrote {snakemake.output.html} ({len(text) // 1024} KiB) and {snakemake.output.table}")

@@ -1,16 +1,27 @@
 """Snakemake script: LoRA fine-tune of one model on one task; writes the PEFT adapter and a training log.
 
-Run by rule finetune (rules/finetune.smk). Checkpoints go to params.checkpoints (outside the
-declared outputs) so a killed or resubmitted job resumes. Causal LMs learn prompt -> label with
-the loss on the answer tokens only; encoders train LoRA plus their classification head.
+Run by rule finetune (rules/finetune.smk), once per seed. Checkpoints go under checkpoint_dir
+(outside the declared outputs) in a folder named by keys.resume_key: the settings, the code, the
+content of the train/validation splits and the base weights. So a killed or resubmitted job resumes,
+and a run with any other input starts afresh. They are deleted after success unless
+keep_checkpoints is set. Causal LMs learn prompt -> label with the loss on the answer tokens only;
+encoders train LoRA plus their classification head.
 """
 import json
+import shutil
+from pathlib import Path
 
-from lora_pipeline import common, models, prompting, training
+from lora_pipeline import common, heads, keys, models, prompting, training
 
 s = json.loads(snakemake.params.settings)
 spec, labels, tcfg = s["model"], s.get("labels"), s["finetune"]["training"]
-use_chat = spec["chat_template"]
+# how often to checkpoint changes no result (resuming is exact), so it is not in the key: read the config
+tcfg["checkpoint_every"] = snakemake.config["tasks"][snakemake.wildcards.task]["finetune"][snakemake.wildcards.model][
+    "training"]["checkpoint_every"]
+use_chat = spec.get("chat_template", False)
+run = Path(snakemake.output.train_log).parent.relative_to("results")
+ckpt_dir = Path(snakemake.config["checkpoint_dir"]) / run / keys.resume_key(
+    s, snakemake.params.code, [snakemake.input.train, snakemake.input.validation], snakemake.input.model)
 
 with common.log_to(common.snakemake_log(snakemake)):
     common.use_cpu_threads(snakemake.config)
@@ -18,9 +29,12 @@ with common.log_to(common.snakemake_log(snakemake)):
     tok = models.load_tokenizer(snakemake.input.model, spec["trust_remote_code"], padding_side="right")
     splits = {k: common.read_jsonl(snakemake.input[k]) for k in ("train", "validation")}
     if spec["type"] == "encoder":
-        model = models.load_classifier(snakemake.input.model, spec, labels, seed=0)
-        examples = {k: [{"input_ids": tok(r["text"], truncation=True, max_length=tcfg["max_length"])["input_ids"],
-                         "labels": labels.index(r["label"])} for r in rows] for k, rows in splits.items()}
+        model = models.load_classifier(snakemake.input.model, spec, labels, seed=tcfg["seed"])
+        print(f"classification head: {model.head_kind}")
+        # heads.encode: the tokenization predict.py's classify uses too (same truncation, right padding)
+        examples = {k: [{"input_ids": ids, "labels": labels.index(r["label"])}
+                        for r, ids in zip(rows, heads.encode(tok, [r["text"] for r in rows], tcfg["max_length"]))]
+                    for k, rows in splits.items()}
         task_type = "SEQ_CLS"
     else:
         model = models.load_causal_lm(snakemake.input.model, spec)
@@ -38,9 +52,14 @@ with common.log_to(common.snakemake_log(snakemake)):
         task_type = "CAUSAL_LM"
     model = training.lora_model(model, s["finetune"]["lora"], task_type, tcfg["gradient_checkpointing"])
     model.print_trainable_parameters()
-    log = training.train(model, examples["train"], examples["validation"], tcfg, snakemake.params.checkpoints,
+    print(f"checkpoints: {ckpt_dir}")
+    log = training.train(model, examples["train"], examples["validation"], tcfg, ckpt_dir,
                          tok.pad_token_id, models.device())
     with common.atomic_dir(snakemake.output.adapter) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
+    log["provenance"] = keys.provenance(snakemake.params.code, {k: snakemake.input[k] for k in ("train", "validation")},
+                                        snakemake.input.model, snakemake.output.adapter)
     common.write_json(snakemake.output.train_log, log)
+    if not snakemake.config["keep_checkpoints"]:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     print(f"best step {log['best_step']} (val loss {log['best_val_loss']:.4f}); adapter saved")

@@ -5,15 +5,17 @@ import json
 import shutil
 from pathlib import Path
 
-from lora_pipeline import common, human_eval, inference, models, prompting
-from lora_pipeline.config import short_hash
+from lora_pipeline import common, config, human_eval, inference, keys, models, prompting
 
 s = json.loads(snakemake.params.settings)
 adapter = snakemake.input.get("adapter")
+# batch size: in the key only where outputs depend on batching (sampling, beam search); else from the config
+point = config.decodings(snakemake.config["tasks"][snakemake.wildcards.task])[snakemake.wildcards.decoding]
+decoding = dict(s["decoding"], batch_size=s["decoding"].get("batch_size", point["batch_size"]))
 
 with common.log_to(common.snakemake_log(snakemake)):
     common.use_cpu_threads(snakemake.config)
-    common.seed_everything(s["decoding"]["seed"])
+    common.seed_everything(decoding.get("seed", 0))
     rows = common.read_jsonl(snakemake.input.test)
     tok = models.load_tokenizer(snakemake.input.model, s["model"]["trust_remote_code"])
     model = models.load_causal_lm(snakemake.input.model, s["model"], adapter=adapter)
@@ -21,14 +23,18 @@ with common.log_to(common.snakemake_log(snakemake)):
 
     def generate(part):
         ids = [prompting.prompt_ids(tok, prompts[r["id"]]) for r in part]
-        outs = inference.generate(model, tok, ids, s["decoding"])
+        outs = inference.generate(model, tok, ids, decoding)
         return [{"id": r["id"], "instruction": r["instruction"], "input": r["input"], "reference": r["output"],
                  "output": o.strip()} for r, o in zip(part, outs)]
 
-    chunk_dir = Path(snakemake.params.chunks) / short_hash([s, inference.weights_fingerprint(snakemake.input.model, adapter)])
+    run = Path(snakemake.output.generations).parent.relative_to("results")
+    chunk_dir = Path(snakemake.config["checkpoint_dir"]) / "generate" / run / keys.short_hash(
+        [s, snakemake.params.code, keys.weights_fingerprint(snakemake.input.model, adapter)])
     out = inference.run_chunked(rows, generate, chunk_dir, snakemake.params.chunk_size)
     common.write_jsonl(snakemake.output.generations, out)
     human_eval.write_template(snakemake.output.human_eval_template, [prompts[r["id"]] for r in out],
                               [r["reference"] for r in out], [r["output"] for r in out])
+    common.write_json(snakemake.output.provenance, keys.provenance(
+        snakemake.params.code, {"test": snakemake.input.test}, snakemake.input.model, adapter))
     shutil.rmtree(chunk_dir, ignore_errors=True)
     print(f"wrote {len(out)} responses")

@@ -1,16 +1,25 @@
-"""Snakemake script: a task's figures (rule figures, rules/figures.smk): grouped accuracy/F1 bars,
-confusion matrices of every run, LoRA training loss and validation perplexity curves."""
+"""Snakemake script: a task's figures (rule figures, rules/figures.smk): grouped accuracy/F1 bars with
+intervals (error bars over seeds for replicated fine-tunes), confusion matrices of every run (the
+first seed of a replicated fine-tune), LoRA training loss and validation perplexity curves."""
 import json
 from pathlib import Path
 
-from lora_pipeline import common, plots
+from lora_pipeline import common, keys, plots
 
 runs = json.loads(snakemake.params.runs)
 with common.log_to(common.snakemake_log(snakemake)):
-    labels = [plots.run_label(m, meth, role) for m, meth, role in runs]
-    metrics = [common.read_json(p) for p in snakemake.input.metrics]
+    kind = {(m, meth): k for m, meth, k in runs}
+    comparison = common.read_json(snakemake.input.comparison)
+    rows = comparison["rows"]
+    labels = [plots.run_label(r["model"], r["method"], kind.get((r["model"], r["method"]), "causal_lm")) for r in rows]
     task = Path(snakemake.output.scores).parent.parent.name
-    plots.scores_bar(labels, metrics, snakemake.output.scores, title=task)
-    plots.confusion_grid(labels, metrics, snakemake.output.confusion)
-    names = [Path(p).parent.parent.name for p in snakemake.input.train_logs]
-    plots.training_curves(names, [common.read_json(p) for p in snakemake.input.train_logs], snakemake.output.training)
+    plots.scores_bar(labels, rows, snakemake.output.scores, title=task)
+    metrics = dict(zip([(m, meth) for m, meth, _ in runs], [common.read_json(p) for p in snakemake.input.metrics]))
+    first = [(m, meth) for m, meth, _ in runs if keys.method_seed(meth) is None or
+             meth == min((x for mm, x, _ in runs if mm == m and keys.method_seed(x) is not None), key=keys.method_seed)]
+    names = [plots.run_label(m, meth, kind[(m, meth)]) + (f" (seed {keys.method_seed(meth)})" if keys.method_seed(meth) is not None
+             else "") for m, meth in first]
+    plots.confusion_grid(names, [metrics[r] for r in first], snakemake.output.confusion)
+    logs = [common.read_json(p) for p in snakemake.input.train_logs]
+    plots.training_curves(["/".join(Path(p).parent.parts[-2:]) for p in snakemake.input.train_logs], logs,
+                          snakemake.output.training)

@@ -1,17 +1,18 @@
-"""Snakemake script: normalize a task's data into train/validation/test JSONL plus a summary.
+"""Snakemake script: one normalized split of a task as JSONL, plus its info file (rule prepare_data).
 
-Run by rule prepare_data (rules/data.smk); reads the task settings from params.settings.
+settings (keys.data_settings) name the split and its sample size; reading, deduplication across
+splits and stratified subsampling live in lora_pipeline.data. The info file holds the count of
+duplicate rows removed from this split, for the data summary.
 """
 import json
 
 from lora_pipeline import common, data
 
 settings = json.loads(snakemake.params.settings)
+split = settings["split"]
 with common.log_to(common.snakemake_log(snakemake)):
-    splits = data.load_splits(settings, snakemake.params.data_dir, use_hub=settings["source"] == "hub")
-    summary = {"type": settings["type"], "labels": settings.get("labels"), "splits": {}}
-    for split, rows in splits.items():
-        common.write_jsonl(snakemake.output[split], rows)
-        summary["splits"][split] = data.split_summary(rows, settings)
-        print(f"{split}: {len(rows)} rows")
-    common.write_json(snakemake.output.summary, summary)
+    rows, removed = data.load_split(settings, snakemake.config["data_dir"], split, settings.get("sample"),
+                                    use_hub=settings["source"] == "hub")
+    common.write_jsonl(snakemake.output.rows, rows)
+    common.write_json(snakemake.output.info, {"split": split, "rows": len(rows), "duplicates_removed": removed})
+    print(f"{split}: {len(rows)} rows ({removed} duplicates removed before sampling)")

@@ -1,12 +1,14 @@
 """Snakemake script: materialize one model entry as a safetensors checkpoint + tokenizer folder.
 
 Run by rule prepare_model (rules/models.smk): hub id, local folder or GGUF inside a pip package.
+params.spec is keys.model_origin: type, trust_remote_code, dtype and where the weights come from.
 """
 import json
 
 from lora_pipeline import common, models
 
-spec = json.loads(snakemake.params.spec)
+origin = json.loads(snakemake.params.spec)
+spec = {k: v for k, v in origin.items() if k != "origin"} | origin["origin"]
 with common.log_to(common.snakemake_log(snakemake)):
     common.use_cpu_threads(snakemake.config)
-    models.materialize(spec, snakemake.params.use_hub, snakemake.output.model)
+    models.materialize(spec, "hub_id" in origin["origin"], snakemake.output.model)

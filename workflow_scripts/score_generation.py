@@ -3,9 +3,11 @@ model by default) of one set of responses against the references, each with a bo
 interval, plus the human scores when a file is configured. Run by rule score_generation."""
 import json
 
-from lora_pipeline import common, generation_metrics as gm, human_eval
+from lora_pipeline import common, generation_metrics as gm, human_eval, models
 
 bs = json.loads(snakemake.params.bertscore)
+if isinstance(bs["model"], dict):  # a model folder inside a pip package
+    bs["model"] = str(models.package_dir(bs["model"]["package"]) / bs["model"]["subdir"])
 with common.log_to(common.snakemake_log(snakemake)):
     rows = common.read_jsonl(snakemake.input.generations)
     hyps, refs = [r["output"] for r in rows], [r["reference"] for r in rows]

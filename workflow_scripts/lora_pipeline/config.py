@@ -4,13 +4,14 @@ Used by rules/common.smk at parse time; it imports nothing heavy (no torch), so 
 stays fast. Errors are one line naming the key and the fix.
 """
 import copy
-import hashlib
-import json
+import difflib
+from pathlib import Path
 
 import jsonschema
 import yaml
 
 from . import decoding
+from .keys import canonical, short_hash  # noqa: F401 (the rule files use them through this module)
 
 
 class ConfigError(ValueError):
@@ -35,38 +36,63 @@ def _key_path(error):
     return ".".join(parts) if parts else "(top level)"
 
 
-def _describe(error, source):
+def source_of(parts, files):
+    """The config file that sets the key at `parts` (the last one given wins, as in Snakemake's merge),
+    or 'the merged config' when none of them does (e.g. it came from --config)."""
+    for f in reversed(list(files or [])):
+        try:
+            node = yaml.safe_load(Path(f).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        for p in parts:
+            if not isinstance(node, dict) or p not in node:
+                break
+            node = node[p]
+        else:
+            return str(f)
+    return "the merged config"
+
+
+def _describe(error, files):
+    parts = list(error.absolute_path)
     where = _key_path(error)
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
-        return (f"{source}: {where}: unknown key {', '.join(map(repr, extra))}"
+        guess = difflib.get_close_matches(extra[0], allowed, n=1) if extra else []
+        hint = f"; did you mean '{guess[0]}'?" if guess else ""
+        return (f"{source_of(parts + extra[:1], files)}: {where}: unknown key {', '.join(map(repr, extra))}{hint}"
                 f" (allowed keys: {', '.join(allowed)})")
     if error.validator == "required":
-        return f"{source}: {where}: {error.message}; add it"
-    return f"{source}: {where}: {error.message}"
+        return f"{source_of(parts, files)}: {where}: {error.message}; add it"
+    return f"{source_of(parts, files)}: {where}: {error.message}"
 
 
-def validate(config: dict, schema_path, source="config.yaml") -> dict:
-    """Fill defaults in place and check types and keys; raise ConfigError with one line."""
+def validate(config: dict, schema_path, files=("config.yaml",)) -> dict:
+    """Fill defaults in place and check types and keys; raise ConfigError with one line that names
+    the config file the key came from (files: the config files in merge order)."""
     with open(schema_path, encoding="utf-8") as f:
         schema = yaml.safe_load(f)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.message)))
     if errors:
         best = jsonschema.exceptions.best_match(errors)
-        raise ConfigError(_describe(best, source))
-    _cross_check(config, source)
+        raise ConfigError(_describe(best, files))
+    _cross_check(config, files)
     return config
 
 
-def _cross_check(config, source):
+def _cross_check(config, files):
     models = config["models"]
+
+    def source(*parts):  # the config file that sets this key
+        return source_of(parts, files)
+
     for t in config["run_tasks"] or []:
         if t not in config["tasks"]:
-            raise ConfigError(f"{source}: run_tasks: task '{t}' is not defined under 'tasks'")
+            raise ConfigError(f"{source('run_tasks')}: run_tasks: task '{t}' is not defined under 'tasks'")
     for task_name, task in config["tasks"].items():
-        where = f"{source}: tasks.{task_name}"
+        where = f"{source('tasks', task_name)}: tasks.{task_name}"
         if task["type"] == "classification" and "labels" not in task:
             raise ConfigError(f"{where}: classification needs 'labels', the list of label names")
         for key in ("models", "raw_prompt_models"):
@@ -99,16 +125,21 @@ def _cross_check(config, source):
     if study:
         for m in study["models"]:
             if m not in models:
-                raise ConfigError(f"{source}: tokenizer_study.models: model '{m}' is not defined under 'models'")
+                raise ConfigError(f"{source('tokenizer_study')}: tokenizer_study.models: model '{m}' is not defined under 'models'")
         for t in study["task_texts"]:
             if t not in config["tasks"] or config["tasks"][t]["type"] != "classification":
-                raise ConfigError(f"{source}: tokenizer_study.task_texts: '{t}' is not a classification task")
+                raise ConfigError(f"{source('tokenizer_study')}: tokenizer_study.task_texts: '{t}' is not a classification task")
         clash = set(study["tokenizers"]) & set(study["models"])
         if clash:
-            raise ConfigError(f"{source}: tokenizer_study: {sorted(clash)} named both as tokenizer and model")
+            raise ConfigError(f"{source('tokenizer_study')}: tokenizer_study: {sorted(clash)} named both as tokenizer and model")
+    used = {m for t in selected_tasks(config).values() for m in t["models"] + list(t["finetune"])
+            + list(t.get("raw_prompt_models", []))} | set((study or {}).get("models", []))
     for name, model in models.items():
-        if not config["use_hub"] and "source" not in model and "hub_id" not in model:
-            raise ConfigError(f"{source}: models.{name}: give a 'source' (local) or a 'hub_id'")
+        if "source" not in model and "hub_id" not in model:
+            raise ConfigError(f"{source('models', name)}: models.{name}: give a 'source' (local) or a 'hub_id'")
+        if name in used and not config["use_hub"] and "source" not in model:
+            raise ConfigError(f"{source('models', name)}: models.{name}: only a hub_id ('{model['hub_id']}') while use_hub "
+                              f"is false; add a local source: (path, package or gguf_package) or set use_hub: true")
 
 
 def validate_decoding(where, name, d):
@@ -168,12 +199,3 @@ def check_resources(config, default_resources=()):
         if slurm and model["params_b"] >= 1 and res["gpus"] == 0:
             raise ConfigError(f"models.{name}: a {model['params_b']}B model's jobs request no GPU; "
                               f"set models.{name}.resources.gpus (and gpu_mem_gb)")
-
-
-def canonical(obj) -> str:
-    """A deterministic string for rule params: same settings, same string, no spurious reruns."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
-
-
-def short_hash(obj) -> str:
-    return hashlib.sha256(canonical(obj).encode()).hexdigest()[:12]

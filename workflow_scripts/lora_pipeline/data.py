@@ -1,11 +1,20 @@
 """Reading task data: local files (txt with ';', tsv, csv, jsonl, json) or a hub dataset,
 checked and normalized to rows of {"id", "text", "label"} with label names from the config.
 
-Every problem a user can fix (missing file, missing column, unknown label, empty split) is
-raised as PipelineError with one line naming the file and the fix. Only the standard library
-is used here so that Snakemake can run the checks at parse time, before any model loads.
+Every problem a user can fix (missing file, undecodable bytes, a line without ';', missing column,
+unknown or unmapped label, empty split) is raised as PipelineError with one line naming the file
+and the fix. Labels are taken by name or through the task's label_map, never by position.
+
+load_splits: normalize -> carve missing validation/test from train -> remove duplicate texts
+(within a split, then validation vs test, then train vs both) -> subsample each split with its own
+seed (stratified by label for classification). So the test split never depends on sample.train or
+sample.validation, and validation never depends on sample.train.
+
+Only the standard library is used here so that Snakemake can run the checks at parse time, before
+any model loads (datasets is imported only for hub tasks).
 """
 import csv
+import io
 import json
 import random
 from pathlib import Path
@@ -28,44 +37,76 @@ def file_format(path, fmt="auto"):
     return _EXTENSIONS[ext]
 
 
-def read_rows(path, fmt="auto", header=True, column_names=None):
+def read_text(path, encoding="utf-8"):
+    """The file's text; a decode error names the file, the line and the offending byte."""
+    raw = Path(path).read_bytes()
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8") and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]  # a UTF-8 byte-order mark would otherwise end up in the first column name
+    try:
+        return raw.decode(encoding)
+    except LookupError:
+        raise PipelineError(f"{path}: unknown encoding '{encoding}'; set the task's encoding: to a Python "
+                            f"codec name such as utf-8 or latin-1") from None
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise PipelineError(f"{path}:{line}: not valid {encoding} (byte 0x{raw[e.start]:02x}); re-save the file "
+                            f"as UTF-8 or set the task's encoding: (e.g. latin-1)") from None
+
+
+def read_rows(path, fmt="auto", header=True, column_names=None, encoding="utf-8"):
     """All rows of a file as dicts keyed by column name."""
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: data file not found; check data_dir and the task's files: entry")
     fmt = file_format(path, fmt)
-    with open(path, encoding="utf-8", newline="") as f:
-        if fmt == "jsonl":
-            rows = []
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise PipelineError(f"{path}:{n}: not valid JSON ({e.msg}); fix or remove the line") from None
-            return rows
-        if fmt == "json":
-            try:
-                rows = json.load(f)
-            except json.JSONDecodeError as e:
-                raise PipelineError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-            if not isinstance(rows, list):
-                raise PipelineError(f"{path}: expected a JSON list of records")
-            return rows
-        if fmt == "semicolon":
-            # text;label per line; the text itself may contain ';', the label never does.
-            lines = [line.rstrip("\r\n") for line in f if line.strip()]
-            names = column_names or (lines[0].rsplit(";", 1) if header else ["text", "label"])
-            body = lines[1:] if header else lines
-            return [dict(zip(names, line.rsplit(";", 1))) for line in body]
-        delimiter = "\t" if fmt == "tsv" else ","
-        reader = csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL)
-        rows = [r for r in reader if r]
-        names = column_names or (rows[0] if header else None)
-        if names is None:
-            raise PipelineError(f"{path}: file has no header; set header: true or give column_names:")
-        body = rows[1:] if header else rows
-        return [dict(zip(names, r)) for r in body]
+    f = io.StringIO(read_text(path, encoding), newline="")
+    if fmt == "jsonl":
+        rows = []
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise PipelineError(f"{path}:{n}: not valid JSON ({e.msg}); fix or remove the line") from None
+        return rows
+    if fmt == "json":
+        try:
+            rows = json.load(f)
+        except json.JSONDecodeError as e:
+            raise PipelineError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        if not isinstance(rows, list):
+            raise PipelineError(f"{path}: expected a JSON list of records")
+        return rows
+    if fmt == "semicolon":
+        return _semicolon_rows(path, f, header, column_names)
+    delimiter = "\t" if fmt == "tsv" else ","
+    reader = csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL)
+    rows = [r for r in reader if r]
+    names = column_names or (rows[0] if header and rows else None)
+    if names is None:
+        if header:
+            return []
+        raise PipelineError(f"{path}: file has no header; set header: true or give column_names:")
+    body = rows[1:] if header else rows
+    return [dict(zip(names, r)) for r in body]
+
+
+def _semicolon_rows(path, f, header, column_names):
+    """text;label per line; the text itself may contain ';', the label never does."""
+    lines = []
+    for n, line in enumerate(f, 1):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        if ";" not in line:
+            raise PipelineError(f"{path}:{n}: no ';' between text and label; fix the line, or set format: "
+                                f"if this is not a text;label file")
+        lines.append(line)
+    if not lines:
+        return []
+    names = column_names or (lines[0].rsplit(";", 1) if header else ["text", "label"])
+    body = lines[1:] if header else lines
+    return [dict(zip(names, line.rsplit(";", 1))) for line in body]
 
 
 def _require_columns(rows, columns, source, rows_word, column_word, keys):
@@ -77,6 +118,38 @@ def _require_columns(rows, columns, source, rows_word, column_word, keys):
                                 f"set {keys} in the config")
 
 
+def _is_integer(value):
+    return value.lstrip("-").isdigit()
+
+
+def label_map_of(task, source):
+    """The task's label_map with keys as stripped strings; every value must be one of labels."""
+    labels = task["labels"]
+    mapping = {str(k).strip(): v for k, v in (task.get("label_map") or {}).items()}
+    for key, name in mapping.items():
+        if name not in labels:
+            raise PipelineError(f"{source}: label_map maps '{key}' to '{name}', which is not one of {labels}; "
+                                f"map each raw value to a name in labels:")
+    return mapping
+
+
+def to_label(raw, labels, mapping, source, row):
+    """The label name of a raw value: through label_map when given, else the value must be a name."""
+    value = str(raw).strip() if raw is not None else ""
+    label = mapping.get(value, value)
+    if label in labels:
+        return label
+    if mapping:
+        raise PipelineError(f"{source}: row {row} has label {raw!r}, which is neither a key of label_map nor one of "
+                            f"{labels}; add it to label_map or to drop_rows_with_label")
+    if _is_integer(value):
+        raise PipelineError(f"{source}: row {row} has integer label '{value}' but labels are names; map each raw value "
+                            f"to a label name with label_map: {{0: <name>, 1: <name>, ...}} "
+                            f"(labels are never mapped by position)")
+    raise PipelineError(f"{source}: row {row} has label {raw!r}, not one of {labels}; "
+                        f"fix the labels: list or add it to drop_rows_with_label")
+
+
 def normalize(rows, task, source):
     """Map raw rows to {"id", "text", "label"} (classification) or {"id", "instruction", "input",
     "output"} (generation); raise on a missing column, an unknown label or an empty record."""
@@ -84,19 +157,14 @@ def normalize(rows, task, source):
         return normalize_generation(rows, task, source)
     text_col, label_col, labels = task["text_column"], task["label_column"], task["labels"]
     drop = set(task.get("drop_rows_with_label") or [])
+    mapping = label_map_of(task, source)
     _require_columns(rows, (text_col, label_col), source, "rows", "column", "text_column/label_column or column_names")
     out = []
     for i, row in enumerate(rows):
         raw = row.get(label_col)
         if str(raw) in drop:
             continue
-        label = str(raw).strip() if raw is not None else ""
-        if label not in labels:
-            if label.lstrip("-").isdigit() and 0 <= int(label) < len(labels):
-                label = labels[int(label)]
-            else:
-                raise PipelineError(f"{source}: row {i + 1} has label {raw!r}, not one of {labels}; "
-                                    f"fix the labels: list or add it to drop_rows_with_label")
+        label = to_label(raw, labels, mapping, source, i + 1)
         text = str(row.get(text_col) or "").replace("<br />", " ").strip()
         if task.get("max_chars"):
             text = text[: task["max_chars"]]
@@ -117,44 +185,128 @@ def normalize_generation(rows, task, source):
     return out
 
 
+def _read_task_file(task, path):
+    return read_rows(path, task["format"], task["header"], task.get("column_names"), task.get("encoding") or "utf-8")
+
+
 def check_task_files(name, task, data_dir):
-    """Parse-time check of a task's local files: present, readable, right columns and labels, not empty."""
+    """Parse-time check of a task's local files: present, decodable, right columns and labels, not empty."""
     for split, rel in task["files"].items():
         path = Path(data_dir) / rel
-        rows = read_rows(path, task["format"], task["header"], task.get("column_names"))
+        rows = _read_task_file(task, path)
         if not normalize(rows, task, f"{path} (task {name}, {split})"):
             raise PipelineError(f"{path}: split '{split}' of task {name} is empty after dropping rows")
 
 
-def _sample(rows, n, seed):
+def dedup_key(row):
+    """What makes two rows the same example: the text, or (instruction, input) for generation."""
+    return row["text"] if "text" in row else (row["instruction"], row["input"])
+
+
+def deduplicate(splits):
+    """Drop repeated examples: the first of each within a split, then from validation what is in test,
+    and from train what is in validation or test. Returns (new splits, rows removed per split)."""
+    out, removed, later = {}, {}, set()
+    for split in reversed(SPLITS):  # test, validation, train: each loses what a later-listed split has
+        seen, kept = set(), []
+        for row in splits[split]:
+            key = dedup_key(row)
+            if key not in seen and key not in later:
+                kept.append(row)
+            seen.add(key)
+        out[split], removed[split] = kept, len(splits[split]) - len(kept)
+        later |= seen
+    return {s: out[s] for s in SPLITS}, {s: removed[s] for s in SPLITS}
+
+
+def allocate(counts, n):
+    """Largest-remainder split of n over labels in proportion to counts ({label: count}, in label order);
+    ties in the remainder go to the earlier label."""
+    total = sum(counts.values())
+    quota = {label: n * c // total for label, c in counts.items()}
+    by_remainder = sorted(counts, key=lambda label: -(n * counts[label] % total))  # stable: label order breaks ties
+    for label in by_remainder[: n - sum(quota.values())]:
+        quota[label] += 1
+    return quota
+
+
+def _sample(rows, n, seed, labels=None):
+    """n rows drawn with seed: stratified by label when labels are given (each label keeps its share,
+    the result shuffled), else a plain random sample."""
     if n is None or n >= len(rows):
         return list(rows)
-    return random.Random(seed).sample(rows, n)
+    rng = random.Random(seed)
+    if labels is None:
+        return rng.sample(rows, n)
+    groups = {label: [r for r in rows if r["label"] == label] for label in labels}
+    quota = allocate({label: len(g) for label, g in groups.items()}, n)
+    picked = [r for label, g in groups.items() for r in rng.sample(g, quota[label])]
+    random.Random(seed).shuffle(picked)
+    return picked
 
 
-def load_splits(task, data_dir, use_hub=False):
-    """The three normalized, subsampled splits of a task."""
+def _carve(raw, task):
+    """Cut a missing test/validation split from train: seeded and disjoint, never depending on sample sizes."""
+    for split, fraction_key in (("test", "test_fraction"), ("validation", "validation_fraction")):
+        if split not in raw:
+            train = list(raw["train"])
+            random.Random(task["seed"] + len(split)).shuffle(train)
+            n = max(1, int(len(train) * task[fraction_key]))
+            raw[split], raw["train"] = train[:n], train[n:]
+    return raw
+
+
+def full_splits(task, data_dir, use_hub=False):
+    """All rows of the three splits, normalized, carved and deduplicated but not subsampled, as
+    (splits, removed): removed maps each split to how many duplicate rows were dropped from it."""
     if use_hub:
         raw = _hub_splits(task)
     else:
         raw = {}
         for split, rel in task["files"].items():
             path = Path(data_dir) / rel
-            raw[split] = normalize(read_rows(path, task["format"], task["header"], task.get("column_names")),
-                                   task, str(path))
-    for split, fraction_key in (("test", "test_fraction"), ("validation", "validation_fraction")):
-        if split not in raw:  # carve the split from train, disjoint and seeded
-            train = list(raw["train"])
-            random.Random(task["seed"] + len(split)).shuffle(train)
-            n = max(1, int(len(train) * task[fraction_key]))
-            raw[split], raw["train"] = train[:n], train[n:]
-    splits = {}
-    for k, split in enumerate(SPLITS):
-        rows = _sample(raw[split], task["sample"].get(split), task["seed"] + k)
-        if not rows:
-            raise PipelineError(f"task split '{split}' is empty; check the files and sample sizes")
-        splits[split] = [dict(r, id=i) for i, r in enumerate(rows)]
-    return splits
+            raw[split] = normalize(_read_task_file(task, path), task, str(path))
+    if "train" not in raw:
+        raise PipelineError("task has no train split; give files: a train entry")
+    return deduplicate(_carve(raw, task))
+
+
+def sample_split(rows, task, split, n):
+    """One split subsampled to n rows with its own seed (task seed + split index), ids 0..n-1."""
+    labels = task["labels"] if task["type"] == "classification" else None
+    picked = _sample(rows, n, task["seed"] + SPLITS.index(split), labels)
+    if not picked:
+        raise PipelineError(f"task split '{split}' is empty; check the files and sample sizes")
+    return [dict(r, id=i) for i, r in enumerate(picked)]
+
+
+def load_split(task, data_dir, split, n=None, use_hub=False):
+    """One split's rows (n of them, None: all) and its count of removed duplicates; the same rows
+    load_splits gives for that split, whatever the other splits' sample sizes."""
+    splits, removed = full_splits(task, data_dir, use_hub)
+    return sample_split(splits[split], task, split, n), removed[split]
+
+
+def load_splits(task, data_dir, use_hub=False):
+    """The three normalized, deduplicated, subsampled splits of a task, as (splits, removed): splits maps
+    each split to rows with ids 0..n-1, removed to how many duplicate rows were dropped from it."""
+    splits, removed = full_splits(task, data_dir, use_hub)
+    sample = task.get("sample") or {}
+    return {s: sample_split(splits[s], task, s, sample.get(s)) for s in SPLITS}, removed
+
+
+def class_label_names(feature):
+    """A hub label feature's own names (datasets.ClassLabel), or None when it is not a ClassLabel."""
+    import datasets
+
+    return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+
+
+def _named_labels(rows, column, names):
+    """Integer values of a ClassLabel column replaced by the dataset's declared names."""
+    def name(v):
+        return names[v] if isinstance(v, int) and 0 <= v < len(names) else v
+    return [dict(r, **{column: name(r[column])}) for r in rows]
 
 
 def _hub_splits(task):
@@ -168,18 +320,26 @@ def _hub_splits(task):
     for split, hub_split in names.items():
         if hub_split in ds:
             rows = [dict(r) for r in ds[hub_split]]
+            features = ds[hub_split].features
+            if task["type"] == "classification":
+                col = task["label_column"] if task["label_column"] in features else "label"
+                class_names = class_label_names(features[col]) if col in features else None
+                if class_names:
+                    rows = _named_labels(rows, col, class_names)
             # Hub copies often name columns plainly ("text", "label") where the files differ.
             for key, fallback in (("text_column", "text"), ("label_column", "label")):
-                if rows and task[key] not in rows[0] and fallback in rows[0]:
+                if key in task and rows and task[key] not in rows[0] and fallback in rows[0]:
                     rows = [dict(r, **{task[key]: r[fallback]}) for r in rows]
             out[split] = normalize(rows, task, f"{task['hub_id']}[{hub_split}]")
     return out
 
 
-def split_summary(rows, task):
+def split_summary(rows, task, duplicates_removed=0):
     if task["type"] == "generation":
-        return {"rows": len(rows), "with_input": sum(bool(r["input"]) for r in rows)}
-    return {"rows": len(rows), "label_counts": label_counts(rows, task["labels"])}
+        return {"rows": len(rows), "with_input": sum(bool(r["input"]) for r in rows),
+                "duplicates_removed": duplicates_removed}
+    return {"rows": len(rows), "label_counts": label_counts(rows, task["labels"]),
+            "duplicates_removed": duplicates_removed}
 
 
 def label_counts(rows, labels):

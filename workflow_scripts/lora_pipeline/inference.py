@@ -5,7 +5,6 @@ killed job resumes at the first unfinished chunk.
 Generation sorts prompts by length and left-pads each batch, which keeps padding small and
 gives the same greedy outputs as one prompt at a time (checked in tests).
 """
-import hashlib
 import json
 from pathlib import Path
 
@@ -24,16 +23,6 @@ def left_padded(seqs, pad):
         ids[row, width - len(p):] = torch.tensor(p)
         mask[row, width - len(p):] = 1
     return ids, mask
-
-
-def weights_fingerprint(model_dir, adapter=None):
-    """Fingerprints of a model's (and adapter's) safetensors: content hashes up to 256 MiB, else
-    name, size and mtime. Keys resumable chunks so chunks of other weights are never reused."""
-    files = sorted(Path(model_dir).glob("*.safetensors"))
-    if adapter:
-        files += sorted(Path(adapter).glob("*.safetensors"))
-    return [hashlib.sha256(f.read_bytes()).hexdigest() if f.stat().st_size < 2**28
-            else f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
 
 
 def _length_sorted_batches(lengths, batch_size):
@@ -91,12 +80,27 @@ def label_attention_mask(prompt_mask, which, offset, dtype):
 
 
 @torch.no_grad()
-def label_logprobs(model, prompt_token_ids, label_token_ids, batch_size=16, progress=True):
+def label_logprobs(model, prompt_token_ids, label_token_ids, batch_size=16, progress=True,
+                   normalization="sum", label_texts=None):
     """Sum of log-probabilities of each label's tokens after each prompt: a [n_prompts][n_labels]
     list. One forward pass per batch scores every label: the left-padded prompts are followed by
     all labels' tokens end to end, a 4D mask (label_attention_mask) keeps the labels apart, and
     position ids continue each label from its prompt's end. The LM head runs only at the
-    positions whose next token is scored (the prompt's last token and non-final label tokens)."""
+    positions whose next token is scored (the prompt's last token and non-final label tokens).
+    normalization: "sum" (the default), "mean" (divided by the label's token count) or "chars"
+    (divided by len(label_texts[j]), the label's text, which must then be given)."""
+    if normalization == "sum":
+        divisor = None
+    elif normalization == "mean":
+        divisor = torch.tensor([float(len(t)) for t in label_token_ids])
+    elif normalization == "chars":
+        if label_texts is None or len(label_texts) != len(label_token_ids):
+            raise ValueError("normalization='chars' needs label_texts, one string per label")
+        divisor = torch.tensor([float(len(t)) for t in label_texts])
+    else:
+        raise ValueError(f"normalization must be 'sum', 'mean' or 'chars', got {normalization!r}")
+    if divisor is not None and (divisor == 0).any():
+        raise ValueError(f"a label has no tokens or no characters to normalize by ({normalization})")
     dev = next(model.parameters()).device
     dtype = model.get_input_embeddings().weight.dtype
     lab_ids, which, offset = _label_block(label_token_ids)
@@ -116,6 +120,8 @@ def label_logprobs(model, prompt_token_ids, label_token_ids, batch_size=16, prog
         logp = torch.log_softmax(out.logits.float(), -1)  # (B, kept positions, V)
         token_logp = logp[:, col.to(dev)].gather(2, lab_ids.to(dev).expand(b, -1)[:, :, None]).squeeze(2)
         total = torch.zeros((b, len(label_token_ids)), device=dev).index_add_(1, which.to(dev), token_logp).cpu()
+        if divisor is not None:
+            total = total / divisor
         for row, i in enumerate(batch):
             scores[i] = total[row].tolist()
     return scores
@@ -123,14 +129,19 @@ def label_logprobs(model, prompt_token_ids, label_token_ids, batch_size=16, prog
 
 @torch.no_grad()
 def classify(model, tokenizer, texts, max_length=256, batch_size=32, progress=True):
-    """Predicted label index and logits of an encoder classifier, in input order."""
+    """Predicted label index and logits of an encoder classifier, in input order. Tokenized as in
+    fine-tuning (heads.encode: the same truncation at max_length, which must be the fine-tune's) and
+    right-padded as there, so a row's prediction does not depend on the other rows of its batch."""
+    from .heads import encode, right_padded
+
     dev = next(model.parameters()).device
+    ids = encode(tokenizer, texts, max_length)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     preds = [None] * len(texts)
-    batches = _length_sorted_batches([len(t) for t in texts], batch_size)
+    batches = _length_sorted_batches([len(t) for t in ids], batch_size)
     for batch in tqdm(batches, desc="classify", disable=not progress, mininterval=5):
-        enc = tokenizer([texts[i] for i in batch], padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt").to(dev)
-        logits = model(**enc).logits.float().cpu()
+        input_ids, mask = right_padded([ids[i] for i in batch], pad)
+        logits = model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev)).logits.float().cpu()
         for row, i in enumerate(batch):
             preds[i] = (int(logits[row].argmax()), logits[row].tolist())
     return preds

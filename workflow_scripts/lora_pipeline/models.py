@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from . import heads
 from .common import PipelineError, atomic_dir
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -86,9 +87,14 @@ def materialize(spec, use_hub, out_dir):
     model = cls.from_pretrained(where, dtype=dtype, **kwargs)
     if gguf:
         _clear_gguf_state(model)
+    # save_pretrained keeps no sentence-transformers files: record here which head fits (heads.py)
+    head = heads.detect_head(where) if spec["type"] == "encoder" else None
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        if head:
+            heads.write_head(tmp, head)
+            print(f"classification head: {head['pooling']} ({head['source']})")
     n_params = sum(p.numel() for p in model.parameters())
     print(f"saved {n_params / 1e6:.1f}M parameters to {out_dir}")
 
@@ -117,15 +123,28 @@ def load_causal_lm(model_dir, spec, adapter=None):
 
 
 def load_classifier(model_dir, spec, labels, seed, adapter=None):
-    """Encoder + classification head. The head is initialized from `seed`, so the zero-shot row
-    (untrained head) and the starting point of LoRA training are the same, reproducibly."""
-    from transformers import AutoModelForSequenceClassification
+    """Encoder + classification head, the head chosen by the folder's head.json (heads.py): mean
+    pooling + Linear for a sentence-transformers checkpoint, else AutoModelForSequenceClassification
+    (CLS pooler). The head is initialized from `seed`, so the zero-shot row (untrained head) and the
+    starting point of LoRA training are reproducible. `model.head_kind` names the head. Weights
+    the checkpoint lacks besides the classifier (e.g. a missing BERT pooler) are listed in
+    `model.head_new_modules`, so training.lora_model saves them with the adapter."""
+    pooling = heads.read_head(model_dir)["pooling"]
+    dtype = resolve_dtype(spec["dtype"])
+    if pooling == "mean":
+        model = heads.load_mean_pooling(model_dir, len(labels), seed, dtype, spec["trust_remote_code"])
+        model.head_new_modules = []
+    else:
+        from transformers import AutoModelForSequenceClassification
 
-    torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)}, dtype=resolve_dtype(spec["dtype"]),
-        use_safetensors=True, trust_remote_code=spec["trust_remote_code"])
+        torch.manual_seed(seed)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)}, dtype=dtype, output_loading_info=True,
+            use_safetensors=True, trust_remote_code=spec["trust_remote_code"])
+        model.head_kind = heads.HEAD_KINDS["cls"]
+        model.head_new_modules = sorted({k.rsplit(".", 1)[0] for k in info["missing_keys"]
+                                         if not k.startswith(("classifier.", "score."))})
     if adapter:
         from peft import PeftModel
 

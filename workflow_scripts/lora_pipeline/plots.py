@@ -9,15 +9,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .common import atomic_write_bytes  # noqa: E402
 
-METHOD_NAMES = {"zeroshot": "zero-shot", "raw": "raw prompt", "lora": "LoRA"}
-
-
-def run_label(model, method, role):
-    if method == "lora":
+def run_label(model, method, kind):
+    """A run's name in figures and tables. kind: the model type ('causal_lm', 'encoder') or
+    'baseline'; roles (base/instruct) are shown by the report only, so a role edit redraws nothing."""
+    if method == "baseline":
+        return "majority class (train)"
+    if method.startswith("lora"):
         return f"LoRA: {model}"
     if method == "raw":
-        return f"{role}, raw prompt: {model}"
-    return f"{role}: {model}" if role != "encoder" else f"untrained head: {model}"
+        return f"raw prompt: {model}"
+    return f"untrained head: {model}" if kind == "encoder" else f"zero-shot: {model}"
+
+
+def error_bar(m):
+    """(below, above) the mean: the 95% interval of one run, or one sd across seeds."""
+    if "sd" in m:
+        sd = m["sd"] or 0.0
+        return sd, sd
+    return max(0.0, m["mean"] - m["low"]), max(0.0, m["high"] - m["mean"])
 
 
 def save_fig(fig, path):
@@ -27,41 +36,58 @@ def save_fig(fig, path):
     atomic_write_bytes(path, buf.getvalue())
 
 
-def scores_bar(labels, metrics, path, title=""):
+def scores_bar(labels, rows, path, title=""):
+    """Grouped accuracy / macro F1 / weighted F1 bars, one bar per run, with error bars: the 95%
+    bootstrap interval of a single run, or +-1 sd across the seeds of a replicated fine-tune.
+    rows: comparison rows, each {metric: {"mean", "low", "high"} or {"mean", "sd"}}."""
     keys = [("accuracy", "accuracy"), ("macro_f1", "macro F1"), ("weighted_f1", "weighted F1")]
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(labels) + 3), 4))
     width = 0.8 / max(1, len(labels))
-    for i, (lab, m) in enumerate(zip(labels, metrics)):
+    for i, (lab, row) in enumerate(zip(labels, rows)):
         xs = [k + i * width for k in range(len(keys))]
-        bars = ax.bar(xs, [m[k] for k, _ in keys], width, label=lab)
-        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        bars = [error_bar(row[k]) for k, _ in keys]
+        drawn = ax.bar(xs, [row[k]["mean"] for k, _ in keys], width, yerr=[[b[0] for b in bars], [b[1] for b in bars]],
+                       capsize=2, label=lab)
+        ax.bar_label(drawn, fmt="%.2f", fontsize=7, padding=6)
     ax.set_xticks([k + width * (len(labels) - 1) / 2 for k in range(len(keys))], [n for _, n in keys])
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("score")
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("score (95% interval; replicated runs: +-1 sd over seeds)", fontsize=8)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
     save_fig(fig, path)
 
 
 def confusion_grid(labels, metrics, path):
+    """One confusion matrix per run, three to a row. Long run names are wrapped onto several title
+    lines and the layout engine (constrained) reserves room for titles, tick and axis labels, so
+    nothing overlaps whatever the names' length."""
+    import textwrap
+
     n = len(labels)
     cols = min(3, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.2 * rows), squeeze=False)
+    titles = [textwrap.fill(str(lab), 34, break_long_words=True, break_on_hyphens=False) for lab in labels]
+    title_lines = max((t.count("\n") + 1 for t in titles), default=1)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, (4.6 + 0.15 * title_lines) * rows), squeeze=False,
+                             layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.1, h_pad=0.15, wspace=0.05, hspace=0.08)
     for ax in axes.flat[n:]:
         ax.axis("off")
-    for ax, lab, m in zip(axes.flat, labels, metrics):
+    for ax, title, m in zip(axes.flat, titles, metrics):
         cm = m["confusion_matrix"]
         ax.imshow(cm["counts"], cmap="Blues")
-        ax.set_xticks(range(len(cm["columns"])), cm["columns"], rotation=60, fontsize=7)
-        ax.set_yticks(range(len(cm["rows"])), cm["rows"], fontsize=7)
+        ax.set_xticks(range(len(cm["columns"])), cm["columns"], rotation=60, ha="right", rotation_mode="anchor",
+                      fontsize=8)
+        ax.set_yticks(range(len(cm["rows"])), cm["rows"], fontsize=8)
+        top = max((max(row) for row in cm["counts"] if row), default=0)
         for i, row in enumerate(cm["counts"]):
             for j, v in enumerate(row):
                 if v:
-                    ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("gold")
-        ax.set_title(lab, fontsize=8)
+                    ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                            color="white" if v > top / 2 else "black")
+        ax.set_xlabel("predicted", fontsize=9)
+        ax.set_ylabel("gold", fontsize=9)
+        ax.set_title(title, fontsize=9)
     save_fig(fig, path)
 
 

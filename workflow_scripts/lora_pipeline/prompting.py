@@ -59,6 +59,40 @@ def parse_label(output, labels):
     return best
 
 
+def near_miss_label(output, labels, synonyms=None):
+    """The label an unparsed output almost names, or None (also None when parse_label parses it).
+
+    Words are runs of letters/digits (the boundary parse_label uses), compared case-insensitively.
+    A word names a label when it shares a prefix with the label name of at least 3 characters and
+    at least half the label's length, rounded down (len(label) // 2): "sad" -> sadness (3 >= 7 // 2),
+    "angry" -> anger, "surprised" -> surprise, "fearful" -> fear, "joyful" -> joy, "loving" -> love;
+    "an" (2 characters) names nothing. synonyms, {label: [words]}, adds whole-word (or whole-phrase)
+    matches, e.g. {"joy": ["happy"]}. If several labels are named, the one named earliest in the
+    text wins; at the same position the longer match (shared prefix or synonym), then the earlier label.
+    """
+    if parse_label(output, labels) is not None:
+        return None
+    text = output.lower()
+    found = []  # (position, -match length, label index)
+    for m in re.finditer(r"[a-z0-9]+", text):
+        word = m.group()
+        for j, label in enumerate(labels):
+            name = label.lower()
+            shared = 0
+            while shared < min(len(word), len(name)) and word[shared] == name[shared]:
+                shared += 1
+            if shared >= 3 and shared >= len(name) // 2:
+                found.append((m.start(), -shared, j))
+    for label, words in (synonyms or {}).items():
+        if label not in labels:
+            raise ValueError(f"synonyms for {label!r}, which is not in the label set {labels}")
+        for w in words:
+            m = re.search(r"(?<![A-Za-z0-9])" + re.escape(w.lower()) + r"(?![A-Za-z0-9])", text)
+            if m:
+                found.append((m.start(), -len(w), labels.index(label)))
+    return labels[min(found)[2]] if found else None
+
+
 ALPACA_WITH_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further context. "
                      "Write a response that appropriately completes the request.\n\n"
                      "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n")

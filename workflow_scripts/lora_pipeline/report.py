@@ -6,10 +6,14 @@ import importlib.metadata
 import subprocess
 from pathlib import Path
 
-STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
-th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}
-pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:12px;white-space:pre-wrap}
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;overflow-wrap:break-word}
+table{border-collapse:collapse;margin:1em 0;font-size:14px;display:block;max-width:100%;overflow-x:auto}
+.table-wrap{max-width:100%;overflow-x:auto;margin:1em 0}.table-wrap>table{display:table;max-width:none;margin:0}
+td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}td:not(.num){overflow-wrap:anywhere}
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+img{max-width:100%;height:auto}
+pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:12px;white-space:pre-wrap;overflow-wrap:anywhere;max-width:100%;box-sizing:border-box}
+code{overflow-wrap:anywhere}
 .note{background:#fff8e1;padding:.6em 1em;border-left:4px solid #f0b400}.ok{color:#1a7f37}.bad{color:#b42318}
 footer{margin-top:3em;font-size:12px;color:#555}"""
 PACKAGES = ["torch", "transformers", "peft", "snakemake", "scikit-learn", "sacrebleu", "rouge-score", "bert-score",
@@ -26,7 +30,8 @@ def table(header, rows, num_cols=()):
     for r in rows:
         body += "<tr>" + "".join(
             f"<td class='num'>{esc(c)}</td>" if i in num_cols else f"<td>{esc(c)}</td>" for i, c in enumerate(r)) + "</tr>"
-    return f"<table><tr>{head}</tr>{body}</table>"
+    # the wrapper scrolls sideways when the table is wider than the page (long cells wrap anywhere)
+    return f"<div class='table-wrap'><table><tr>{head}</tr>{body}</table></div>"
 
 
 def image(path, alt):
@@ -57,14 +62,20 @@ def package_versions():
     return versions
 
 
-def provenance(config_text):
+def provenance(config_text, hashes_html=""):
+    """The footer: code version, packages, the configuration, and per run the first 12 hex digits of
+    the hashes its key was built from, so two rows (or two reports) can be told to share inputs."""
     versions = ", ".join(f"{k} {v}" for k, v in package_versions().items())
+    hashes = ("<h3>What each run was built from</h3><p>SHA-256 prefixes of the prepared data splits, the model "
+              "weights and the adapter, and the fingerprint of the code the run's stage executes. Equal hashes mean "
+              "equal inputs.</p>" + hashes_html) if hashes_html else ""
     return (f"<footer><h2>Provenance</h2><p>git commit: <code>{esc(git_commit())}</code></p>"
-            f"<p>packages: {esc(versions)}</p><details><summary>configuration</summary><pre>{esc(config_text)}</pre>"
+            f"<p>packages: {esc(versions)}</p>{hashes}<details><summary>configuration</summary><pre>{esc(config_text)}</pre>"
             "</details></footer>")
 
 
-def page(title, sections, notes, config_text):
+def page(title, sections, notes, config_text, hashes_html=""):
     notes_html = "".join(f"<p class='note'>{esc(n)}</p>" for n in notes)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{STYLE}</style>"
-            f"</head><body><h1>{esc(title)}</h1>{notes_html}{''.join(sections)}{provenance(config_text)}</body></html>\n")
+            f"</head><body><h1>{esc(title)}</h1>{notes_html}{''.join(sections)}{provenance(config_text, hashes_html)}"
+            "</body></html>\n")

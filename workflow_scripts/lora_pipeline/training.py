@@ -31,8 +31,13 @@ MARKER = "COMPLETE"
 def lora_model(model, lora_cfg, task_type, gradient_checkpointing=False):
     from peft import LoraConfig, get_peft_model
 
+    # SEQ_CLS: PEFT adds `classifier` to modules_to_save (trained and saved in full with the adapter);
+    # so are weights the checkpoint lacked (models.load_classifier: head_new_modules, e.g. a BERT
+    # pooler), which would otherwise be initialized afresh, from another seed, when the adapter is loaded
+    modules_to_save = (list(getattr(model, "head_new_modules", [])) or None) if task_type == "SEQ_CLS" else None
     config = LoraConfig(task_type=task_type, r=lora_cfg["r"], lora_alpha=lora_cfg["alpha"],
-                        lora_dropout=lora_cfg["dropout"], target_modules=list(lora_cfg["target_modules"]))
+                        lora_dropout=lora_cfg["dropout"], target_modules=list(lora_cfg["target_modules"]),
+                        modules_to_save=modules_to_save)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()

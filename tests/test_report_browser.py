@@ -1,0 +1,101 @@
+"""The report as a reader sees it: opened in a real headless Chromium (tests/browser.py) at
+1280 px, nothing may spill off the page, every image must load, the console must stay clean, and
+the first table must be a results table. Skips, with the reason, where Chromium, chromedriver or
+selenium is missing (.ci/run installs the Debian packages chromium and chromium-driver)."""
+import pytest
+
+import browser
+
+REASON = browser.missing()
+if REASON:
+    pytest.skip(f"no real-browser check: {REASON}", allow_module_level=True)
+
+import tiny  # noqa: E402
+from lora_pipeline import report  # noqa: E402
+
+
+def _page(body):
+    """A hand-written page with the report's stylesheet (no report.page: only STYLE and helpers)."""
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>t</title><style>{report.STYLE}</style></head>"
+            f"<body><h1>layout check</h1>{body}</body></html>")
+
+
+@pytest.fixture(scope="module")
+def wide_png(tmp_path_factory):
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("img") / "wide.png"
+    Image.new("RGB", (2000, 60), (30, 90, 160)).save(path)
+    return path
+
+
+def test_wide_cells_images_and_pre_stay_on_the_page(tmp_path, wide_png):
+    long = "unbreakable_" * 300  # one word, far wider than 3000 px at 14 px
+    body = ("<h2>wide table</h2>" +
+            report.table(["run", "accuracy", "output"], [["a", "0.5000", long], ["b", "0.2500", "short"]], num_cols=(1,)) +
+            "<h2>many columns</h2>" + report.table([f"column_{i}" for i in range(40)], [list(range(40))],
+                                                   num_cols=range(40)) +
+            report.image(wide_png, "a 2000 px wide image") +
+            f"<pre>{long}</pre><p>inline <code>{long}</code></p>")
+    html = tmp_path / "page.html"
+    html.write_text(_page(body))
+    found = browser.check_report(html)
+    assert found["overflowing"] == [], found["overflowing"][:5]
+    assert found["page_width"] <= found["viewport_width"]
+    assert found["n_images"] == 1 and found["broken_images"] == []
+    assert found["console_errors"] == []
+    assert found["first_table_header"] == ["run", "accuracy", "output"] and found["first_table_heading"] == "wide table"
+
+
+def test_negative_control_overflow_is_reported(tmp_path):
+    """The check can fail: a plain 3000 px div (not in a scroll box) is reported, as is a broken image."""
+    html = tmp_path / "bad.html"
+    html.write_text(_page("<div id='too-wide' style='width:3000px'>wide</div>"
+                          "<img alt='broken' src='data:image/png;base64,AAAA'>"))
+    found = browser.check_report(html)
+    assert [o["element"] for o in found["overflowing"]] == ["div#too-wide"]
+    assert found["overflowing"][0]["right"] > 1280 and found["page_width"] > found["viewport_width"]
+    assert [i["alt"] for i in found["broken_images"]] == ["broken"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("pipeline_browser")
+    tiny.make_tiny_llama(base / "models" / "llama")
+    tiny.make_tiny_bert(base / "models" / "bert")
+    work = base / "work"
+    config = tiny.tiny_config(base / "models", work)
+    tiny.write_config(work, config)
+    tiny.snakemake(work, "results/report.html")
+    return work, config
+
+
+@pytest.fixture(scope="module")
+def seen(run):
+    work, _ = run
+    return browser.check_report(work / "results/report.html", width=1280)
+
+
+def test_report_fits_1280px(seen):
+    assert seen["overflowing"] == [], seen["overflowing"][:10]
+    assert seen["page_width"] <= seen["viewport_width"]
+
+
+def test_report_images_load_and_console_is_clean(seen):
+    assert seen["n_images"] >= 4 and seen["broken_images"] == []
+    assert seen["console_errors"] == []
+
+
+def test_report_first_table_is_results(seen):
+    # Intended order (the lead is restructuring the report): each task's headline results table
+    # comes first, before the data split table and the tokenizer study. The report at the time this
+    # test was written puts the tokenizer statistics table first, so this assertion fails until then.
+    assert "accuracy" in seen["first_table_header_text"], (seen["first_table_heading"], seen["first_table_header"])
+
+
+def test_screenshot_of_first_screen(run, tmp_path):
+    from PIL import Image
+
+    work, _ = run
+    png = browser.screenshot(work / "results/report.html", tmp_path / "first_screen.png")
+    assert Image.open(png).size == (1280, 900)

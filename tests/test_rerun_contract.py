@@ -1,0 +1,132 @@
+"""The rerun contract, as one table: from one finished tiny run, each edit plans exactly these jobs
+(`snakemake -n`), no more and no fewer. The README's "Using it" section states the same table.
+
+The workflow is a private copy (tiny.copy_workflow), so the code edits (metrics.py, training.py)
+never touch the repository. Every edit is undone after its row.
+"""
+import shutil
+from pathlib import Path
+
+import pytest
+
+import tiny
+
+TASK_JOBS = {"compare": 1, "figures": 1, "report": 1}  # what any change to a task's scores reruns
+
+
+def jobs(**counts):
+    return {k: v for k, v in counts.items() if v}
+
+
+def add_task(c):
+    c["tasks"]["agnews"] = {
+        "type": "classification", "files": {"train": "ag_news/alps_dev_from_train.tsv", "test": "ag_news/alps_test.tsv"},
+        "header": False, "column_names": ["text", "label"], "labels": ["World", "Sports", "Business", "Sci/Tech"],
+        "sample": {"train": 16, "validation": 8, "test": 8}, "models": ["tiny_bert"],
+        "finetune": {"tiny_bert": {"lora": {"r": 4, "target_modules": ["query", "value"]}, "training": {"max_steps": 2}}}}
+
+
+def add_model(c):
+    c["models"]["tiny_llama_b"] = dict(c["models"]["tiny_llama"], role="base")
+    c["tasks"]["emotion"]["models"].append("tiny_llama_b")
+
+
+def emotion(c):
+    return c["tasks"]["emotion"]
+
+
+def llama_ft(c):
+    return emotion(c)["finetune"]["tiny_llama"]
+
+
+# edit of the config -> the exact plan
+CONFIG_ROWS = {
+    "nothing": (lambda c: None, {}),
+    "decoding.max_new_tokens": (lambda c: emotion(c)["decoding"].update(max_new_tokens=4),
+                                jobs(predict=3, score=3, **TASK_JOBS)),  # the causal LM's zero-shot, raw and LoRA runs
+    "decoding.batch_size": (lambda c: emotion(c)["decoding"].update(batch_size=3), {}),
+    "decoding.seed (greedy)": (lambda c: emotion(c)["decoding"].update(seed=7), {}),
+    "lora r": (lambda c: llama_ft(c)["lora"].update(r=8), jobs(finetune=1, predict=1, score=1, **TASK_JOBS)),
+    "training.learning_rate": (lambda c: llama_ft(c)["training"].update(learning_rate=0.02),
+                               jobs(finetune=1, predict=1, score=1, **TASK_JOBS)),
+    # train only: both fine-tunes, their predictions, the majority baseline (it reads train); not the test split
+    "sample.train": (lambda c: emotion(c)["sample"].update(train=24),
+                     jobs(prepare_data=1, data_summary=1, finetune=2, predict=2, majority_baseline=1, score=3, **TASK_JOBS)),
+    "task seed": (lambda c: emotion(c).update(seed=5),
+                  jobs(prepare_data=3, data_summary=1, finetune=2, predict=5, majority_baseline=1, score=6, task_text=1,
+                       tokenizer_stats=1, **TASK_JOBS)),
+    "model resources.mem_mb": (lambda c: c["models"]["tiny_llama"].update(resources={"mem_mb": 12000}), {}),
+    "model role": (lambda c: c["models"]["tiny_llama"].update(role="base"), jobs(report=1)),
+    "report_title": (lambda c: c.update(report_title="another title"), jobs(report=1)),
+    "a new task": (add_task, jobs(prepare_data=3, data_summary=1, finetune=1, predict=2, majority_baseline=1, score=3,
+                                  **TASK_JOBS)),
+    "a new model in one task": (add_model, jobs(prepare_model=1, predict=1, score=1, chat_templates=1, **TASK_JOBS)),
+}
+
+# edit of the code -> the exact plan (only the stages whose scripts import the module, and downstream)
+CODE_ROWS = {
+    "lora_pipeline/metrics.py": jobs(score=6, **TASK_JOBS),
+    "lora_pipeline/training.py": jobs(finetune=2, predict=2, score=2, **TASK_JOBS),
+}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    base = tmp_path_factory.mktemp("contract")
+    tiny.make_tiny_llama(base / "models" / "llama")
+    tiny.make_tiny_bert(base / "models" / "bert")
+    snakefile = tiny.copy_workflow(base / "wf")
+    work = base / "work"
+    config = tiny.tiny_config(base / "models", work)
+    tiny.write_config(work, config)
+    tiny.snakemake(work, "results/report.html", snakefile=snakefile)
+    return work, config, snakefile
+
+
+@pytest.mark.parametrize("row", list(CONFIG_ROWS))
+def test_config_edit_plans_exactly(finished, row):
+    work, config, snakefile = finished
+    edit, expected = CONFIG_ROWS[row]
+    tiny.write_config(work, tiny.edited(config, edit))
+    try:
+        assert tiny.planned_jobs(work, snakefile=snakefile) == expected
+    finally:
+        tiny.write_config(work, config)
+
+
+def test_seed_change_under_sampling_reruns_the_sampled_runs(finished):
+    work, config, snakefile = finished
+    sampled = tiny.edited(config, lambda c: emotion(c)["decoding"].update(do_sample=True, temperature=0.7, top_k=5))
+    tiny.write_config(work, sampled)
+    try:
+        tiny.snakemake(work, "results/report.html", snakefile=snakefile)  # the sampled runs become the baseline
+        assert tiny.planned_jobs(work, snakefile=snakefile) == {}
+        tiny.write_config(work, tiny.edited(sampled, lambda c: emotion(c)["decoding"].update(seed=7)))
+        assert tiny.planned_jobs(work, snakefile=snakefile) == jobs(predict=3, score=3, **TASK_JOBS)
+    finally:
+        tiny.write_config(work, config)
+        tiny.snakemake(work, "results/report.html", snakefile=snakefile)
+
+
+@pytest.mark.parametrize("module", list(CODE_ROWS))
+def test_code_edit_plans_exactly(finished, module):
+    work, config, snakefile = finished
+    path = snakefile.parent / "workflow_scripts" / module
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n# a comment changes nothing\n")
+        assert tiny.planned_jobs(work, snakefile=snakefile) == {}
+        path.write_text(original + "\nCONTRACT_TEST_CHANGE = 1\n")  # a real change of the module
+        assert tiny.planned_jobs(work, snakefile=snakefile) == CODE_ROWS[module]
+    finally:
+        path.write_text(original)
+    assert tiny.planned_jobs(work, snakefile=snakefile) == {}
+
+
+def test_copied_working_directory_reruns_nothing(finished, tmp_path):
+    work, _, snakefile = finished
+    copy = tmp_path / "elsewhere" / "deeper" / "work"
+    shutil.copytree(work, copy, symlinks=True)
+    assert tiny.planned_jobs(copy, snakefile=snakefile) == {}
+    # the copy really is used: its results, not the original's
+    assert Path(copy / "results/report.html").exists()

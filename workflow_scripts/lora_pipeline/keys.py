@@ -1,0 +1,281 @@
+"""What each stage's output depends on: the cache key of every Snakemake rule, in one place.
+
+A stage's key is exactly the settings its script reads that can change its output, plus a
+fingerprint of the code it runs (the script and every lora_pipeline module it imports, directly or
+transitively). The rule files pass these keys as `params:`, so Snakemake reruns a job when, and
+only when, its key changes (or its input files do). What is deliberately NOT in a key:
+- cluster resources, params_b, roles, report titles and notes (they change only the report);
+- batch sizes where outputs are identical across batchings (greedy decoding, likelihood and
+  encoder scoring; tested), and the decoding seed where nothing is sampled;
+- the KV-cache kind and compile flag (static = dynamic output, tested);
+- checkpoint_every and the checkpoint folder (resuming is exact);
+- absolute paths of the working directory.
+
+The resume key of a fine-tune (resume_key) is computed inside the job from the key plus the
+content of its data splits and model weights, so a checkpoint is only ever resumed by a run
+whose output it would have produced.
+
+Standard library only: it runs at Snakemake parse time.
+"""
+import ast
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parent.parent  # workflow_scripts/
+PACKAGE = "lora_pipeline"
+
+DATA_KEYS = ["type", "files", "format", "encoding", "header", "column_names", "text_column", "label_column", "labels",
+             "label_map", "drop_rows_with_label", "validation_fraction", "test_fraction", "seed", "max_chars",
+             "instruction_column", "input_column", "output_column"]
+SPLITS = ("train", "validation", "test")
+SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p")
+ENCODER_MAX_LENGTH = 256  # truncation of an encoder that is not fine-tuned in its task
+
+
+def canonical(obj) -> str:
+    """A deterministic string for rule params: same settings, same string, no spurious reruns."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def short_hash(obj) -> str:
+    return hashlib.sha256(canonical(obj).encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------- code fingerprints
+
+def _imported_modules(path):
+    """lora_pipeline modules a file imports (absolute or, inside the package, relative)."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    in_package = Path(path).parent.name == PACKAGE
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == PACKAGE and "." in a.name:
+                    found.add(a.name.split(".")[1])
+        elif isinstance(node, ast.ImportFrom):
+            relative = node.level > 0 and in_package
+            if node.module == PACKAGE or (relative and node.module is None):
+                found.update(a.name for a in node.names)  # from lora_pipeline import x / from . import x
+            elif node.module and (node.module.startswith(PACKAGE + ".") or relative):
+                found.add(node.module.split(".")[1] if not relative else node.module.split(".")[0])
+    return {m for m in found if (SCRIPTS / PACKAGE / f"{m}.py").is_file()}
+
+
+def code_files(script):
+    """The script and every lora_pipeline module it needs, transitively (plus the package's __init__)."""
+    todo, seen = [SCRIPTS / script], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        todo += [SCRIPTS / PACKAGE / f"{m}.py" for m in _imported_modules(path)]
+    seen.add(SCRIPTS / PACKAGE / "__init__.py")
+    return sorted(seen)
+
+
+def _source_digest(path):
+    # The syntax tree, not the text: comments and formatting do not count, real changes do.
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = ast.dump(ast.parse(text))
+    except SyntaxError:
+        pass
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint(script) -> str:
+    """Hash of the code a script runs: editing any module it imports changes it."""
+    return short_hash({str(p.relative_to(SCRIPTS)): _source_digest(p) for p in code_files(script)})
+
+
+# ---------------------------------------------------------------- runs of a task
+
+def finetune_seeds(ft):
+    """Replicate seeds of one fine-tune entry: training.seeds, else [training.seed]."""
+    t = ft["training"]
+    return list(t.get("seeds") or [t["seed"]])
+
+
+def lora_method(seed):
+    return f"lora-s{seed}"
+
+
+def method_seed(method):
+    """Seed of a fine-tuned run's method name ('lora-s2' -> 2), None for other runs."""
+    return int(method.split("-s", 1)[1]) if method.startswith("lora-s") else None
+
+
+def methods(task):
+    """(model, method) pairs of a task, in report order: zero-shot, raw prompt, then one
+    fine-tuned run per model and seed."""
+    pairs = [(m, "zeroshot") for m in task["models"]]
+    pairs += [(m, "raw") for m in task.get("raw_prompt_models", [])]
+    pairs += [(m, lora_method(s)) for m, ft in task["finetune"].items() for s in finetune_seeds(ft)]
+    return pairs
+
+
+def baseline_runs(task):
+    """The majority-class baseline of a classification task, scored like any run."""
+    return [("majority", "baseline")] if task["type"] == "classification" else []
+
+
+# ---------------------------------------------------------------- stage keys
+
+def data_settings(config, task, split):
+    """What one split's rows depend on: every data setting except the other splits' sample sizes."""
+    settings = {k: task[k] for k in DATA_KEYS if k in task}
+    settings["sample"] = (task.get("sample") or {}).get(split)
+    settings["split"] = split
+    settings["source"] = "hub" if config["use_hub"] else "files"
+    if config["use_hub"]:
+        settings["hub_id"], settings["hub_config"] = task.get("hub_id"), task.get("hub_config")
+    return settings
+
+
+def model_origin(config, model):
+    """What a materialized model folder depends on: where the weights come from and how they load."""
+    hub = config["use_hub"] or "source" not in model
+    return {"type": model["type"], "trust_remote_code": model["trust_remote_code"], "dtype": model["dtype"],
+            "origin": {"hub_id": model.get("hub_id")} if hub else {"source": model["source"]}}
+
+
+def model_settings(model):
+    """How later stages load a prepared model (never its role, resources or size)."""
+    keys = ["type", "trust_remote_code", "dtype"] + (["chat_template"] if model["type"] == "causal_lm" else [])
+    return {k: model[k] for k in keys}
+
+
+def _training_key(training, seed):
+    t = {k: v for k, v in training.items() if k not in ("seeds", "checkpoint_every")}
+    t["seed"] = seed
+    if not t.get("packing"):
+        t.pop("pack_length", None)
+    return t
+
+
+def finetune_settings(config, task, model_name, seed):
+    model = config["models"][model_name]
+    ft = task["finetune"][model_name]
+    settings = {"task_type": task["type"], "model": model_settings(model),
+                "finetune": {"lora": ft["lora"], "training": _training_key(ft["training"], seed)}}
+    if task["type"] == "generation":
+        settings["prompt_style"] = task["prompt_style"]
+    else:
+        settings["labels"] = task["labels"]
+        if model["type"] == "causal_lm":
+            settings["prompt"] = task["prompt"]
+    return settings
+
+
+def decoding_key(decoding):
+    """The decoding settings that can change generated text. Greedy and beam search drop the
+    sampling settings and the seed; batch size only matters where outputs depend on batching
+    (sampling is seeded per batch; beam search is kept to be safe)."""
+    d = {k: v for k, v in decoding.items() if k not in ("cache", "compile")}
+    sampled = bool(d.get("do_sample"))
+    if not sampled:
+        for k in SAMPLING_KEYS + ("seed",):
+            d.pop(k, None)
+    if not sampled and d.get("num_beams", 1) == 1:
+        d.pop("batch_size", None)
+    return d
+
+
+def encoder_max_length(task, model_name):
+    ft = task["finetune"].get(model_name)
+    return ft["training"]["max_length"] if ft else ENCODER_MAX_LENGTH
+
+
+def head_seed(task, model_name):
+    """Seed of an encoder's untrained head for its zero-shot row: the first fine-tune seed, so the
+    zero-shot row is that fine-tune's starting point."""
+    ft = task["finetune"].get(model_name)
+    return finetune_seeds(ft)[0] if ft else 0
+
+
+def inference_settings(config, task, model_name, method):
+    """Only what changes this run's predictions: an encoder never reruns for a decoding change,
+    a likelihood-scored model never for max_new_tokens."""
+    model = config["models"][model_name]
+    settings = {"model": model_settings(model), "labels": task["labels"]}
+    if model["type"] == "encoder":
+        settings["max_length"] = encoder_max_length(task, model_name)
+        if method == "zeroshot":
+            settings["head_seed"] = head_seed(task, model_name)
+        return settings
+    settings.update(prompt=task["prompt"], scoring=task["scoring"],
+                    chat_template=model["chat_template"] and method != "raw")
+    if task["scoring"] == "likelihood":
+        settings["likelihood_normalization"] = task["likelihood_normalization"]
+    else:
+        settings["decoding"] = decoding_key(task["decoding"])
+    return settings
+
+
+def score_settings(task):
+    return {"labels": task["labels"], "bootstrap": task["bootstrap"]}
+
+
+def generation_settings(config, task, model_name, decoding):
+    return {"model": model_settings(config["models"][model_name]), "prompt_style": task["prompt_style"],
+            "decoding": decoding_key(decoding)}
+
+
+def perplexity_settings(config, task, model_name):
+    return {"model": model_settings(config["models"][model_name]), "prompt_style": task["prompt_style"]}
+
+
+# ---------------------------------------------------------------- resume key and provenance
+
+def file_digest(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_fingerprint(model_dir, adapter=None):
+    """Fingerprints of a model's (and adapter's) safetensors: content hashes up to 256 MiB, else
+    name, size and mtime (hashing many GB per job would cost minutes)."""
+    files = sorted(Path(model_dir).glob("*.safetensors")) + sorted(Path(model_dir).glob("head.json"))
+    if adapter:
+        files += sorted(Path(adapter).glob("*.safetensors"))
+    return [file_digest(f) if f.stat().st_size < 2**28 else f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}"
+            for f in files]
+
+
+def resume_key(settings, code, data_files, model_dir) -> str:
+    """Identity of a fine-tune's result: its settings, its code, the content of its data splits and
+    its base weights. Checkpoints are stored under this key, so a changed input never resumes."""
+    return short_hash({"settings": settings, "code": code, "data": [file_digest(p) for p in data_files],
+                       "weights": weights_fingerprint(model_dir)})
+
+
+def provenance(code, data=None, model_dir=None, adapter=None):
+    """The hashes a run's outputs were built from (12 hex digits each), for the report's footer."""
+    out = {"code": code}
+    if data:
+        out["data"] = {k: file_digest(p)[:12] for k, p in data.items()}
+    if model_dir:
+        out["model"] = short_hash(weights_fingerprint(model_dir))
+    if adapter:
+        out["adapter"] = short_hash(weights_fingerprint(adapter))
+    return out
+
+
+def relative(path) -> str:
+    """A path under the working directory as a relative path, so moving the folder changes no key."""
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            return os.path.relpath(p, Path.cwd()) if p.resolve().is_relative_to(Path.cwd().resolve()) else str(p)
+        except ValueError:
+            return str(p)
+    return str(p)

@@ -45,7 +45,7 @@ def run(tmp_path_factory):
 POINTS = ["greedy", "topk5_t0", "topk5_t0.7"]
 
 
-@pytest.mark.parametrize("method", ["zeroshot", "lora"])
+@pytest.mark.parametrize("method", ["zeroshot", "lora-s0"])
 @pytest.mark.parametrize("point", POINTS)
 def test_scores_recomputed_from_outputs(run, method, point):
     from rouge_score import rouge_scorer
@@ -73,7 +73,7 @@ def test_greedy_and_temperature_zero_agree_sampling_differs(run):
 
 def test_fine_tune_packed_its_batches(run):
     work, _, _ = run
-    log = tiny.read_json(work / "results/alpaca/tiny_llama/lora/train_log.json")
+    log = tiny.read_json(work / "results/alpaca/tiny_llama/lora-s0/train_log.json")
     assert log["packing"] is True and log["final_step"] == 2
     assert 0 <= log["padding_fraction"] < 0.5
 
@@ -85,14 +85,14 @@ def test_human_scores_imported(run):
     assert human["average_grammatical_correctness"] == pytest.approx(4.5 / 6)
     assert human["average_correctness_of_answer"] == pytest.approx(0.5)
     assert human["human_evaluation_average"] == pytest.approx((4.5 / 6 + 1 + 0.5) / 3)
-    template = tiny.read_json(work / "results/alpaca/tiny_llama/lora/gen/greedy/human_eval_template.json")
+    template = tiny.read_json(work / "results/alpaca/tiny_llama/lora-s0/gen/greedy/human_eval_template.json")
     assert len(template) == 6 or len(template.get("items", [])) == 6
 
 
 def test_perplexity_and_report(run):
     work, _, _ = run
     z = tiny.read_json(work / "results/alpaca/tiny_llama/zeroshot/perplexity.json")
-    lora = tiny.read_json(work / "results/alpaca/tiny_llama/lora/perplexity.json")
+    lora = tiny.read_json(work / "results/alpaca/tiny_llama/lora-s0/perplexity.json")
     assert z["corpus"] > 1 and lora["corpus"] > 1 and z["corpus"] != lora["corpus"]
     html = (work / "results/report.html").read_text()
     assert "alpaca (generation)" in html and "topk5_t0.7" in html and "BERTScore F1" in html

@@ -1,6 +1,7 @@
 """End-to-end: the real snakemake on tiny random models and a few dozen rows of the emotion data.
 Checks the files, the numbers (metrics recomputed from the predictions), the adapter format,
-the report, and the rerun plans after config edits."""
+the report, metrics.csv, the baseline and the paired tests. The rerun plans after edits are in
+test_rerun_contract.py."""
 import base64
 import json
 import re
@@ -24,8 +25,8 @@ def run(tmp_path_factory):
     return work, config
 
 
-RUNS = [("tiny_llama", "zeroshot"), ("tiny_bert", "zeroshot"), ("tiny_llama", "raw"), ("tiny_llama", "lora"),
-        ("tiny_bert", "lora")]
+RUNS = [("tiny_llama", "zeroshot"), ("tiny_bert", "zeroshot"), ("tiny_llama", "raw"), ("tiny_llama", "lora-s0"),
+        ("tiny_bert", "lora-s0"), ("majority", "baseline")]
 LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
 
 
@@ -50,6 +51,8 @@ def test_metrics_match_predictions(run, model, method):
     assert m["weighted_f1"] == pytest.approx(f1_score(gold, pred, labels=LABELS, average="weighted", zero_division=0))
     assert m["unparsed_share"] == pytest.approx(sum(p["pred"] is None for p in preds) / 16)
     assert sum(map(sum, m["confusion_matrix"]["counts"])) == 16
+    for k in ("accuracy", "macro_f1", "weighted_f1"):
+        assert m["intervals"][k]["low"] <= m[k] == pytest.approx(m["intervals"][k]["mean"]) <= m["intervals"][k]["high"]
 
 
 def test_adapter_is_standard_peft(run):
@@ -57,7 +60,7 @@ def test_adapter_is_standard_peft(run):
     from transformers import AutoModelForCausalLM
 
     work, _ = run
-    adapter = work / "results/emotion/tiny_llama/lora/adapter"
+    adapter = work / "results/emotion/tiny_llama/lora-s0/adapter"
     assert (adapter / "adapter_config.json").exists() and (adapter / "adapter_model.safetensors").exists()
     cfg = json.loads((adapter / "adapter_config.json").read_text())
     assert cfg["r"] == 4 and sorted(cfg["target_modules"]) == ["q_proj", "v_proj"]
@@ -68,13 +71,16 @@ def test_adapter_is_standard_peft(run):
 
 def test_training_log(run):
     work, _ = run
-    log = tiny.read_json(work / "results/emotion/tiny_llama/lora/train_log.json")
+    log = tiny.read_json(work / "results/emotion/tiny_llama/lora-s0/train_log.json")
     assert log["final_step"] == 4  # 32 rows / batch 8, one epoch
     assert [e["step"] for e in log["evals"]] == [0, 2, 4]
     assert all(e["val_perplexity"] > 1 for e in log["evals"])
     assert [h["step"] for h in log["history"]] == [1, 2, 3, 4]
-    # checkpoints live outside the declared outputs
-    assert list((work / "checkpoints/emotion/tiny_llama").glob("*/step-*/COMPLETE"))
+    # checkpoints live outside the declared outputs and are deleted once the fine-tune succeeded
+    assert (work / "checkpoints").is_dir() and not list((work / "checkpoints").rglob("COMPLETE"))
+    # the log names the hashes the adapter was built from
+    prov = log["provenance"]
+    assert set(prov["data"]) == {"train", "validation"} and len(prov["model"]) == len(prov["adapter"]) == 12
 
 
 def test_report_is_self_contained_and_escaped(run):
@@ -85,53 +91,53 @@ def test_report_is_self_contained_and_escaped(run):
     images = re.findall(r"src='data:image/png;base64,([^']+)'", html)
     assert len(images) == 4 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
     assert not re.search(r"(src|href)=['\"]https?:", html)
-    for name in ("LoRA: tiny_llama", "untrained head: tiny_bert", "instruct, raw prompt: tiny_llama"):
+    for name in ("LoRA: tiny_llama", "untrained head: tiny_bert", "raw prompt: tiny_llama", "majority class (train)"):
         assert name in html
-    metrics = tiny.read_json(work / "results/emotion/tiny_bert/lora/metrics.json")
-    assert f"{metrics['accuracy']:.4f}" in html
+    metrics = tiny.read_json(work / "results/emotion/tiny_bert/lora-s0/metrics.json")
+    iv = metrics["intervals"]["accuracy"]
+    assert f"{iv['mean']:.4f} [{iv['low']:.4f}, {iv['high']:.4f}]" in html
+    # the headline table comes before the data table, and the tokenizer study after the task
+    assert html.index("Results on the test split") < html.index("<h3>Data</h3>") < html.index("Tokenizers across model families")
+    # the footer's hashes are the provenance files' hashes
+    prov = tiny.read_json(work / "results/emotion/tiny_bert/lora-s0/provenance.json")
+    assert prov["adapter"] in html and prov["model"] in html and prov["data"]["test"] in html
 
 
-def test_nothing_changed_plans_nothing(run):
+def test_metrics_csv_has_one_row_per_run(run):
+    import csv
+
     work, _ = run
-    assert tiny.planned_jobs(work) == {}
+    rows = list(csv.DictReader(open(work / "results/metrics.csv")))
+    assert sorted((r["model"], r["method"], r["seed"]) for r in rows) == sorted(
+        [("tiny_llama", "zeroshot", ""), ("tiny_bert", "zeroshot", ""), ("tiny_llama", "raw", ""),
+         ("tiny_llama", "lora", "0"), ("tiny_bert", "lora", "0"), ("majority", "baseline", "")])
+    for r in rows:
+        m = tiny.read_json(work / f"results/emotion/{r['model']}/{r['method'] + ('-s' + r['seed'] if r['seed'] else '')}/metrics.json")
+        assert float(r["accuracy"]) == pytest.approx(m["accuracy"])
+        assert float(r["accuracy_low"]) <= float(r["accuracy"]) <= float(r["accuracy_high"])
 
 
-def test_decoding_change_reruns_only_generation_eval(run):
-    work, config = run
-    tiny.write_config(work, tiny.edited(config, lambda c: c["tasks"]["emotion"]["decoding"].update(max_new_tokens=4)))
-    try:
-        # the causal LM's three runs (zero-shot, raw, LoRA); not the encoder, not the fine-tune
-        assert tiny.planned_jobs(work) == {"predict": 3, "score": 3, "figures": 1, "report": 1}
-    finally:
-        tiny.write_config(work, config)
+def test_majority_baseline_predicts_the_most_frequent_training_label(run):
+    from collections import Counter
+
+    work, _ = run
+    train = read_jsonl(work / "results/emotion/data/train.jsonl")
+    counts = Counter(r["label"] for r in train)
+    top = max(counts.values())
+    preds = read_jsonl(work / "results/emotion/majority/baseline/predictions.jsonl")
+    assert {p["pred"] for p in preds} == {next(lab for lab in LABELS if counts[lab] == top)}
 
 
-def test_lora_change_reruns_finetune_not_base(run):
-    work, config = run
-    tiny.write_config(work, tiny.edited(config, lambda c: c["tasks"]["emotion"]["finetune"]["tiny_llama"]["lora"].update(r=8)))
-    try:
-        assert tiny.planned_jobs(work) == {"finetune": 1, "predict": 1, "score": 1, "figures": 1, "report": 1}
-    finally:
-        tiny.write_config(work, config)
-
-
-def test_added_task_runs_only_its_jobs(run):
-    work, config = run
-
-    def add(c):
-        c["tasks"]["agnews"] = {
-            "type": "classification", "files": {"train": "ag_news/alps_dev_from_train.tsv", "test": "ag_news/alps_test.tsv"},
-            "header": False, "column_names": ["text", "label"], "labels": ["World", "Sports", "Business", "Sci/Tech"],
-            "sample": {"train": 16, "validation": 8, "test": 8}, "models": ["tiny_bert"],
-            "finetune": {"tiny_bert": {"lora": {"r": 4, "target_modules": ["query", "value"]}, "training": {"max_steps": 2}}}}
-
-    tiny.write_config(work, tiny.edited(config, add))
-    try:
-        assert tiny.planned_jobs(work) == {"prepare_data": 1, "predict": 2, "finetune": 1, "score": 2, "figures": 1,
-                                           "report": 1}
-    finally:
-        tiny.write_config(work, config)
-    assert tiny.planned_jobs(work) == {}
+def test_paired_test_pairs_the_same_items(run):
+    work, _ = run
+    comp = tiny.read_json(work / "results/emotion/comparison.json")
+    by = {(t["model"], t["method"]): t["mcnemar"] for t in comp["paired"]}
+    assert set(by) == {("tiny_llama", "lora-s0"), ("tiny_bert", "lora-s0")}
+    zs = {p["id"]: p["pred"] == p["gold"] for p in read_jsonl(work / "results/emotion/tiny_bert/zeroshot/predictions.jsonl")}
+    ft = {p["id"]: p["pred"] == p["gold"] for p in read_jsonl(work / "results/emotion/tiny_bert/lora-s0/predictions.jsonl")}
+    b = sum(zs[i] and not ft[i] for i in zs)
+    c = sum(ft[i] and not zs[i] for i in zs)
+    assert (by[("tiny_bert", "lora-s0")]["b"], by[("tiny_bert", "lora-s0")]["c"]) == (b, c)
 
 
 def test_tokenizer_and_chat_template_study(run):
@@ -158,11 +164,11 @@ def test_likelihood_scoring_through_the_pipeline(run):
     tiny.write_config(work, edited)
     try:
         # the causal LM's runs only; encoders and fine-tunes untouched
-        assert tiny.planned_jobs(work) == {"predict": 3, "score": 3, "figures": 1, "report": 1}
+        assert tiny.planned_jobs(work) == {"predict": 3, "score": 3, "compare": 1, "figures": 1, "report": 1}
         tiny.snakemake(work, "results/report.html")
-        preds = read_jsonl(work / "results/emotion/tiny_llama/lora/predictions.jsonl")
+        preds = read_jsonl(work / "results/emotion/tiny_llama/lora-s0/predictions.jsonl")
         assert all(p["pred"] in LABELS and len(p["scores"]) == 6 for p in preds)
         assert all(p["pred"] == LABELS[max(range(6), key=p["scores"].__getitem__)] for p in preds)
-        assert tiny.read_json(work / "results/emotion/tiny_llama/lora/metrics.json")["unparsed_share"] == 0
+        assert tiny.read_json(work / "results/emotion/tiny_llama/lora-s0/metrics.json")["unparsed_share"] == 0
     finally:
         tiny.write_config(work, config)

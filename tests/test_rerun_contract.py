@@ -12,6 +12,7 @@ import pytest
 import tiny
 
 TASK_JOBS = {"compare": 1, "figures": 1, "report": 1}  # what any change to a task's scores reruns
+REPORT = {"report": 1}  # the report prints the whole configuration, so any config edit re-renders it (about 1 s)
 
 
 def jobs(**counts):
@@ -44,8 +45,8 @@ CONFIG_ROWS = {
     "nothing": (lambda c: None, {}),
     "decoding.max_new_tokens": (lambda c: emotion(c)["decoding"].update(max_new_tokens=4),
                                 jobs(predict=3, score=3, **TASK_JOBS)),  # the causal LM's zero-shot, raw and LoRA runs
-    "decoding.batch_size": (lambda c: emotion(c)["decoding"].update(batch_size=3), {}),
-    "decoding.seed (greedy)": (lambda c: emotion(c)["decoding"].update(seed=7), {}),
+    "decoding.batch_size": (lambda c: emotion(c)["decoding"].update(batch_size=3), REPORT),
+    "decoding.seed (greedy)": (lambda c: emotion(c)["decoding"].update(seed=7), REPORT),
     "lora r": (lambda c: llama_ft(c)["lora"].update(r=8), jobs(finetune=1, predict=1, score=1, **TASK_JOBS)),
     "training.learning_rate": (lambda c: llama_ft(c)["training"].update(learning_rate=0.02),
                                jobs(finetune=1, predict=1, score=1, **TASK_JOBS)),
@@ -55,9 +56,9 @@ CONFIG_ROWS = {
     "task seed": (lambda c: emotion(c).update(seed=5),
                   jobs(prepare_data=3, data_summary=1, finetune=2, predict=5, majority_baseline=1, score=6, task_text=1,
                        tokenizer_stats=1, **TASK_JOBS)),
-    "model resources.mem_mb": (lambda c: c["models"]["tiny_llama"].update(resources={"mem_mb": 12000}), {}),
-    "model role": (lambda c: c["models"]["tiny_llama"].update(role="base"), jobs(report=1)),
-    "report_title": (lambda c: c.update(report_title="another title"), jobs(report=1)),
+    "model resources.mem_mb": (lambda c: c["models"]["tiny_llama"].update(resources={"mem_mb": 12000}), REPORT),
+    "model role": (lambda c: c["models"]["tiny_llama"].update(role="base"), REPORT),
+    "report_title": (lambda c: c.update(report_title="another title"), REPORT),
     "a new task": (add_task, jobs(prepare_data=3, data_summary=1, finetune=1, predict=2, majority_baseline=1, score=3,
                                   **TASK_JOBS)),
     "a new model in one task": (add_model, jobs(prepare_model=1, predict=1, score=1, chat_templates=1, **TASK_JOBS)),

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 import tiny
 from lora_pipeline import inference
 
-ADAPTER = "results/emotion/tiny_llama/lora/adapter"
+ADAPTER = "results/emotion/tiny_llama/lora-s0/adapter"
 
 
 def resume_config(models_dir, work):
@@ -46,8 +46,8 @@ def test_kill_leaves_checkpoints_not_outputs(runs):
 
 def test_resumed_run_continues_and_matches_uninterrupted(runs):
     killed, clean, _ = runs
-    log_k = tiny.read_json(killed / "results/emotion/tiny_llama/lora/train_log.json")
-    log_c = tiny.read_json(clean / "results/emotion/tiny_llama/lora/train_log.json")
+    log_k = tiny.read_json(killed / "results/emotion/tiny_llama/lora-s0/train_log.json")
+    log_c = tiny.read_json(clean / "results/emotion/tiny_llama/lora-s0/train_log.json")
     assert log_k["resumed_from"] == [5] and log_c["resumed_from"] == []
     assert [h["step"] for h in log_k["history"]] == list(range(1, 9))  # no restart in the loss curve
     assert [h["train_loss"] for h in log_k["history"]] == pytest.approx([h["train_loss"] for h in log_c["history"]], rel=1e-5)
@@ -72,3 +72,37 @@ def test_finished_inference_chunks_are_skipped(tmp_path):
     out = inference.run_chunked(rows, predict, tmp_path, chunk_size=4)
     assert calls == [[4, 5, 6, 7], [8, 9]]
     assert [r["pred"] for r in out] == [i * 2 for i in range(10)]
+
+
+def test_changed_data_never_resumes_an_old_checkpoint(tmp_path):
+    """The trap of issue #11: change sample.train after a finished fine-tune whose checkpoints were
+    kept. The new run must start at step 0 and produce a new adapter, not resume the old run's
+    complete final checkpoint."""
+    tiny.make_tiny_llama(tmp_path / "models" / "llama")
+    work = tmp_path / "work"
+    config = resume_config(tmp_path / "models", work)
+    config["keep_checkpoints"] = True
+    tiny.write_config(work, config)
+    tiny.snakemake(work, ADAPTER)
+    old = load_file(work / ADAPTER / "adapter_model.safetensors")
+    kept = sorted(p.parent.parent.name for p in (work / "checkpoints").rglob("COMPLETE"))
+    assert len(set(kept)) == 1  # one resume key, its final checkpoint kept
+
+    config["tasks"]["emotion"]["sample"]["train"] = 24
+    tiny.write_config(work, config)
+    tiny.snakemake(work, ADAPTER)
+    log = tiny.read_json(work / "results/emotion/tiny_llama/lora-s0/train_log.json")
+    assert log["resumed_from"] == []
+    assert log["history"][0]["step"] == 1 and log["final_step"] == 6  # 24 rows / batch 8 x 2 epochs, from step 0
+    new = load_file(work / ADAPTER / "adapter_model.safetensors")
+    assert any(not torch.equal(old[k], new[k]) for k in old)
+    keys_now = {p.parent.parent.name for p in (work / "checkpoints").rglob("COMPLETE")}
+    assert len(keys_now) == 2  # the old run's checkpoints were left alone, under their own key
+
+
+def test_checkpoints_are_deleted_after_success_unless_kept(tmp_path):
+    tiny.make_tiny_llama(tmp_path / "models" / "llama")
+    work = tmp_path / "work"
+    tiny.write_config(work, resume_config(tmp_path / "models", work))
+    tiny.snakemake(work, ADAPTER)
+    assert (work / ADAPTER).is_dir() and not list((work / "checkpoints").rglob("COMPLETE"))

@@ -24,10 +24,10 @@ def test_pipeline_runs_on_slurm(slurm_cluster, tmp_path):
                           "--latency-wait", "10", "results/report.html", env={"LORA_SLURM_PARTITION": "cpu"})
     out = proc.stdout + proc.stderr
     cluster_rules = re.findall(r"^rule (\w+):", out, re.M)
-    assert sorted(cluster_rules) == ["finetune", "predict", "predict", "prepare_data", "prepare_model"], out[-4000:]
-    assert len(re.findall(r"submitted with SLURM jobid \d+", out)) == 5
+    assert sorted(cluster_rules) == ["finetune", "predict", "predict"] + ["prepare_data"] * 3 + ["prepare_model"], out[-4000:]
+    assert len(re.findall(r"submitted with SLURM jobid \d+", out)) == 7
     assert (work / "results/report.html").exists()
-    for meth in ("zeroshot", "lora"):
+    for meth in ("zeroshot", "lora-s0"):
         m = tiny.read_json(work / f"results/emotion/tiny_llama/{meth}/metrics.json")
         assert m["n"] == 16
     assert "localrule report" in out and "localrule score" in out
@@ -53,7 +53,7 @@ def test_requeued_finetune_resumes_from_checkpoint(slurm_cluster, tmp_path):
     tiny.write_config(work, c)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "1",
            "--workflow-profile", str(REPO / "profiles/slurm"), "--jobs", "2", "--slurm-init-seconds-before-status-checks", "1",
-           "--seconds-between-status-checks", "2", "--latency-wait", "10", "results/emotion/tiny_llama/lora/adapter"]
+           "--seconds-between-status-checks", "2", "--latency-wait", "10", "results/emotion/tiny_llama/lora-s0/adapter"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(__import__("os").environ, LORA_SLURM_PARTITION="cpu"))
     requeued, deadline = None, time.time() + 300
@@ -70,7 +70,7 @@ def test_requeued_finetune_resumes_from_checkpoint(slurm_cluster, tmp_path):
     out, _ = proc.communicate(timeout=600)
     assert requeued, "the fine-tune finished before it could be requeued:\n" + out[-3000:]
     assert proc.returncode == 0, out[-4000:]
-    log = tiny.read_json(work / "results/emotion/tiny_llama/lora/train_log.json")
+    log = tiny.read_json(work / "results/emotion/tiny_llama/lora-s0/train_log.json")
     assert log["final_step"] == 600 and len(log["resumed_from"]) == 1 and log["resumed_from"][0] % 20 == 0
     assert [h["step"] for h in log["history"]] == list(range(1, 601))
     restarts = subprocess.run(["scontrol", "show", "job", requeued], capture_output=True, text=True).stdout

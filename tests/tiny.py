@@ -97,6 +97,7 @@ def copy_workflow(dest):
     """A private copy of the workflow (Snakefile, rules, schemas, scripts), for tests that edit its code."""
     import shutil
 
+    Path(dest).mkdir(parents=True, exist_ok=True)
     for part in ("Snakefile", "rules", "schemas", "workflow_scripts", "envs", "resources"):
         src = REPO / part
         (shutil.copytree(src, Path(dest) / part, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()

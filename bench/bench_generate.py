@@ -25,7 +25,7 @@ import torch
 from common import (LORA, StubTokenizer, Timer, add_ratio, build_llama, compare_outputs, default_device, describe,
                     dtype_name, free_memory, generate_one_at_a_time, peak_memory_gib, pipeline_dtype, print_table,
                     reset_peak_memory, synthetic_examples)
-from lora_pipeline import inference, training
+from lora_pipeline import adapters, inference
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 p.add_argument("--size", default="tiny", choices=["tiny", "1b", "7b"])
@@ -49,7 +49,7 @@ prompts = [e["prompt"] for e in synthetic_examples(args.prompts, args.vocab, see
 def make_model(dt):
     model = build_llama(args.size, args.vocab, args.device, dt)
     if args.lora:
-        model = training.lora_model(model, LORA, "CAUSAL_LM")
+        model = adapters.lora_model(model, LORA, "CAUSAL_LM")
     return model.eval()
 
 

@@ -4,15 +4,15 @@ original studies, in one process, on a random-weight LLaMA-architecture model.
   naive             : fp32 weights, every example right-padded to --seq, loss = model(**batch).loss
                       (LM head and cross-entropy over every position's full-vocabulary logits)
   pipeline          : the pipeline's dtype (--dtype auto: bf16 on a GPU, fp32 on CPU), batches from
-                      training.epoch_batches (length-grouped), training.make_batch without packing
-                      (pad to the batch's longest), training.causal_answer_loss (LM head on answer
+                      batching.epoch_batches (length-grouped), batching.make_batch without packing
+                      (pad to the batch's longest), causal_answer_loss (LM head on answer
                       positions only, in chunks)
   pipeline +packing : the same, but make_batch with {"packing": True, "pack_length": --pack-length}:
                       each batch's examples laid end to end in rows, position ids restarting per
                       example, no padding between them
 
 --grad-ckpt adds gradient checkpointing to the two pipeline variants. All three wrap the model
-with training.lora_model (r 16, alpha 32, q/k/v/o) and take AdamW steps on the LoRA parameters
+with adapters.lora_model (r 16, alpha 32, q/k/v/o) and take AdamW steps on the LoRA parameters
 with gradient clipping, like training.train, over the same --steps * --batch synthetic examples
 (prompts 32..480 tokens, answers 1..8, prompt masked with -100): the same useful work; only
 padding, precision and the loss path differ. A last line checks that the first batch's loss is
@@ -28,7 +28,8 @@ import torch
 from common import (LORA, PAD_ID, Timer, add_ratio, build_llama, default_device, describe, dtype_name, free_memory,
                     is_oom, n_params, peak_flops, peak_memory_gib, pipeline_dtype, print_table, reset_peak_memory,
                     synthetic_examples)
-from lora_pipeline import training
+from lora_pipeline import adapters, batching
+from lora_pipeline.loss import causal_answer_loss
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 p.add_argument("--size", default="tiny", choices=["tiny", "1b", "7b"])
@@ -50,7 +51,7 @@ examples = synthetic_examples(args.steps * args.batch, args.vocab, seed=0,
                               answer_len=answer_len)
 lengths = [len(e["input_ids"]) for e in examples]
 real_tokens = sum(lengths)
-batches = training.epoch_batches(lengths, args.batch, seed=0, epoch=0)  # both pipeline variants
+batches = batching.epoch_batches(lengths, args.batch, seed=0, epoch=0)  # both pipeline variants
 args.pack_length = args.pack_length or args.seq
 PACKED = {"packing": True, "pack_length": args.pack_length}
 PADDED = {"packing": False}
@@ -75,8 +76,8 @@ def to_device(batch):
 def packed_vs_padded(model, b):
     """Loss of batch b computed from the padded batch and from the packed one, same weights."""
     exs = [examples[i] for i in b]
-    padded = training.causal_answer_loss(model, to_device(training.make_batch(exs, PAD_ID, PADDED)))
-    packed = training.causal_answer_loss(model, to_device(training.make_batch(exs, PAD_ID, PACKED)))
+    padded = causal_answer_loss(model, to_device(batching.make_batch(exs, PAD_ID, PADDED)))
+    packed = causal_answer_loss(model, to_device(batching.make_batch(exs, PAD_ID, PACKED)))
     return float(padded), float(packed)
 
 
@@ -88,7 +89,7 @@ def run(variant):
     model = build_llama(args.size, args.vocab, args.device, dtype)
     reset_peak_memory(args.device)  # after the build (drawn in fp32, then cast); the weights still count
     matmul_params = n_params(model)
-    model = training.lora_model(model, LORA, "CAUSAL_LM", gradient_checkpointing=ckpt)
+    model = adapters.lora_model(model, LORA, "CAUSAL_LM", gradient_checkpointing=ckpt)
     model.train()
     params = [q for q in model.parameters() if q.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
@@ -101,8 +102,8 @@ def run(variant):
     else:
         runs = batches
         cfg = PACKED if variant == "pipeline +packing" else PADDED
-        make = lambda b: training.make_batch([examples[i] for i in b], PAD_ID, cfg)
-        loss_fn = training.causal_answer_loss
+        make = lambda b: batching.make_batch([examples[i] for i in b], PAD_ID, cfg)
+        loss_fn = causal_answer_loss
         if cfg is PACKED:
             check = packed_vs_padded(model, runs[0])  # before any step: the freshly built weights
 

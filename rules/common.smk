@@ -28,11 +28,11 @@ GENERATION_TASKS = [t for t, v in TASKS.items() if v["type"] == "generation"]
 MODELS = config["models"]
 
 
+# method: zeroshot, raw, baseline, or a fine-tuned run <method>-s<seed> (keys.FINETUNED_RUN: lora-s0, dora-s1, ...)
 wildcard_constraints:
     task="[A-Za-z0-9][A-Za-z0-9_.-]*",
     model="[A-Za-z0-9][A-Za-z0-9_.-]*",
-    method="zeroshot|raw|baseline|lora-s-?[0-9]+",
-    seed="-?[0-9]+",
+    method="zeroshot|raw|baseline|" + keys.FINETUNED_RUN,
     split="train|validation|test",
     decoding="[A-Za-z0-9][A-Za-z0-9_.-]*",
 
@@ -82,6 +82,11 @@ def finetune_logs(task):
     return [f"results/{task}/{m}/{meth}/train_log.json" for m, meth in methods(task) if keys.method_seed(meth) is not None]
 
 
+def finetune_benchmarks(task):
+    """Snakemake's benchmark of each fine-tune job (wall time s, peak RSS max_rss): the report's cost table."""
+    return [f"benchmarks/finetune/{task}/{m}/{meth}.tsv" for m, meth in methods(task) if keys.method_seed(meth) is not None]
+
+
 def run_label_list(task):
     """[model, method, model type] per run: what figures draw (no roles: those are report-only)."""
     return [[m, meth, "baseline" if meth == "baseline" else MODELS[m]["type"]] for m, meth in scored_runs(task)]
@@ -100,7 +105,7 @@ def figure_inputs(wildcards):
 
 def report_inputs(wildcards):
     inputs = {"summaries": [], "metrics": [], "predictions": [], "provenance": [], "figures": [], "train_logs": [],
-              "comparisons": [], "tokenizer_study": study_outputs()}
+              "benchmarks": [], "comparisons": [], "tokenizer_study": study_outputs()}
     for task in TASKS:
         inputs["summaries"].append(f"results/{task}/data/summary.json")
         if task in GENERATION_TASKS:
@@ -119,6 +124,7 @@ def report_inputs(wildcards):
             inputs["comparisons"].append(f"results/{task}/comparison.json")
             inputs["figures"] += [f"results/{task}/figures/{fig}.png" for fig in ("scores", "confusion", "training")]
         inputs["train_logs"] += finetune_logs(task)
+        inputs["benchmarks"] += finetune_benchmarks(task)
     return inputs
 
 

@@ -1,21 +1,27 @@
-# Stage 4: LoRA fine-tune, one job per model and seed. The adapter (PEFT format) is the declared
-# output; resumable checkpoints live under checkpoint_dir, outside Snakemake's outputs, keyed in
-# the job on everything the result depends on (keys.resume_key) and deleted after success.
+# Stage 4: fine-tunes, one job per model x method x seed (the run <method>-s<seed>: lora-s0, dora-s0,
+# ia3-s1, full-s0, ...). The output folder holds a PEFT adapter, or the whole model for `full`;
+# resumable checkpoints live under checkpoint_dir, outside Snakemake's outputs, keyed in the job on
+# everything the result depends on (keys.resume_key) and deleted after success. Snakemake's
+# benchmark records the job's wall time and peak memory for the report.
 
 
 rule finetune:
+    wildcard_constraints:
+        method=keys.FINETUNED_RUN,
     input:
         model=model_dir,
         train="results/{task}/data/train.jsonl",
         validation="results/{task}/data/validation.jsonl",
     output:
-        adapter=directory("results/{task}/{model}/lora-s{seed}/adapter"),
-        train_log="results/{task}/{model}/lora-s{seed}/train_log.json",
+        adapter=directory("results/{task}/{model}/{method}/adapter"),
+        train_log="results/{task}/{model}/{method}/train_log.json",
     params:
-        settings=lambda w: cfg.canonical(keys.finetune_settings(config, TASKS[w.task], w.model, int(w.seed))),
+        settings=lambda w: cfg.canonical(keys.finetune_settings(config, TASKS[w.task], w.model, w.method)),
         code=code("finetune.py"),
     log:
-        "logs/finetune/{task}/{model}/lora-s{seed}.log",
+        "logs/finetune/{task}/{model}/{method}.log",
+    benchmark:
+        "benchmarks/finetune/{task}/{model}/{method}.tsv"
     threads: lambda w: model_resources(w.model)["cpus_per_task"]
     resources:
         mem_mb=lambda w: model_resources(w.model)["mem_mb"],

@@ -15,6 +15,8 @@ rule generate:
         chunk_size=64,
     log:
         "logs/generate/{task}/{model}/{method}/{decoding}.log",
+    benchmark:
+        "benchmarks/generate/{task}/{model}/{method}/{decoding}.tsv"
     threads: lambda w: model_resources(w.model)["cpus_per_task"]
     resources:
         mem_mb=lambda w: model_resources(w.model)["mem_mb"],

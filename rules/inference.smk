@@ -1,11 +1,12 @@
-# Stages 3 and 5: predictions on the test split, zero-shot ("zeroshot", "raw" prompt) or with a
-# fine-tuned adapter ("lora-s<seed>"), plus the majority-class baseline. One row per example: raw
-# output, parsed label, gold label. provenance.json holds the hashes the run was built from.
+# Stages 3 and 5: predictions on the test split, zero-shot ("zeroshot", "raw" prompt) or fine-tuned
+# ("<method>-s<seed>": a PEFT adapter on the base, or a full fine-tune's model), plus the
+# majority-class baseline. One row per example: raw output, parsed label, gold label.
+# provenance.json holds the hashes the run was built from.
 
 
 rule predict:
     wildcard_constraints:
-        method="zeroshot|raw|lora-s-?[0-9]+",
+        method="zeroshot|raw|" + keys.FINETUNED_RUN,
     input:
         unpack(predict_inputs),
     output:
@@ -17,6 +18,8 @@ rule predict:
         chunk_size=256,
     log:
         "logs/predict/{task}/{model}/{method}.log",
+    benchmark:
+        "benchmarks/predict/{task}/{model}/{method}.tsv"
     threads: lambda w: model_resources(w.model)["cpus_per_task"]
     resources:
         mem_mb=lambda w: model_resources(w.model)["mem_mb"],

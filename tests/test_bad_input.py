@@ -23,7 +23,35 @@ def error_of(work, config):
 def test_misspelled_key(work):
     w, c = work
     c["tasks"]["emotion"]["labls"] = c["tasks"]["emotion"].pop("labels")
-    assert "tasks.emotion: unknown key 'labls'" in error_of(w, c)
+    msg = error_of(w, c)
+    assert msg.startswith("Error: config.yaml: tasks.emotion: unknown key 'labls'; did you mean 'labels'?")
+    c["tasks"]["emotion"]["labels"] = c["tasks"]["emotion"].pop("labls")
+    c["tasks"]["emotion"]["sampel"] = c["tasks"]["emotion"].pop("sample")
+    assert "unknown key 'sampel'; did you mean 'sample'?" in error_of(w, c)
+
+
+def test_error_names_the_config_file_the_key_came_from(work):
+    import yaml
+
+    w, c = work
+    tiny.write_config(w, c)
+    (w / "study.yaml").write_text(yaml.safe_dump({"tasks": {"emotion": {"decoding": {"num_beams": 0}}}}))
+    proc = tiny.snakemake(w, "-n", "--configfile", str(w / "config.yaml"), str(w / "study.yaml"), check=False)
+    line = next(x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("Error: "))
+    assert line.startswith(f"Error: {w / 'study.yaml'}: tasks.emotion.decoding.num_beams: 0 is less than the minimum of 1"), line
+    proc = tiny.snakemake(w, "-n", "--config", "torch_threads=-1", check=False)
+    line = next(x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("Error: "))
+    assert line.startswith("Error: the merged config: torch_threads:"), line
+
+
+def test_hub_only_model_without_use_hub(work):
+    w, c = work
+    del c["models"]["tiny_llama"]["source"]
+    c["models"]["tiny_llama"]["hub_id"] = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    msg = error_of(w, c)
+    assert "config.yaml: models.tiny_llama: only a hub_id ('HuggingFaceTB/SmolLM2-135M-Instruct') while use_hub is false" in msg
+    assert "add a local source:" in msg and "use_hub: true" in msg
+    assert not (w / "results").exists() and not (w / "logs").exists()
 
 
 def test_wrong_type(work):

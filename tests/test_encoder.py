@@ -12,7 +12,7 @@ import torch
 
 import tiny
 from conftest import REPO
-from lora_pipeline import heads, inference, models, training
+from lora_pipeline import adapters, batching, heads, inference, models, training
 
 SPEC = {"type": "encoder", "trust_remote_code": False, "dtype": "float32"}
 LABELS = ["sadness", "joy", "anger"]
@@ -214,7 +214,7 @@ def test_mean_pooling_lora_trains_saves_and_reloads(prepared, tmp_path):
     from safetensors.torch import load_file
 
     tok = models.load_tokenizer(prepared["mean"], padding_side="right")
-    model = training.lora_model(models.load_classifier(prepared["mean"], SPEC, LABELS, seed=0), LORA, "SEQ_CLS")
+    model = adapters.lora_model(models.load_classifier(prepared["mean"], SPEC, LABELS, seed=0), LORA, "SEQ_CLS")
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(".query." in n or ".value." in n or ".classifier." in n for n in trainable)
     assert any("lora_A" in n for n in trainable) and any(".classifier." in n for n in trainable)
@@ -256,7 +256,7 @@ def test_cls_checkpoint_without_pooler_saves_it_with_the_adapter(tmp_path):
     tok.save_pretrained(tmp_path / "nopool")
     model = models.load_classifier(tmp_path / "nopool", SPEC, LABELS, seed=1)
     assert model.head_new_modules == ["bert.pooler.dense"]
-    model = training.lora_model(model, LORA, "SEQ_CLS").eval()
+    model = adapters.lora_model(model, LORA, "SEQ_CLS").eval()
     model.save_pretrained(tmp_path / "adapter", safe_serialization=True)
     reloaded = models.load_classifier(tmp_path / "nopool", SPEC, LABELS, seed=2, adapter=tmp_path / "adapter")
     ids, mask = heads.right_padded(heads.encode(tok, [SHORT, LONG], 64), tok.pad_token_id)
@@ -308,12 +308,14 @@ def test_scripts_seed_the_head_and_predict_like_training(prepared, tmp_path, mon
     monkeypatch.setattr(models, "load_classifier", load)
     monkeypatch.setattr(inference, "classify", classify)
     monkeypatch.setattr(training, "train", stop_after_examples)
-    config = {"checkpoint_dir": "checkpoints", "keep_checkpoints": False}
+    config = {"checkpoint_dir": "checkpoints", "keep_checkpoints": False,
+              "tasks": {"emotion": {"decoding": {"batch_size": 2}, "finetune": {"m": {"training": {"checkpoint_every": 5}}}}}}
+    wildcards = _Job(task="emotion", model="m")
     data = str(tmp_path / "rows.jsonl")
 
     settings = {"task_type": "classification", "model": SPEC, "labels": LABELS, "prompt": {},
                 "finetune": {"lora": LORA, "training": dict(TRAIN, max_length=12, gradient_checkpointing=False)}}
-    job = _Job(params=_Job(settings=json.dumps(settings), code="test", checkpoints="checkpoints/ft"), log=[],
+    job = _Job(params=_Job(settings=json.dumps(settings), code="test"), log=[], wildcards=wildcards,
                config=config, input=_Job(model=str(prepared["mean"]), train=data, validation=data),
                output=_Job(adapter="results/emotion/m/lora-s0/adapter", train_log="results/emotion/m/lora-s0/train_log.json"))
     with pytest.raises(_Stop):
@@ -327,9 +329,9 @@ def test_scripts_seed_the_head_and_predict_like_training(prepared, tmp_path, mon
         raise _Stop
 
     monkeypatch.setattr(inference, "run_chunked", stop_after_rows)
-    settings = {"model": SPEC, "labels": LABELS, "decoding": {"batch_size": 2, "seed": 7}, "max_length": 12}
-    job = _Job(params=_Job(settings=json.dumps(settings), code="test", chunks="checkpoints/chunks", chunk_size=256),
-               log=[], config=config, input=_Job(model=str(prepared["mean"]), test=data),
+    settings = {"model": SPEC, "labels": LABELS, "head_seed": 7, "max_length": 12}
+    job = _Job(params=_Job(settings=json.dumps(settings), code="test", chunk_size=256),
+               log=[], wildcards=wildcards, config=config, input=_Job(model=str(prepared["mean"]), test=data),
                output=_Job(predictions="results/emotion/m/zeroshot/predictions.jsonl",
                            provenance="results/emotion/m/zeroshot/provenance.json"))
     with pytest.raises(_Stop):
@@ -347,9 +349,9 @@ def test_scripts_seed_the_head_and_predict_like_training(prepared, tmp_path, mon
 
 def test_mean_pooling_lora_with_gradient_checkpointing(prepared):
     tok = models.load_tokenizer(prepared["mean"], padding_side="right")
-    model = training.lora_model(models.load_classifier(prepared["mean"], SPEC, LABELS, seed=0), LORA, "SEQ_CLS",
+    model = adapters.lora_model(models.load_classifier(prepared["mean"], SPEC, LABELS, seed=0), LORA, "SEQ_CLS",
                                 gradient_checkpointing=True).train()
-    batch = training.collate(examples(tok, 6)[0], tok.pad_token_id)
+    batch = batching.collate(examples(tok, 6)[0], tok.pad_token_id)
     model(**batch).loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
     assert all(g is not None for g in grads.values())

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import tiny
-from lora_pipeline import inference, prompting, training
+from lora_pipeline import adapters, batching, checkpoints, inference, prompting, training
+from lora_pipeline.loss import causal_answer_loss, n_loss_tokens
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def _fresh(llama, dropout=0.1, dtype=torch.float32):
     import copy
 
     model, _ = llama
-    return training.lora_model(copy.deepcopy(model).to(dtype), {"r": 4, "alpha": 8, "dropout": dropout,
+    return adapters.lora_model(copy.deepcopy(model).to(dtype), {"r": 4, "alpha": 8, "dropout": dropout,
                                                                 "target_modules": ["q_proj", "v_proj"]}, "CAUSAL_LM")
 
 
@@ -90,7 +91,7 @@ def test_resume_gives_same_adapter_as_uninterrupted(llama, tmp_path):
     shutil.copytree(ckpts[0], tmp_path / "b" / ckpts[0].name)
     torn = tmp_path / "b" / ckpts[1].name
     shutil.copytree(ckpts[1], torn)
-    (torn / training.MARKER).unlink()
+    (torn / checkpoints.MARKER).unlink()
     (torn / "trainable.safetensors").write_bytes((torn / "trainable.safetensors").read_bytes()[:100])
     m2 = _fresh(llama)
     torch.manual_seed(12345)  # a different RNG state than the original run: the checkpoint must restore it
@@ -98,7 +99,7 @@ def test_resume_gives_same_adapter_as_uninterrupted(llama, tmp_path):
     assert log2["resumed_from"] == [7] and log2["final_step"] == 8
     assert [h["step"] for h in log2["history"]] == list(range(1, 9))
     assert [h["train_loss"] for h in log2["history"]] == pytest.approx([h["train_loss"] for h in log1["history"]])
-    w1, w2 = training.trainable_state(m1), training.trainable_state(m2)
+    w1, w2 = checkpoints.trainable_state(m1), checkpoints.trainable_state(m2)
     assert w1.keys() == w2.keys()
     for k in w1:
         torch.testing.assert_close(w1[k], w2[k], rtol=1e-5, atol=1e-6)
@@ -109,25 +110,25 @@ def test_torn_checkpoint_is_skipped(tmp_path):
     (tmp_path / "step-00000004" / "trainable.safetensors").write_bytes(b"truncated")
     done = tmp_path / "step-00000002"
     done.mkdir()
-    (done / training.MARKER).write_text("2\n")
+    (done / checkpoints.MARKER).write_text("2\n")
     (tmp_path / "step-00000006.tmp").mkdir()
-    assert training.latest_checkpoint(tmp_path) == done
+    assert checkpoints.latest_checkpoint(tmp_path) == done
 
 
 def test_epoch_batches_cover_everything_once_and_are_deterministic():
     lengths = [5, 1, 9, 3, 7, 2, 8, 4, 6, 10]
-    a = training.epoch_batches(lengths, 3, seed=1, epoch=0)
+    a = batching.epoch_batches(lengths, 3, seed=1, epoch=0)
     assert sorted(i for b in a for i in b) == list(range(10))
-    assert a == training.epoch_batches(lengths, 3, seed=1, epoch=0)
-    assert a != training.epoch_batches(lengths, 3, seed=1, epoch=1)
+    assert a == batching.epoch_batches(lengths, 3, seed=1, epoch=0)
+    assert a != batching.epoch_batches(lengths, 3, seed=1, epoch=1)
 
 
 def test_answer_only_loss_equals_full_model_loss(llama):
     model, tok = llama
-    batch = training.collate(_examples(tok, 5), tok.pad_token_id)
+    batch = batching.collate(_examples(tok, 5), tok.pad_token_id)
     with torch.no_grad():
         want = model(**batch).loss
-        got = training.causal_answer_loss(model, batch)
+        got = causal_answer_loss(model, batch)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -154,8 +155,8 @@ def _lora_copy(llama, seed=0):
 def test_packed_batch_gives_same_loss_and_gradients_as_padded(llama):
     tok = llama[1]
     examples = _examples(tok, 7)
-    packed = training.collate_packed(examples, tok.pad_token_id, row_length=64)
-    padded = training.collate(examples, tok.pad_token_id)
+    packed = batching.collate_packed(examples, tok.pad_token_id, row_length=64)
+    padded = batching.collate(examples, tok.pad_token_id)
     assert packed["input_ids"].shape[0] < len(examples)  # several examples share a row
     assert "attention_mask" not in packed
     assert (packed["labels"] != -100).sum() == (padded["labels"][:, 1:] != -100).sum()
@@ -165,7 +166,7 @@ def test_packed_batch_gives_same_loss_and_gradients_as_padded(llama):
     losses = []
     for batch in (padded, packed):
         model.zero_grad()
-        loss = training.causal_answer_loss(model, batch)
+        loss = causal_answer_loss(model, batch)
         loss.backward()
         losses.append(loss.detach())
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
@@ -178,15 +179,15 @@ def test_packed_examples_do_not_see_each_other(llama):
     """Changing one packed example's tokens changes nothing in the loss of its row neighbours."""
     model, tok = llama
     a, b = _examples(tok, 2)
-    packed = training.collate_packed([a, b], tok.pad_token_id, row_length=128)
+    packed = batching.collate_packed([a, b], tok.pad_token_id, row_length=128)
     assert packed["input_ids"].shape[0] == 1  # both in one row
     other = dict(b, input_ids=[t if k == 0 else (t + 7) % 1000 for k, t in enumerate(b["input_ids"])])
     n_a, n_b = len(a["input_ids"]), len(b["input_ids"])
-    a_first = training.pack_rows([n_a, n_b], 128)[0][0] == 0
+    a_first = batching.pack_rows([n_a, n_b], 128)[0][0] == 0
     span = slice(0, n_a) if a_first else slice(n_b, n_b + n_a)
     with torch.no_grad():
         h1 = model.model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).last_hidden_state
-        p2 = training.collate_packed([a, other], tok.pad_token_id, row_length=128)
+        p2 = batching.collate_packed([a, other], tok.pad_token_id, row_length=128)
         h2 = model.model(input_ids=p2["input_ids"], position_ids=p2["position_ids"], use_cache=False).last_hidden_state
     torch.testing.assert_close(h1[0, span], h2[0, span])
     assert not torch.allclose(h1, h2)
@@ -198,7 +199,7 @@ def test_packed_examples_do_not_see_each_other(llama):
 
 def test_pack_rows_fill_rows_and_keep_every_example():
     lengths = [50, 10, 30, 60, 5, 45, 200]
-    rows = training.pack_rows(lengths, 64)
+    rows = batching.pack_rows(lengths, 64)
     assert sorted(i for r in rows for i in r) == list(range(len(lengths)))
     assert all(sum(lengths[i] for i in r) <= 64 for r in rows if len(r) > 1)
     assert [6] in rows  # longer than a row: a row of its own
@@ -207,15 +208,15 @@ def test_pack_rows_fill_rows_and_keep_every_example():
 
 def test_chunked_answer_loss_equals_unchunked(llama):
     tok = llama[1]
-    batch = training.collate(_examples(tok, 6), tok.pad_token_id)
+    batch = batching.collate(_examples(tok, 6), tok.pad_token_id)
     model = _lora_copy(llama)
     out = []
     for chunk in (10_000, 3):
         model.zero_grad()
-        loss = training.causal_answer_loss(model, batch, chunk=chunk)
+        loss = causal_answer_loss(model, batch, chunk=chunk)
         loss.backward()
         out.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
-    assert training.n_loss_tokens(batch) > 3  # really more than one chunk
+    assert n_loss_tokens(batch) > 3  # really more than one chunk
     torch.testing.assert_close(out[1][0], out[0][0], rtol=1e-5, atol=1e-6)
     for n in out[0][1]:
         torch.testing.assert_close(out[1][1][n], out[0][1][n], rtol=1e-4, atol=1e-7)

@@ -15,7 +15,7 @@ tasks = json.loads(snakemake.params.runs)
 config = json.loads(snakemake.params.config)
 N_SAMPLES = 8
 METHOD = {"zeroshot": "zero-shot", "raw": "raw prompt (no chat template)", "baseline": "majority class of train",
-          "lora": "LoRA"}
+          **plots.METHOD_LABELS}
 
 
 def ci(m, digits=4):
@@ -56,7 +56,8 @@ def generation_section(task, entry):
                    "(each 0, 0.5 or 1), imported from " + esc(", ".join(entry["human_eval"].values())) + ".</p>")
     out.append(report.image(f"{base}/figures/gen_scores.png", f"{task} generation scores"))
     out.append("<h3>Decoding sweep</h3>" + report.image(f"{base}/figures/sweep.png", f"{task} sweep"))
-    out.append("<h3>Fine-tuning</h3>" + report.image(f"{base}/figures/gen_training.png", f"{task} training"))
+    out.append("<h3>Fine-tuning</h3>" + finetune_cost_table(task, [(m, meth) for m, meth, _ in entry["runs"]]) +
+               report.image(f"{base}/figures/gen_training.png", f"{task} training"))
     first = next(iter(decs))
     keys = [(m, meth, first) for m, meth, _ in entry["runs"]]
     table_rows = []
@@ -69,17 +70,40 @@ def generation_section(task, entry):
     return "".join(out)
 
 
+def finetune_cost_table(task, runs):
+    """What each fine-tune (model x method x seed) trained and cost: its trainable parameters and their
+    share of the model (train_log.json), its finetune job's wall time and peak RSS (Snakemake's
+    benchmark TSV). Empty when the task has no fine-tune."""
+    rows = []
+    for m, meth in runs:
+        if keys.method_seed(meth) is None:
+            continue
+        c = results_table.finetune_cost(task, m, meth)
+        share = c["trainable_share"]
+        rows.append([m, METHOD[keys.run_method(meth)], keys.method_seed(meth),
+                     "" if c["trainable_params"] is None else f"{c['trainable_params']:,}",
+                     "" if share is None else f"{100 * share:.4g} %", fmt(c["finetune_time_s"], 1),
+                     fmt(c["finetune_peak_rss_mib"], 0)])
+    if not rows:
+        return ""
+    return (report.table(["model", "method", "seed", "trainable params", "share of the model", "training time (s)",
+                          "peak RSS (MiB)"], rows, num_cols=(2, 3, 4, 5, 6)) +
+            "<p class='caption'>Trainable parameters against all of the model's (adapters included). Time and "
+            "memory: Snakemake's benchmark of the whole finetune job (loading, training, validation, saving): "
+            "wall time and peak resident memory of its processes (on a GPU, device memory is not in it).</p>")
+
+
 def headline(task, entry, comparison, metrics):
     """The task's results table: every run with 95% intervals (mean ± sd over seeds for replicated
     fine-tunes), the majority baseline, and each fine-tune's McNemar p against its zero-shot row."""
     role = {(m, meth): r for m, meth, r in entry["runs"]}
     paired = {}
     for t in comparison["paired"]:
-        paired.setdefault(t["model"], []).append(t["mcnemar"]["p"])
+        paired.setdefault((t["model"], keys.run_method(t["method"])), []).append(t["mcnemar"]["p"])
     rows = []
     for r in comparison["rows"]:
         m, meth = r["model"], r["method"]
-        first = r["runs"][0] if meth == "lora" else meth
+        first = r["runs"][0] if keys.run_method(meth) else meth
         x = metrics[(m, first)]
         near = x.get("near_misses", {}).get("count", 0)
         unparsed = f"{r['unparsed_share']:.1%}" + (f" ({near} near-miss)" if near else "")
@@ -89,8 +113,8 @@ def headline(task, entry, comparison, metrics):
         if x.get("head"):
             scoring = x["head"]
         seeds = f"{len(r['seeds'])} seeds" if len(r["seeds"]) > 1 else (f"seed {r['seeds'][0]}" if r["seeds"] else "")
-        p = paired.get(m) if meth == "lora" else None
-        rows.append([plots.run_label(m, "lora" if meth == "lora" else meth, "encoder" if "head" in x and x["head"] else ""),
+        p = paired.get((m, meth))
+        rows.append([plots.run_label(m, meth, "encoder" if "head" in x and x["head"] else ""),
                      role.get((m, first), ""), METHOD.get(meth, meth) + (f", {seeds}" if seeds else ""), scoring,
                      ci(r["accuracy"]), ci(r["macro_f1"]), ci(r["weighted_f1"]), unparsed,
                      ", ".join(pvalue(q) for q in p) if p else "", r["n"]])
@@ -104,7 +128,7 @@ def headline(task, entry, comparison, metrics):
     if seeded:
         out.append("<details><summary>per-seed values</summary>" + report.table(
             ["run", "seed", "accuracy", "macro F1", "weighted F1"],
-            [[plots.run_label(r["model"], "lora", ""), s["seed"], ci(s["accuracy"]), ci(s["macro_f1"]), ci(s["weighted_f1"])]
+            [[plots.run_label(r["model"], r["method"], ""), s["seed"], ci(s["accuracy"]), ci(s["macro_f1"]), ci(s["weighted_f1"])]
              for r in seeded for s in r["per_seed"]], num_cols=(1, 2, 3, 4)) + "</details>")
     return "".join(out)
 
@@ -134,15 +158,16 @@ def task_section(task, entry):
         for r, x in metrics.items())
     out.append(f"<details><summary>per-class precision and recall</summary>{per_class}</details>")
     out.append("<h3>Confusion matrices</h3>" + report.image(f"{base}/figures/confusion.png", f"{task} confusion"))
-    lora = [(m, meth) for m, meth, _ in runs if keys.method_seed(meth) is not None]
+    finetuned = [(m, meth) for m, meth, _ in runs if keys.method_seed(meth) is not None]
     out.append("<h3>Fine-tuning</h3>")
-    if lora:
-        logs = [common.read_json(f"{base}/{m}/{meth}/train_log.json") for m, meth in lora]
-        out.append(report.table(["model", "seed", "steps", "best step", "best val loss", "best val perplexity",
+    if finetuned:
+        logs = [common.read_json(f"{base}/{m}/{meth}/train_log.json") for m, meth in finetuned]
+        out.append(finetune_cost_table(task, finetuned))
+        out.append(report.table(["run", "seed", "steps", "best step", "best val loss", "best val perplexity",
                                  "stopped early", "resumed at"],
-                                [[m, keys.method_seed(meth), g["final_step"], g["best_step"], fmt(g["best_val_loss"]),
+                                [[plots.run_label(m, meth, ""), keys.method_seed(meth), g["final_step"], g["best_step"], fmt(g["best_val_loss"]),
                                   fmt(min(e["val_perplexity"] for e in g["evals"]), 3), g["stopped_early"],
-                                  ", ".join(map(str, g["resumed_from"])) or "-"] for (m, meth), g in zip(lora, logs)]))
+                                  ", ".join(map(str, g["resumed_from"])) or "-"] for (m, meth), g in zip(finetuned, logs)]))
     out.append(report.image(f"{base}/figures/training.png", f"{task} training curves"))
     preds = [{r["id"]: r for r in common.read_jsonl(f"{base}/{m}/{meth}/predictions.jsonl")} for m, meth, _ in runs]
     rows = []

@@ -1,25 +1,29 @@
-"""Snakemake script: LoRA fine-tune of one model on one task; writes the PEFT adapter and a training log.
+"""Snakemake script: one fine-tune (LoRA, DoRA, IA3, prompt or prefix tuning, full, QLoRA) of one
+model on one task; writes what it trained (a PEFT adapter, or the whole model for `full`) and a
+training log with the trainable and total parameter counts.
 
-Run by rule finetune (rules/finetune.smk), once per seed. Checkpoints go under checkpoint_dir
+Run by rule finetune (rules/finetune.smk), once per model x method x seed; the method comes from
+the run's name (<method>-s<seed>) and the settings key. Checkpoints go under checkpoint_dir
 (outside the declared outputs) in a folder named by keys.resume_key: the settings, the code, the
 content of the train/validation splits and the base weights. So a killed or resubmitted job resumes,
 and a run with any other input starts afresh. They are deleted after success unless
 keep_checkpoints is set. Causal LMs learn prompt -> label with the loss on the answer tokens only;
-encoders train LoRA plus their classification head.
+encoders train the method's parameters plus their classification head.
 """
 import json
 import shutil
 from pathlib import Path
 
-from lora_pipeline import common, heads, keys, models, prompting, training
+from lora_pipeline import adapters, common, heads, keys, models, prompting, training
 
 s = json.loads(snakemake.params.settings)
 spec, labels, tcfg = s["model"], s.get("labels"), s["finetune"]["training"]
-# how often to checkpoint changes no result (resuming is exact), so it is not in the key: read the config
-tcfg["checkpoint_every"] = snakemake.config["tasks"][snakemake.wildcards.task]["finetune"][snakemake.wildcards.model][
-    "training"]["checkpoint_every"]
-use_chat = spec.get("chat_template", False)
+method = s["finetune"].get("method", "lora")
 run = Path(snakemake.output.train_log).parent.relative_to("results")
+# how often to checkpoint changes no result (resuming is exact), so it is not in the key: read the config
+entry = keys.finetune_entry(snakemake.config["tasks"][snakemake.wildcards.task], snakemake.wildcards.model, method)
+tcfg["checkpoint_every"] = entry["training"]["checkpoint_every"]
+use_chat = spec.get("chat_template", False)
 ckpt_dir = Path(snakemake.config["checkpoint_dir"]) / run / keys.resume_key(
     s, snakemake.params.code, [snakemake.input.train, snakemake.input.validation], snakemake.input.model)
 
@@ -37,7 +41,7 @@ with common.log_to(common.snakemake_log(snakemake)):
                     for k, rows in splits.items()}
         task_type = "SEQ_CLS"
     else:
-        model = models.load_causal_lm(snakemake.input.model, spec)
+        model = models.load_causal_lm(snakemake.input.model, spec, quantize=adapters.NF4 if method == "qlora" else None)
         examples = {}
         for k, rows in splits.items():
             examples[k] = []
@@ -50,16 +54,19 @@ with common.log_to(common.snakemake_log(snakemake)):
                 ids, lab = prompting.encode_prompt_answer(tok, prompt, answer, tcfg["max_length"])
                 examples[k].append({"input_ids": ids, "labels": lab})
         task_type = "CAUSAL_LM"
-    model = training.lora_model(model, s["finetune"]["lora"], task_type, tcfg["gradient_checkpointing"])
-    model.print_trainable_parameters()
+    model = adapters.trainable_model(model, s["finetune"], task_type, tcfg["gradient_checkpointing"])
+    counts = adapters.parameter_counts(model)
+    print(f"{method}: {counts['trainable']:,} trainable of {counts['total']:,} parameters "
+          f"({100 * counts['trainable_share']:.4f}%)")
     print(f"checkpoints: {ckpt_dir}")
     log = training.train(model, examples["train"], examples["validation"], tcfg, ckpt_dir,
                          tok.pad_token_id, models.device())
     with common.atomic_dir(snakemake.output.adapter) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        adapters.save_trained(model, tmp, method, snakemake.input.model)
+    log["method"], log["parameters"] = method, counts
     log["provenance"] = keys.provenance(snakemake.params.code, {k: snakemake.input[k] for k in ("train", "validation")},
                                         snakemake.input.model, snakemake.output.adapter)
     common.write_json(snakemake.output.train_log, log)
     if not snakemake.config["keep_checkpoints"]:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-    print(f"best step {log['best_step']} (val loss {log['best_val_loss']:.4f}); adapter saved")
+    print(f"best step {log['best_step']} (val loss {log['best_val_loss']:.4f}); {method} weights saved")

@@ -1,4 +1,4 @@
-"""Snakemake script: responses of one model x method (zero-shot or LoRA) for a generation task's
+"""Snakemake script: responses of one model x method (zero-shot or fine-tuned) for a generation task's
 test prompts under one decoding point, batched (length-sorted, left-padded) with a progress bar.
 Also writes a blank human-evaluation template for these outputs. Run by rule generate."""
 import json

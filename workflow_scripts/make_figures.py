@@ -1,6 +1,6 @@
 """Snakemake script: a task's figures (rule figures, rules/figures.smk): grouped accuracy/F1 bars with
 intervals (error bars over seeds for replicated fine-tunes), confusion matrices of every run (the
-first seed of a replicated fine-tune), LoRA training loss and validation perplexity curves."""
+first seed of a replicated fine-tune), fine-tuning loss and validation perplexity curves."""
 import json
 from pathlib import Path
 
@@ -15,8 +15,10 @@ with common.log_to(common.snakemake_log(snakemake)):
     task = Path(snakemake.output.scores).parent.parent.name
     plots.scores_bar(labels, rows, snakemake.output.scores, title=task)
     metrics = dict(zip([(m, meth) for m, meth, _ in runs], [common.read_json(p) for p in snakemake.input.metrics]))
+    # one confusion matrix per fine-tune (model x method): its first seed
     first = [(m, meth) for m, meth, _ in runs if keys.method_seed(meth) is None or
-             meth == min((x for mm, x, _ in runs if mm == m and keys.method_seed(x) is not None), key=keys.method_seed)]
+             meth == min((x for mm, x, _ in runs if mm == m and keys.run_method(x) == keys.run_method(meth)),
+                         key=keys.method_seed)]
     names = [plots.run_label(m, meth, kind[(m, meth)]) + (f" (seed {keys.method_seed(meth)})" if keys.method_seed(meth) is not None
              else "") for m, meth in first]
     plots.confusion_grid(names, [metrics[r] for r in first], snakemake.output.confusion)

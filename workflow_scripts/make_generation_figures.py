@@ -16,5 +16,5 @@ with common.log_to(common.snakemake_log(snakemake)):
     for m, meth, d, role in runs:
         series.setdefault(plots.run_label(m, meth, role), {})[d] = metrics[(m, meth, d)]
     plots.decoding_sweep(series, decodings, snakemake.output.sweep)
-    names = [Path(p).parent.parent.name for p in snakemake.input.train_logs]
+    names = ["/".join(Path(p).parent.parts[-2:]) for p in snakemake.input.train_logs]  # model/<method>-s<seed>
     plots.training_curves(names, [common.read_json(p) for p in snakemake.input.train_logs], snakemake.output.training)

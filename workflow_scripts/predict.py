@@ -2,6 +2,7 @@
 
 Run by rule predict (rules/inference.smk). Causal LMs answer a prompt (greedy generation parsed
 to a label, or the most likely label); encoders take the argmax of their classification head.
+A fine-tuned run loads its folder: a PEFT adapter on the base, or a full fine-tune instead of it.
 Work is saved in chunks under checkpoint_dir so a killed job resumes where it stopped; the chunks
 are keyed on the settings, the code and the weights, so another run's chunks are never reused.
 """

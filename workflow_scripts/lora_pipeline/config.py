@@ -2,16 +2,29 @@
 
 Used by rules/common.smk at parse time; it imports nothing heavy (no torch), so a dry run
 stays fast. Errors are one line naming the key and the fix.
+
+The `qlora` method needs a CUDA GPU and bitsandbytes where its jobs run. That is checked here, at
+parse time, for the selected tasks, without importing torch: CUDA counts as present when
+`nvidia-smi` is on PATH, or the config's executor is slurm and the model's jobs request GPUs
+(they run on GPU nodes), or the environment says so: LORA_WF_CUDA=1 (e.g. a login node that
+submits to GPU nodes some other way) / LORA_WF_CUDA=0 (treat as absent). bitsandbytes must be
+importable (importlib.util.find_spec; not imported).
 """
 import copy
 import difflib
+import importlib.util
+import os
+import shutil
 from pathlib import Path
 
 import jsonschema
 import yaml
 
 from . import decoding
-from .keys import canonical, short_hash  # noqa: F401 (the rule files use them through this module)
+from .keys import canonical, finetune_entries, short_hash  # noqa: F401 (the rule files use them through this module)
+
+PROMPT_LEARNING = ("prompt_tuning", "prefix_tuning")
+CAUSAL_ONLY = PROMPT_LEARNING + ("qlora",)
 
 
 class ConfigError(ValueError):
@@ -31,9 +44,16 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
+def key_path(parts):
+    """tasks.emotion.finetune.m[1].method: dotted keys, list positions in brackets."""
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
 def _key_path(error):
-    parts = [str(p) for p in error.absolute_path]
-    return ".".join(parts) if parts else "(top level)"
+    return key_path(list(error.absolute_path))
 
 
 def source_of(parts, files):
@@ -45,6 +65,9 @@ def source_of(parts, files):
         except (OSError, yaml.YAMLError):
             continue
         for p in parts:
+            if isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
+                node = node[p]
+                continue
             if not isinstance(node, dict) or p not in node:
                 break
             node = node[p]
@@ -100,12 +123,7 @@ def _cross_check(config, files):
                 if m not in models:
                     raise ConfigError(f"{where}.{key}: model '{m}' is not defined under 'models' "
                                       f"(defined: {', '.join(models)})")
-        for m in task["finetune"]:
-            if m not in models:
-                raise ConfigError(f"{where}.finetune: model '{m}' is not defined under 'models'")
-            if models[m]["type"] == "encoder" and task["finetune"][m]["training"]["packing"]:
-                raise ConfigError(f"{where}.finetune.{m}.training.packing: '{m}' is an encoder; packing is for "
-                                  f"causal LMs, remove it")
+        _check_finetunes(task_name, task, models, source)
         if not config["use_hub"] and "files" not in task:
             raise ConfigError(f"{where}: no 'files' for the offline run; add files or set use_hub: true")
         if task["type"] == "generation":
@@ -132,6 +150,13 @@ def _cross_check(config, files):
         clash = set(study["tokenizers"]) & set(study["models"])
         if clash:
             raise ConfigError(f"{source('tokenizer_study')}: tokenizer_study: {sorted(clash)} named both as tokenizer and model")
+    for task_name, task in selected_tasks(config).items():
+        for m, ft, parts in _finetune_items(task_name, task):
+            if ft["method"] == "qlora":
+                problem = qlora_unavailable(config, models[m])
+                if problem:
+                    raise ConfigError(f"{source(*parts)}: {key_path(parts + ['method'])}: qlora needs a CUDA GPU "
+                                      f"(bitsandbytes 4-bit); {problem}")
     used = {m for t in selected_tasks(config).values() for m in t["models"] + list(t["finetune"])
             + list(t.get("raw_prompt_models", []))} | set((study or {}).get("models", []))
     for name, model in models.items():
@@ -140,6 +165,65 @@ def _cross_check(config, files):
         if name in used and not config["use_hub"] and "source" not in model:
             raise ConfigError(f"{source('models', name)}: models.{name}: only a hub_id ('{model['hub_id']}') while use_hub "
                               f"is false; add a local source: (path, package or gguf_package) or set use_hub: true")
+
+
+def _finetune_items(task_name, task):
+    """(model, entry, key path parts) of every fine-tune of a task (keys.finetune_entries, with where
+    each entry sits in the config: tasks.<t>.finetune.<m> or tasks.<t>.finetune.<m>[i])."""
+    out = []
+    for m, value in task["finetune"].items():
+        if isinstance(value, list):
+            out += [(m, ft, ["tasks", task_name, "finetune", m, i]) for i, ft in enumerate(value)]
+        else:
+            out.append((m, value, ["tasks", task_name, "finetune", m]))
+    return out
+
+
+def _check_finetunes(task_name, task, models, source):
+    seen = {}
+    for m, ft, parts in _finetune_items(task_name, task):
+        where = f"{source(*parts)}: {key_path(parts)}"
+        if m not in models:
+            raise ConfigError(f"{source(*parts[:3])}: {key_path(parts[:3])}: model '{m}' is not defined under 'models'")
+        method, kind = ft["method"], models[m]["type"]
+        if method in seen.get(m, ()):
+            raise ConfigError(f"{where}.method: a second '{method}' fine-tune of '{m}'; each method once per model "
+                              f"(its runs are results/{task_name}/{m}/{method}-s<seed>)")
+        seen.setdefault(m, set()).add(method)
+        if kind == "encoder" and ft["training"]["packing"]:
+            raise ConfigError(f"{where}.training.packing: '{m}' is an encoder; packing is for causal LMs, remove it")
+        if kind == "encoder" and method in CAUSAL_ONLY:
+            raise ConfigError(f"{where}.method: {method} is for causal LMs; '{m}' is an encoder "
+                              f"(use lora, dora, ia3 or full)")
+        if method in PROMPT_LEARNING and ft["training"]["packing"]:
+            raise ConfigError(f"{where}.training.packing: {method} puts its virtual tokens before every row, so "
+                              f"examples cannot be packed; remove packing")
+        ia3 = ft["ia3"]
+        if method == "ia3" and ia3["target_modules"] and ia3["feedforward_modules"]:
+            extra = sorted(set(ia3["feedforward_modules"]) - set(ia3["target_modules"]))
+            if extra:
+                raise ConfigError(f"{where}.ia3.feedforward_modules: {extra} not in ia3.target_modules")
+
+
+def cuda_available(config, model):
+    """Whether a model's jobs run where there is a CUDA GPU, without importing torch (see the module
+    docstring): LORA_WF_CUDA=1/0, else a slurm executor with GPUs requested, else nvidia-smi on PATH."""
+    env = os.environ.get("LORA_WF_CUDA")
+    if env in ("0", "1"):
+        return env == "1"
+    if config.get("executor") == "slurm" and model["resources"]["gpus"] > 0:
+        return True
+    return shutil.which("nvidia-smi") is not None
+
+
+def qlora_unavailable(config, model):
+    """Why a qlora fine-tune of this model cannot run here (a sentence), or None."""
+    if not cuda_available(config, model):
+        return ("no CUDA GPU found (no nvidia-smi on PATH; set LORA_WF_CUDA=1 if the jobs run on GPU nodes, "
+                "or use method: lora)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return "bitsandbytes is not installed (pip install bitsandbytes), or use method: lora"
+    return None
 
 
 def validate_decoding(where, name, d):

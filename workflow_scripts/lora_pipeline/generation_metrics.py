@@ -17,8 +17,9 @@ import math
 import numpy as np
 import torch
 
+from .batching import collate
+from .loss import answer_token_nll
 from .prompting import prompt_ids
-from .training import answer_token_nll, collate
 
 
 def _check_pairs(hyps, refs):

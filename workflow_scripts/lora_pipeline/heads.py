@@ -21,6 +21,7 @@ import torch
 from .common import PipelineError
 
 HEAD_FILE = "head.json"
+CLASSIFIER_FILE = "classifier.safetensors"  # a fully fine-tuned mean-pooling head
 POOLINGS = ("mean", "cls")
 HEAD_KINDS = {"mean": "mean pooling (sentence-transformers)",
               "cls": "CLS pooler (AutoModelForSequenceClassification)"}
@@ -37,7 +38,7 @@ def encode(tokenizer, texts, max_length):
 
 def right_padded(seqs, pad_id):
     """Token-id lists as one right-padded batch: (ids, attention mask). Every row starts at position 0,
-    as in training (training.collate), so the first token (CLS) and position ids never depend on the
+    as in training (batching.collate), so the first token (CLS) and position ids never depend on the
     other rows of the batch."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -177,7 +178,18 @@ class MeanPoolingClassifier(torch.nn.Module):
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
                                         attentions=out.attentions)
 
-    # what training.lora_model and PEFT ask of a transformers model
+    def save_pretrained(self, folder, safe_serialization=True):
+        """A full fine-tune's folder: the encoder as a transformers checkpoint (config.json +
+        model.safetensors) and the head in classifier.safetensors (load_mean_pooling reads both)."""
+        from safetensors.torch import save_file
+
+        if not safe_serialization:
+            raise ValueError("only safetensors")
+        self.backbone.save_pretrained(folder, safe_serialization=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.classifier.state_dict().items()},
+                  str(Path(folder) / CLASSIFIER_FILE))
+
+    # what the adapters builders and PEFT ask of a transformers model
     def gradient_checkpointing_enable(self, **kwargs):
         self.backbone.gradient_checkpointing_enable(**kwargs)
 
@@ -189,8 +201,15 @@ class MeanPoolingClassifier(torch.nn.Module):
 
 
 def load_mean_pooling(model_dir, num_labels, seed, dtype, trust_remote_code):
+    """Encoder + mean-pooling head; the head from `seed`, or, in a full fine-tune's folder, its trained
+    weights (classifier.safetensors)."""
+    from safetensors.torch import load_file
     from transformers import AutoModel
 
     backbone = AutoModel.from_pretrained(model_dir, dtype=dtype, use_safetensors=True,
                                          trust_remote_code=trust_remote_code)
-    return MeanPoolingClassifier(backbone, num_labels, seed)
+    model = MeanPoolingClassifier(backbone, num_labels, seed)
+    trained = Path(model_dir) / CLASSIFIER_FILE
+    if trained.is_file():
+        model.classifier.load_state_dict(load_file(str(trained)))
+    return model

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from . import adapters
 from .common import write_jsonl
 from .decoding import to_generate_kwargs
 
@@ -88,7 +89,9 @@ def label_logprobs(model, prompt_token_ids, label_token_ids, batch_size=16, prog
     position ids continue each label from its prompt's end. The LM head runs only at the
     positions whose next token is scored (the prompt's last token and non-final label tokens).
     normalization: "sum" (the default), "mean" (divided by the label's token count) or "chars"
-    (divided by len(label_texts[j]), the label's text, which must then be given)."""
+    (divided by len(label_texts[j]), the label's text, which must then be given). A prompt- or
+    prefix-tuned model's virtual tokens go before every prompt (adapters.with_virtual_tokens), as
+    in its training loss."""
     if normalization == "sum":
         divisor = None
     elif normalization == "mean":
@@ -115,8 +118,13 @@ def label_logprobs(model, prompt_token_ids, label_token_ids, batch_size=16, prog
         # label token k is predicted by the prompt's last position (offset 0) or by token k - 1
         src = torch.where(offset == 0, w - 1, w + torch.arange(len(offset)) - 1)
         keep, col = torch.unique(src, return_inverse=True)
-        out = model(input_ids=full_ids.to(dev), position_ids=full_pos.to(dev), use_cache=False,
-                    attention_mask=label_attention_mask(mask, which, offset, dtype).to(dev), logits_to_keep=keep.to(dev))
+        inputs = {"input_ids": full_ids.to(dev), "position_ids": full_pos.to(dev),
+                  "attention_mask": label_attention_mask(mask, which, offset, dtype).to(dev)}
+        run, shift = model, 0
+        if adapters.virtual_tokens(model):
+            inputs, shift = adapters.with_virtual_tokens(model, inputs)
+            run = model.get_base_model()
+        out = run(**inputs, use_cache=False, logits_to_keep=(keep + shift).to(dev))
         logp = torch.log_softmax(out.logits.float(), -1)  # (B, kept positions, V)
         token_logp = logp[:, col.to(dev)].gather(2, lab_ids.to(dev).expand(b, -1)[:, :, None]).squeeze(2)
         total = torch.zeros((b, len(label_token_ids)), device=dev).index_add_(1, which.to(dev), token_logp).cpu()

@@ -9,6 +9,8 @@ only when, its key changes (or its input files do). What is deliberately NOT in 
   encoder scoring; tested), and the decoding seed where nothing is sampled;
 - the KV-cache kind and compile flag (static = dynamic output, tested);
 - checkpoint_every and the checkpoint folder (resuming is exact);
+- a fine-tune entry's settings blocks that its method does not read (METHOD_SETTINGS: `lora` for
+  lora/dora/qlora, `ia3`, `prompt` for prompt/prefix tuning, none for full);
 - absolute paths of the working directory.
 
 The resume key of a fine-tune (resume_key) is computed inside the job from the key plus the
@@ -96,27 +98,79 @@ def code_fingerprint(script) -> str:
 
 # ---------------------------------------------------------------- runs of a task
 
+FINETUNE_METHODS = ("lora", "dora", "ia3", "prompt_tuning", "prefix_tuning", "full", "qlora")
+# which settings block of a fine-tune entry each method reads (full reads none): only that block is in its key
+METHOD_SETTINGS = {"lora": "lora", "dora": "lora", "qlora": "lora", "ia3": "ia3", "prompt_tuning": "prompt",
+                   "prefix_tuning": "prompt", "full": None}
+# a fine-tuned run's name: <method>-s<seed>, e.g. lora-s0, dora-s1, full-s0 (the regex the rules constrain it to)
+FINETUNED_RUN = "(" + "|".join(FINETUNE_METHODS) + ")-s-?[0-9]+"
+
+
 def finetune_seeds(ft):
     """Replicate seeds of one fine-tune entry: training.seeds, else [training.seed]."""
     t = ft["training"]
     return list(t.get("seeds") or [t["seed"]])
 
 
-def lora_method(seed):
-    return f"lora-s{seed}"
+def entry_method(ft):
+    return ft.get("method", "lora")
 
 
-def method_seed(method):
-    """Seed of a fine-tuned run's method name ('lora-s2' -> 2), None for other runs."""
-    return int(method.split("-s", 1)[1]) if method.startswith("lora-s") else None
+def finetune_entries(task):
+    """(model, entry) of every fine-tune of a task, in config order. `finetune.<model>` is one entry
+    (a mapping) or a list of entries, one per method; an entry's method defaults to lora."""
+    out = []
+    for model, value in task.get("finetune", {}).items():
+        out += [(model, ft) for ft in (value if isinstance(value, list) else [value])]
+    return out
+
+
+def finetune_entry(task, model_name, method):
+    """The fine-tune entry of model_name with this method (KeyError naming both when there is none)."""
+    for m, ft in finetune_entries(task):
+        if m == model_name and entry_method(ft) == method:
+            return ft
+    raise KeyError(f"no fine-tune of '{model_name}' with method '{method}' in this task")
+
+
+def run_name(method, seed):
+    """A fine-tuned run's name (its folder under results/<task>/<model>/): '<method>-s<seed>'."""
+    return f"{method}-s{seed}"
+
+
+def parse_run(run):
+    """(method, seed) of a fine-tuned run's name ('dora-s2' -> ('dora', 2)); None for other runs
+    (zeroshot, raw, baseline)."""
+    method, sep, seed = run.rpartition("-s")
+    if not sep or method not in FINETUNE_METHODS:
+        return None
+    try:
+        return method, int(seed)
+    except ValueError:
+        return None
+
+
+def method_seed(run):
+    """Seed of a fine-tuned run's name ('lora-s2' -> 2), None for other runs."""
+    parsed = parse_run(run)
+    return parsed[1] if parsed else None
+
+
+def run_method(run):
+    """The fine-tune method of a run's name or of a method name ('ia3-s0' -> 'ia3', 'ia3' -> 'ia3'),
+    None for runs that are not fine-tuned."""
+    if run in FINETUNE_METHODS:
+        return run
+    parsed = parse_run(run)
+    return parsed[0] if parsed else None
 
 
 def methods(task):
-    """(model, method) pairs of a task, in report order: zero-shot, raw prompt, then one
-    fine-tuned run per model and seed."""
+    """(model, run) pairs of a task, in report order: zero-shot, raw prompt, then one fine-tuned run
+    per fine-tune entry (model x method) and seed, in config order."""
     pairs = [(m, "zeroshot") for m in task["models"]]
     pairs += [(m, "raw") for m in task.get("raw_prompt_models", [])]
-    pairs += [(m, lora_method(s)) for m, ft in task["finetune"].items() for s in finetune_seeds(ft)]
+    pairs += [(m, run_name(entry_method(ft), s)) for m, ft in finetune_entries(task) for s in finetune_seeds(ft)]
     return pairs
 
 
@@ -159,11 +213,22 @@ def _training_key(training, seed):
     return t
 
 
-def finetune_settings(config, task, model_name, seed):
+def method_settings(ft):
+    """The method of a fine-tune entry and the one settings block it reads (lora for lora/dora/qlora,
+    ia3, prompt for prompt/prefix tuning, none for full): a change to another block reruns nothing."""
+    method = entry_method(ft)
+    block = METHOD_SETTINGS[method]
+    return {"method": method, **({block: ft[block]} if block else {})}
+
+
+def finetune_settings(config, task, model_name, run):
+    """Key of one fine-tuned run (run: '<method>-s<seed>'): the model, the method and its settings,
+    the training settings with this seed, and what the examples are built from."""
+    method, seed = parse_run(run)
     model = config["models"][model_name]
-    ft = task["finetune"][model_name]
+    ft = finetune_entry(task, model_name, method)
     settings = {"task_type": task["type"], "model": model_settings(model),
-                "finetune": {"lora": ft["lora"], "training": _training_key(ft["training"], seed)}}
+                "finetune": {**method_settings(ft), "training": _training_key(ft["training"], seed)}}
     if task["type"] == "generation":
         settings["prompt_style"] = task["prompt_style"]
     else:
@@ -187,15 +252,22 @@ def decoding_key(decoding):
     return d
 
 
-def encoder_max_length(task, model_name):
-    ft = task["finetune"].get(model_name)
+def _first_entry(task, model_name):
+    return next((ft for m, ft in finetune_entries(task) if m == model_name), None)
+
+
+def encoder_max_length(task, model_name, run=None):
+    """Truncation of an encoder's inputs: a fine-tuned run's own max_length; for the zero-shot row the
+    model's first fine-tune's (so it sees that fine-tune's tokens), else ENCODER_MAX_LENGTH."""
+    parsed = parse_run(run) if run else None
+    ft = finetune_entry(task, model_name, parsed[0]) if parsed else _first_entry(task, model_name)
     return ft["training"]["max_length"] if ft else ENCODER_MAX_LENGTH
 
 
 def head_seed(task, model_name):
-    """Seed of an encoder's untrained head for its zero-shot row: the first fine-tune seed, so the
-    zero-shot row is that fine-tune's starting point."""
-    ft = task["finetune"].get(model_name)
+    """Seed of an encoder's untrained head for its zero-shot row: the first seed of the model's first
+    fine-tune, so the zero-shot row is that fine-tune's starting point."""
+    ft = _first_entry(task, model_name)
     return finetune_seeds(ft)[0] if ft else 0
 
 
@@ -205,7 +277,7 @@ def inference_settings(config, task, model_name, method):
     model = config["models"][model_name]
     settings = {"model": model_settings(model), "labels": task["labels"]}
     if model["type"] == "encoder":
-        settings["max_length"] = encoder_max_length(task, model_name)
+        settings["max_length"] = encoder_max_length(task, model_name, method)
         if method == "zeroshot":
             settings["head_seed"] = head_seed(task, model_name)
         return settings

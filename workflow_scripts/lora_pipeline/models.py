@@ -1,10 +1,16 @@
 """Model loading: resolve a config entry (hub id, local folder, pip package, GGUF file) and
 materialize it once as a plain safetensors checkpoint; load that checkpoint in later stages.
 
+A fine-tune's output folder (results/<task>/<model>/<method>-s<seed>/adapter) is loaded on top
+of the prepared model: a PEFT adapter (adapter_config.json) on the base weights, or, for a full
+fine-tune (config.json, no adapter_config.json), the folder itself as the model (artifact_kind).
+A qlora adapter's quantization.json says its base is loaded in 4-bit, as it was trained.
+
 Security: trust_remote_code only when the config asks for it; weights saved and loaded as
 safetensors (use_safetensors=True), so no pickle is ever read.
 """
 import importlib.util
+import json
 from pathlib import Path
 
 import torch
@@ -109,26 +115,65 @@ def load_tokenizer(model_dir, trust_remote_code=False, padding_side="left"):
     return tok
 
 
-def load_causal_lm(model_dir, spec, adapter=None):
+def artifact_kind(folder):
+    """What a fine-tune wrote into `folder`: "peft" (adapter_config.json: an adapter for the base
+    model), "full" (config.json: the whole fine-tuned model), or None for no folder."""
+    if not folder:
+        return None
+    folder = Path(folder)
+    if (folder / "adapter_config.json").is_file():
+        return "peft"
+    if (folder / "config.json").is_file():
+        return "full"
+    raise PipelineError(f"{folder}: neither adapter_config.json (a PEFT adapter) nor config.json (a full "
+                        f"fine-tune); rerun its finetune job")
+
+
+def quantization_config(settings):
+    """transformers' BitsAndBytesConfig for a 4-bit base (adapters.NF4). CUDA only: checked before
+    anything imports bitsandbytes."""
+    if not torch.cuda.is_available():
+        raise PipelineError("a 4-bit (qlora) base model needs a CUDA GPU and bitsandbytes; none here")
+    from transformers import BitsAndBytesConfig
+
+    kw = dict(settings)
+    kw["bnb_4bit_compute_dtype"] = DTYPES[kw.get("bnb_4bit_compute_dtype", "bfloat16")]
+    return BitsAndBytesConfig(**kw)
+
+
+def load_causal_lm(model_dir, spec, adapter=None, quantize=None):
+    """The prepared causal LM, with a fine-tune's output folder if given: a PEFT adapter on top (its
+    base in 4-bit when the adapter has quantization.json), or a full fine-tune loaded instead of
+    the base. quantize: 4-bit settings (adapters.NF4) for training qlora."""
     from transformers import AutoModelForCausalLM
 
+    kind = artifact_kind(adapter)
+    if kind == "full":
+        model_dir, adapter = adapter, None
+    elif kind == "peft" and (Path(adapter) / "quantization.json").is_file():
+        quantize = json.loads((Path(adapter) / "quantization.json").read_text(encoding="utf-8"))
+    kw = {"dtype": resolve_dtype(spec["dtype"])}
+    if quantize:
+        kw = {"quantization_config": quantization_config(quantize), "dtype": torch.bfloat16, "device_map": {"": 0}}
     model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=resolve_dtype(spec["dtype"]), use_safetensors=True,
-        trust_remote_code=spec["trust_remote_code"], attn_implementation="sdpa")
+        model_dir, use_safetensors=True, trust_remote_code=spec["trust_remote_code"], attn_implementation="sdpa", **kw)
     if adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter)
-    return model.to(device()).eval()
+    return (model if quantize else model.to(device())).eval()
 
 
 def load_classifier(model_dir, spec, labels, seed, adapter=None):
     """Encoder + classification head, the head chosen by the folder's head.json (heads.py): mean
     pooling + Linear for a sentence-transformers checkpoint, else AutoModelForSequenceClassification
     (CLS pooler). The head is initialized from `seed`, so the zero-shot row (untrained head) and the
-    starting point of LoRA training are reproducible. `model.head_kind` names the head. Weights
+    starting point of fine-tuning are reproducible. `model.head_kind` names the head. Weights
     the checkpoint lacks besides the classifier (e.g. a missing BERT pooler) are listed in
-    `model.head_new_modules`, so training.lora_model saves them with the adapter."""
+    `model.head_new_modules`, so adapters saves them with the adapter. With a full fine-tune's
+    folder as `adapter`, that folder is loaded instead (its head.json, weights and trained head)."""
+    if artifact_kind(adapter) == "full":
+        model_dir, adapter = adapter, None
     pooling = heads.read_head(model_dir)["pooling"]
     dtype = resolve_dtype(spec["dtype"])
     if pooling == "mean":

@@ -7,15 +7,22 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from . import keys  # noqa: E402
 from .common import atomic_write_bytes  # noqa: E402
 
+METHOD_LABELS = {"lora": "LoRA", "dora": "DoRA", "ia3": "IA3", "prompt_tuning": "prompt tuning",
+                 "prefix_tuning": "prefix tuning", "full": "full fine-tune", "qlora": "QLoRA"}
+
+
 def run_label(model, method, kind):
-    """A run's name in figures and tables. kind: the model type ('causal_lm', 'encoder') or
-    'baseline'; roles (base/instruct) are shown by the report only, so a role edit redraws nothing."""
+    """A run's name in figures and tables. method: a run ('zeroshot', 'raw', 'baseline', 'dora-s0')
+    or a fine-tune method ('dora'). kind: the model type ('causal_lm', 'encoder') or 'baseline';
+    roles (base/instruct) are shown by the report only, so a role edit redraws nothing."""
     if method == "baseline":
         return "majority class (train)"
-    if method.startswith("lora"):
-        return f"LoRA: {model}"
+    finetuned = keys.run_method(method)
+    if finetuned:
+        return f"{METHOD_LABELS[finetuned]}: {model}"
     if method == "raw":
         return f"raw prompt: {model}"
     return f"untrained head: {model}" if kind == "encoder" else f"zero-shot: {model}"

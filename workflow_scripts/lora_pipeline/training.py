@@ -1,183 +1,30 @@
-"""LoRA fine-tuning loop with resumable checkpoints, validation perplexity and early stopping.
+"""The fine-tuning loop: train with validation loss, early stopping and resumable checkpoints.
 
-- Causal LMs: examples are prompt + answer token ids with the prompt masked (-100), so the loss
-  is on the answer only. Encoders: token ids + a label index, the classification head trained too.
-- Batches are grouped by length (shuffled per epoch from the seed), so little compute goes to padding.
-  With `packing`, a batch's examples are laid end to end in rows of `pack_length` (default: max_length) tokens instead:
-  position ids restart at every example, and transformers' attention masks (built from those
-  position ids) keep each example from seeing another. Same examples per step, same loss, no padding.
-- The LM head runs on answer positions only, in checkpointed chunks: the full-vocabulary logits
-  of the prompt are never computed, and those of long answers never held all at once.
-- Every `checkpoint_every` steps a checkpoint is written to a temporary folder, renamed into
-  place, and marked COMPLETE last. A rerun resumes from the newest complete checkpoint:
-  weights, optimizer, scheduler, RNG, data position and early-stopping state. Incomplete ones are skipped.
-- Checkpoints hold only tensors and plain values, loaded with torch.load(weights_only=True).
+The other concerns live in their own modules: adapters (the trainable model of each method and
+saving it), batching (padded or packed batches, each epoch's length-grouped batches), loss (the
+answer-token loss, the LM head only where needed) and checkpoints (atomic, COMPLETE-marked
+checkpoints and finding the newest).
+
+- train() takes whatever parameters of the model require grad (LoRA and other adapters, prompt
+  embeddings, or every weight for a full fine-tune) and trains them with AdamW, linear warmup and
+  decay, gradient clipping at 1.0.
+- Every `eval_every` steps the validation loss is computed (evaluate); EarlyStopping stops after
+  `patience` evaluations without improvement and the model ends holding its best weights.
+- Every `checkpoint_every` steps a checkpoint is written; a rerun resumes from the newest complete
+  one: weights, optimizer, scheduler, RNG, data position and early-stopping state.
 """
 import math
 import os
 import random
-import shutil
 import signal
 import time
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-MARKER = "COMPLETE"
-
-
-def lora_model(model, lora_cfg, task_type, gradient_checkpointing=False):
-    from peft import LoraConfig, get_peft_model
-
-    # SEQ_CLS: PEFT adds `classifier` to modules_to_save (trained and saved in full with the adapter);
-    # so are weights the checkpoint lacked (models.load_classifier: head_new_modules, e.g. a BERT
-    # pooler), which would otherwise be initialized afresh, from another seed, when the adapter is loaded
-    modules_to_save = (list(getattr(model, "head_new_modules", [])) or None) if task_type == "SEQ_CLS" else None
-    config = LoraConfig(task_type=task_type, r=lora_cfg["r"], lora_alpha=lora_cfg["alpha"],
-                        lora_dropout=lora_cfg["dropout"], target_modules=list(lora_cfg["target_modules"]),
-                        modules_to_save=modules_to_save)
-    if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    missing = [t for t in lora_cfg["target_modules"] if not any(n.split(".")[-1] == t for n, _ in model.named_modules())]
-    if missing:
-        names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-        raise ValueError(f"LoRA target_modules {missing} are not in this model; its linear layers are: {', '.join(names)}")
-    return get_peft_model(model, config)
-
-
-def collate(examples, pad_id):
-    """Right-padded batch tensors from examples {input_ids, labels} (labels: list or int)."""
-    width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    token_labels = isinstance(examples[0]["labels"], list)
-    labels = torch.full((len(examples), width), -100, dtype=torch.long) if token_labels else torch.zeros(len(examples), dtype=torch.long)
-    for i, e in enumerate(examples):
-        n = len(e["input_ids"])
-        ids[i, :n] = torch.tensor(e["input_ids"])
-        mask[i, :n] = 1
-        if token_labels:
-            labels[i, :n] = torch.tensor(e["labels"])
-        else:
-            labels[i] = e["labels"]
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-
-def pack_rows(lengths, capacity):
-    """First-fit-decreasing: example indices grouped into rows of at most `capacity` tokens
-    (an example longer than that gets a row of its own)."""
-    rows, room = [], []
-    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        for r, free in enumerate(room):
-            if lengths[i] <= free:
-                rows[r].append(i)
-                room[r] -= lengths[i]
-                break
-        else:
-            rows.append([i])
-            room.append(capacity - lengths[i])
-    return rows
-
-
-def collate_packed(examples, pad_id, row_length):
-    """Causal-LM examples {input_ids, labels (list)} packed end to end into rows of at most
-    row_length tokens: {input_ids, position_ids, labels}, no attention_mask. Positions restart
-    at 0 for every example; transformers reads those restarts as sequence boundaries and masks
-    attention across them. The first label of each example is -100, so no example is trained to
-    predict the next one's first token. A row's tail padding is a segment of its own (positions
-    from 0, labels -100)."""
-    rows = pack_rows([len(e["input_ids"]) for e in examples], row_length)
-    width = max(sum(len(examples[i]["input_ids"]) for i in row) for row in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    pos = torch.zeros((len(rows), width), dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    for r, row in enumerate(rows):
-        at = 0
-        for i in row:
-            e = examples[i]
-            n = len(e["input_ids"])
-            ids[r, at:at + n] = torch.tensor(e["input_ids"])
-            pos[r, at:at + n] = torch.arange(n)
-            labels[r, at + 1:at + n] = torch.tensor(e["labels"][1:])
-            at += n
-        pos[r, at:] = torch.arange(width - at)
-    return {"input_ids": ids, "position_ids": pos, "labels": labels}
-
-
-def make_batch(examples, pad_id, cfg):
-    """The training batch for these examples: packed when cfg asks for it (causal LMs), else padded."""
-    if cfg.get("packing") and isinstance(examples[0]["labels"], list):
-        return collate_packed(examples, pad_id, cfg.get("pack_length") or cfg.get("max_length") or 2048)
-    return collate(examples, pad_id)
-
-
-def epoch_batches(lengths, batch_size, seed, epoch):
-    """Deterministic batches for one epoch: shuffled, then grouped by length in windows of 50 batches."""
-    g = torch.Generator().manual_seed(seed * 1000003 + epoch)
-    order = torch.randperm(len(lengths), generator=g).tolist()
-    window = batch_size * 50
-    batches = []
-    for w in range(0, len(order), window):
-        chunk = sorted(order[w:w + window], key=lambda i: lengths[i])
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    perm = torch.randperm(len(batches), generator=g).tolist()
-    return [batches[i] for i in perm]
-
-
-LOSS_CHUNK = 2048  # answer positions per LM-head chunk
-
-
-def _head_nll(head, hidden, targets, cap):
-    logits = head(hidden).float()
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return torch.nn.functional.cross_entropy(logits, targets, reduction="none")
-
-
-def answer_token_nll(model, batch, chunk=LOSS_CHUNK):
-    """NLL of every answer token (label != -100) of a padded (attention_mask) or packed
-    (position_ids) batch, and the batch row of each. The LM head runs on those positions only,
-    `chunk` at a time; with more than one chunk each chunk's logits are recomputed in the backward
-    pass (checkpointing), so memory holds one chunk's fp32 logits, not every answer token's.
-    Models without a .model/.lm_head split get their full logits instead."""
-    from torch.utils.checkpoint import checkpoint
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    backbone, head = getattr(base, "model", None), getattr(base, "lm_head", None)
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
-    targets = batch["labels"][:, 1:]  # position t predicts token t + 1
-    keep = targets != -100
-    rows = keep.nonzero()[:, 0]
-    # use_cache=False: no KV cache here, and transformers only reads packed position ids as
-    # sequence boundaries when there is none
-    if backbone is None or head is None:
-        logits = model(**inputs, use_cache=False).logits[:, :-1][keep]
-        return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="none"), rows
-    hidden = backbone(**inputs, use_cache=False).last_hidden_state[:, :-1][keep]
-    targets, cap = targets[keep], getattr(base.config, "final_logit_softcapping", None)
-    if len(targets) <= chunk:
-        return _head_nll(head, hidden, targets, cap), rows
-    return torch.cat([checkpoint(_head_nll, head, hidden[i:i + chunk], targets[i:i + chunk], cap, use_reentrant=False)
-                      for i in range(0, len(targets), chunk)]), rows
-
-
-def causal_answer_loss(model, batch, chunk=LOSS_CHUNK):
-    """Mean cross-entropy on the answer tokens only (answer_token_nll): the vocabulary projection
-    of every prompt token is skipped, so less compute and memory."""
-    nll, _ = answer_token_nll(model, batch, chunk)
-    return nll.sum() / max(len(nll), 1)
-
-
-def batch_loss(model, batch):
-    return causal_answer_loss(model, batch) if batch["labels"].dim() == 2 else model(**batch).loss
-
-
-def n_loss_tokens(batch):
-    labels = batch["labels"]
-    return int((labels[:, 1:] != -100).sum()) if labels.dim() == 2 else labels.numel()
+from .batching import collate, epoch_batches, make_batch
+from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, trainable_state
+from .loss import batch_loss, n_loss_tokens
 
 
 @torch.no_grad()
@@ -218,61 +65,6 @@ class EarlyStopping:
         self.best, self.best_step, self.bad = st["best"], st["best_step"], st["bad"]
 
 
-def trainable_state(model):
-    return {n: p.detach().cpu().clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def latest_checkpoint(ckpt_dir):
-    """Newest checkpoint folder with its COMPLETE marker; half-written ones are ignored."""
-    ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.is_dir():
-        return None
-    done = sorted(p for p in ckpt_dir.glob("step-*") if (p / MARKER).exists() and not p.name.endswith(".tmp"))
-    return done[-1] if done else None
-
-
-def save_checkpoint(ckpt_dir, step, model, best_weights, optimizer, scheduler, state, keep=2):
-    ckpt_dir = Path(ckpt_dir)
-    final = ckpt_dir / f"step-{step:08d}"
-    tmp = ckpt_dir / f"step-{step:08d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(trainable_state(model), tmp / "trainable.safetensors")
-    if best_weights is not None:
-        save_file(best_weights, tmp / "best.safetensors")
-    rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng, **state},
-               tmp / "trainer_state.pt")
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    (final / MARKER).write_text(f"{step}\n")
-    for old in sorted(p for p in ckpt_dir.glob("step-*") if (p / MARKER).exists())[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def load_checkpoint(path, model, optimizer, scheduler):
-    weights = load_file(path / "trainable.safetensors")
-    params = dict(model.named_parameters())
-    for n, t in weights.items():
-        params[n].data.copy_(t)
-    st = torch.load(path / "trainer_state.pt", weights_only=True)
-    optimizer.load_state_dict(st.pop("optimizer"))
-    scheduler.load_state_dict(st.pop("scheduler"))
-    rng = st.pop("rng")
-    torch.set_rng_state(rng["torch"])
-    random.setstate(rng["python"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    best = load_file(path / "best.safetensors") if (path / "best.safetensors").exists() else None
-    return st, best
-
-
 def _maybe_die(step):
     # Fault injection for the resume tests: LORA_WF_KILL_AFTER_STEP=N kills this process with
     # SIGKILL right after step N is done (and its checkpoint, if one was due, written).
@@ -281,7 +73,7 @@ def _maybe_die(step):
 
 
 def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device):
-    """Train the trainable (LoRA) parameters in place; returns the training log. The model ends
+    """Train the parameters that require grad in place; returns the training log. The model ends
     holding the weights of the best validation step."""
     torch.manual_seed(cfg["seed"])
     random.seed(cfg["seed"])

@@ -1,0 +1,70 @@
+"""Training loss: cross-entropy on the answer tokens only, the LM head run where it is needed.
+
+- answer_token_nll: NLL of every answer token (label != -100) of a padded or packed batch. The LM
+  head runs on those positions only, in checkpointed chunks of LOSS_CHUNK, so the full-vocabulary
+  logits of the prompt are never computed and those of long answers never held all at once.
+  Reference perplexity (generation_metrics) uses it too. A prompt-learning model's virtual tokens
+  (prompt or prefix tuning) are put before the batch here (adapters.with_virtual_tokens), as in
+  inference, and their positions are dropped from the output.
+- batch_loss: that mean for causal LMs, the model's own cross-entropy for encoder classifiers.
+"""
+import torch
+
+from . import adapters
+
+
+LOSS_CHUNK = 2048  # answer positions per LM-head chunk
+
+
+def _head_nll(head, hidden, targets, cap):
+    logits = head(hidden).float()
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+
+
+def answer_token_nll(model, batch, chunk=LOSS_CHUNK):
+    """NLL of every answer token (label != -100) of a padded (attention_mask) or packed
+    (position_ids) batch, and the batch row of each. The LM head runs on those positions only,
+    `chunk` at a time; with more than one chunk each chunk's logits are recomputed in the backward
+    pass (checkpointing), so memory holds one chunk's fp32 logits, not every answer token's.
+    Models without a .model/.lm_head split get their full logits instead."""
+    from torch.utils.checkpoint import checkpoint
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    backbone, head = getattr(base, "model", None), getattr(base, "lm_head", None)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    targets = batch["labels"][:, 1:]  # position t predicts token t + 1
+    keep = targets != -100
+    rows = keep.nonzero()[:, 0]
+    shift, run = 0, model
+    if adapters.virtual_tokens(model):  # prompt/prefix tuning: the virtual tokens go first, their outputs are dropped
+        inputs, shift = adapters.with_virtual_tokens(model, inputs)
+        run = base
+    # use_cache=False: no KV cache here, and transformers only reads packed position ids as
+    # sequence boundaries when there is none
+    if backbone is None or head is None:
+        logits = run(**inputs, use_cache=False).logits[:, shift:][:, :-1][keep]
+        return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="none"), rows
+    hidden = backbone(**inputs, use_cache=False).last_hidden_state[:, shift:][:, :-1][keep]
+    targets, cap = targets[keep], getattr(base.config, "final_logit_softcapping", None)
+    if len(targets) <= chunk:
+        return _head_nll(head, hidden, targets, cap), rows
+    return torch.cat([checkpoint(_head_nll, head, hidden[i:i + chunk], targets[i:i + chunk], cap, use_reentrant=False)
+                      for i in range(0, len(targets), chunk)]), rows
+
+
+def causal_answer_loss(model, batch, chunk=LOSS_CHUNK):
+    """Mean cross-entropy on the answer tokens only (answer_token_nll): the vocabulary projection
+    of every prompt token is skipped, so less compute and memory."""
+    nll, _ = answer_token_nll(model, batch, chunk)
+    return nll.sum() / max(len(nll), 1)
+
+
+def batch_loss(model, batch):
+    return causal_answer_loss(model, batch) if batch["labels"].dim() == 2 else model(**batch).loss
+
+
+def n_loss_tokens(batch):
+    labels = batch["labels"]
+    return int((labels[:, 1:] != -100).sum()) if labels.dim() == 2 else labels.numel()

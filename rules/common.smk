@@ -32,7 +32,7 @@ MODELS = config["models"]
 wildcard_constraints:
     task="[A-Za-z0-9][A-Za-z0-9_.-]*",
     model="[A-Za-z0-9][A-Za-z0-9_.-]*",
-    method="zeroshot|raw|baseline|" + keys.FINETUNED_RUN,
+    method=f"zeroshot|raw|baseline|{keys.FINETUNED_RUN}",
     split="train|validation|test",
     decoding="[A-Za-z0-9][A-Za-z0-9_.-]*",
 

@@ -6,7 +6,7 @@
 
 rule predict:
     wildcard_constraints:
-        method="zeroshot|raw|" + keys.FINETUNED_RUN,
+        method=f"zeroshot|raw|{keys.FINETUNED_RUN}",
     input:
         unpack(predict_inputs),
     output:

@@ -18,7 +18,7 @@ METHOD = {"zeroshot": "zero-shot", "raw": "raw prompt (no chat template)", "base
           **plots.METHOD_LABELS}
 
 
-def ci(m, digits=4):
+def ci(m, digits=3):
     """'mean [low, high]' for one run, 'mean ± sd (k seeds)' across seeds."""
     if "sd" in m:
         return f"{m['mean']:.{digits}f} ± {(m['sd'] or 0):.{digits}f}"
@@ -110,26 +110,27 @@ def headline(task, entry, comparison, metrics):
         scoring = "-" if meth == "baseline" else entry["scoring"].get(m, "")
         if scoring == "likelihood":
             scoring += f" ({entry['likelihood_normalization']})"
-        if x.get("head"):
-            scoring = x["head"]
-        seeds = f"{len(r['seeds'])} seeds" if len(r["seeds"]) > 1 else (f"seed {r['seeds'][0]}" if r["seeds"] else "")
+        if x.get("head"):  # the full name is in the caption
+            scoring = "mean-pooling head" if x["head"].startswith("mean") else "CLS-pooler head"
         p = paired.get((m, meth))
         rows.append([plots.run_label(m, meth, "encoder" if "head" in x and x["head"] else ""),
-                     role.get((m, first), ""), METHOD.get(meth, meth) + (f", {seeds}" if seeds else ""), scoring,
+                     role.get((m, first), ""), ", ".join(map(str, r["seeds"])) or "-", scoring,
                      ci(r["accuracy"]), ci(r["macro_f1"]), ci(r["weighted_f1"]), unparsed,
-                     ", ".join(pvalue(q) for q in p) if p else "", r["n"]])
-    out = [report.table(["run", "role", "method", "scoring / head", "accuracy", "macro F1", "weighted F1", "unparsed",
-                         "McNemar p vs zero-shot", "n"], rows, num_cols=(4, 5, 6, 8, 9))]
+                     (pvalue(max(p)) + (f" (largest of {len(p)} seeds)" if len(p) > 1 else "")) if p else "", r["n"]])
+    out = [report.table(["run", "role", "seeds", "scoring / head", "accuracy", "macro F1", "weighted F1", "unparsed",
+                         "McNemar p vs zero-shot", "n"], rows, num_cols=(4, 5, 6, 9), label_cols=(0,))]
     out.append("<p class='caption'>Test split. Single runs: point estimate [95% bootstrap interval over test items]. "
                "Replicated fine-tunes: mean ± sample sd over seeds (per-seed values and intervals below). "
                "McNemar: exact two-sided test of each fine-tuned seed against the same model's zero-shot row on the "
-               "same items. Unparsed outputs count as wrong; a near-miss names a label's stem (e.g. 'sad').</p>")
+               "same items (with several seeds, the largest p). Unparsed outputs count as wrong; a near-miss names a label's "
+               "stem (e.g. 'sad'). Heads: mean pooling for sentence-transformers checkpoints (their BERT pooler was never "
+               "trained), the CLS pooler (AutoModelForSequenceClassification) otherwise.</p>")
     seeded = [r for r in comparison["rows"] if len(r.get("per_seed", [])) > 1]
     if seeded:
         out.append("<details><summary>per-seed values</summary>" + report.table(
             ["run", "seed", "accuracy", "macro F1", "weighted F1"],
             [[plots.run_label(r["model"], r["method"], ""), s["seed"], ci(s["accuracy"]), ci(s["macro_f1"]), ci(s["weighted_f1"])]
-             for r in seeded for s in r["per_seed"]], num_cols=(1, 2, 3, 4)) + "</details>")
+             for r in seeded for s in r["per_seed"]], num_cols=(1, 2, 3, 4), label_cols=(0,)) + "</details>")
     return "".join(out)
 
 

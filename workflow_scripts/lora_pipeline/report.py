@@ -9,8 +9,9 @@ from pathlib import Path
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;overflow-wrap:break-word}
 table{border-collapse:collapse;margin:1em 0;font-size:14px;display:block;max-width:100%;overflow-x:auto}
 .table-wrap{max-width:100%;overflow-x:auto;margin:1em 0}.table-wrap>table{display:table;max-width:none;margin:0}
-td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}td:not(.num){overflow-wrap:anywhere}
+td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}td:not(.num){overflow-wrap:break-word}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.label{white-space:nowrap;overflow-wrap:normal}
 img{max-width:100%;height:auto}
 pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:12px;white-space:pre-wrap;overflow-wrap:anywhere;max-width:100%;box-sizing:border-box}
 code{overflow-wrap:anywhere}
@@ -24,12 +25,14 @@ def esc(x):
     return html.escape(str(x), quote=True)
 
 
-def table(header, rows, num_cols=()):
+def table(header, rows, num_cols=(), label_cols=()):
+    """An HTML table, every cell escaped. num_cols: right-aligned numbers; label_cols: names kept on
+    one line (the wrapper scrolls instead)."""
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    cls = {i: " class='num'" for i in num_cols} | {i: " class='label'" for i in label_cols}
     body = ""
     for r in rows:
-        body += "<tr>" + "".join(
-            f"<td class='num'>{esc(c)}</td>" if i in num_cols else f"<td>{esc(c)}</td>" for i, c in enumerate(r)) + "</tr>"
+        body += "<tr>" + "".join(f"<td{cls.get(i, '')}>{esc(c)}</td>" for i, c in enumerate(r)) + "</tr>"
     # the wrapper scrolls sideways when the table is wider than the page (long cells wrap anywhere)
     return f"<div class='table-wrap'><table><tr>{head}</tr>{body}</table></div>"
 

@@ -67,10 +67,6 @@ def data_inputs(wildcards):
     return [str(Path(config["data_dir"]) / f) for f in files.values()]
 
 
-def split_files(task):
-    return {s: f"results/{task}/data/{s}.jsonl" for s in keys.SPLITS}
-
-
 def predict_inputs(wildcards):
     inputs = {"model": model_dir(wildcards), "test": f"results/{wildcards.task}/data/test.jsonl"}
     if keys.method_seed(wildcards.method) is not None:

@@ -331,13 +331,7 @@ TASK_JOBS = {"compare": 1, "figures": 1, "report": 1}
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     base = tmp_path_factory.mktemp("methods")
-    tiny.make_tiny_llama(base / "models" / "llama")
-    tiny.make_tiny_bert(base / "models" / "bert")
-    work = base / "work"
-    config = tiny.tiny_config(base / "models", work)
-    tiny.write_config(work, config)
-    tiny.snakemake(work, "results/report.html")
-    return work, config
+    return tiny.finished_run(base)
 
 
 def with_method(config, entry):

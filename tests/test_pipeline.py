@@ -16,13 +16,7 @@ from lora_pipeline.common import read_jsonl
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     base = tmp_path_factory.mktemp("pipeline")
-    tiny.make_tiny_llama(base / "models" / "llama")
-    tiny.make_tiny_bert(base / "models" / "bert")
-    work = base / "work"
-    config = tiny.tiny_config(base / "models", work)
-    tiny.write_config(work, config)
-    tiny.snakemake(work, "results/report.html")
-    return work, config
+    return tiny.finished_run(base)
 
 
 RUNS = [("tiny_llama", "zeroshot"), ("tiny_bert", "zeroshot"), ("tiny_llama", "raw"), ("tiny_llama", "lora-s0"),

@@ -61,13 +61,7 @@ def test_negative_control_overflow_is_reported(tmp_path):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     base = tmp_path_factory.mktemp("pipeline_browser")
-    tiny.make_tiny_llama(base / "models" / "llama")
-    tiny.make_tiny_bert(base / "models" / "bert")
-    work = base / "work"
-    config = tiny.tiny_config(base / "models", work)
-    tiny.write_config(work, config)
-    tiny.snakemake(work, "results/report.html")
-    return work, config
+    return tiny.finished_run(base)
 
 
 @pytest.fixture(scope="module")

@@ -74,13 +74,8 @@ CODE_ROWS = {
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     base = tmp_path_factory.mktemp("contract")
-    tiny.make_tiny_llama(base / "models" / "llama")
-    tiny.make_tiny_bert(base / "models" / "bert")
     snakefile = tiny.copy_workflow(base / "wf")
-    work = base / "work"
-    config = tiny.tiny_config(base / "models", work)
-    tiny.write_config(work, config)
-    tiny.snakemake(work, "results/report.html", snakefile=snakefile)
+    work, config = tiny.finished_run(base, snakefile=snakefile)
     return work, config, snakefile
 
 

@@ -115,6 +115,17 @@ def snakemake(workdir, *args, env=None, check=True, snakefile=None):
     return proc
 
 
+def finished_run(base, snakefile=None):
+    """The tiny config run to a finished report: models under base/models, the run in base/work."""
+    make_tiny_llama(Path(base) / "models" / "llama")
+    make_tiny_bert(Path(base) / "models" / "bert")
+    work = Path(base) / "work"
+    config = tiny_config(Path(base) / "models", work)
+    write_config(work, config)
+    snakemake(work, "results/report.html", snakefile=snakefile)
+    return work, config
+
+
 def planned_jobs(workdir, *targets, snakefile=None):
     """Rule -> job count of a dry run (empty dict when nothing is planned)."""
     proc = snakemake(workdir, "-n", *targets, snakefile=snakefile)

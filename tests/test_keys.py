@@ -1,0 +1,92 @@
+"""Unit tests of lora_pipeline/keys.py, the one place that decides what each stage's cache key is.
+Expectations are written by hand (which script imports what; which setting can change which
+output); tests/test_rerun_contract.py checks the same decisions end to end through snakemake."""
+import copy
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO
+from lora_pipeline import config as cfg
+from lora_pipeline import keys
+
+SCRIPTS = sorted(p.name for p in (REPO / "workflow_scripts").glob("*.py"))
+
+
+def importers(module):
+    return {s for s in SCRIPTS if any(f.parent.name == "lora_pipeline" and f.name == module for f in keys.code_files(s))}
+
+
+def test_code_fingerprints_follow_the_import_graph():
+    assert importers("metrics.py") == {"score.py"}
+    assert importers("training.py") == {"finetune.py"}
+    assert importers("stats.py") == {"score.py", "compare.py"}
+    assert importers("data.py") == {"prepare_data.py", "data_summary.py"}
+    assert "loss.py" in {f.name for f in keys.code_files("reference_perplexity.py")}  # transitively, via generation_metrics
+    assert keys.code_fingerprint("score.py") != keys.code_fingerprint("compare.py")
+
+
+def loaded_config():
+    c = yaml.safe_load((REPO / "config.yaml").read_text())
+    return cfg.validate(c, REPO / "schemas" / "config.schema.yaml")
+
+
+def test_decoding_key_keeps_only_what_changes_generated_text():
+    greedy = {"max_new_tokens": 8, "do_sample": False, "temperature": 0.7, "top_k": 5, "top_p": 0.9, "num_beams": 1,
+              "batch_size": 16, "seed": 3, "cache": "static", "compile": True, "repetition_penalty": 1.0}
+    # greedy: no sampling settings, seed or batch size (do_sample: false itself is the absence of sampling)
+    assert keys.decoding_key(greedy) == {"max_new_tokens": 8, "num_beams": 1, "repetition_penalty": 1.0}
+    sampled = dict(greedy, do_sample=True)
+    assert keys.decoding_key(sampled) == {k: v for k, v in sampled.items() if k not in ("cache", "compile")}
+    beams = dict(greedy, num_beams=4)
+    assert keys.decoding_key(beams)["batch_size"] == 16 and "seed" not in keys.decoding_key(beams)
+
+
+def test_a_split_key_ignores_the_other_splits_sample_sizes():
+    c = loaded_config()
+    task = c["tasks"]["emotion"]
+    other = copy.deepcopy(task)
+    other["sample"]["train"] = 17
+    assert keys.data_settings(c, task, "test") == keys.data_settings(c, other, "test")
+    assert keys.data_settings(c, task, "validation") == keys.data_settings(c, other, "validation")
+    assert keys.data_settings(c, task, "train") != keys.data_settings(c, other, "train")
+
+
+def test_roles_resources_and_sizes_are_in_no_model_key():
+    c = loaded_config()
+    model = c["models"]["smollm2_135m_instruct"]
+    changed = dict(model, role="base", params_b=7.0, resources={"mem_mb": 64000, "gpus": 1})
+    assert keys.model_origin(c, model) == keys.model_origin(c, changed)
+    assert keys.model_settings(model) == keys.model_settings(changed)
+    assert keys.model_origin(c, model)["origin"] == {"source": model["source"]}
+    assert keys.model_origin(dict(c, use_hub=True), model)["origin"] == {"hub_id": model["hub_id"]}
+
+
+def test_inference_keys():
+    c = loaded_config()
+    task = c["tasks"]["emotion"]
+    enc = keys.inference_settings(c, task, "minilm_l6", "zeroshot")
+    assert "decoding" not in enc and enc["max_length"] == 128 and enc["head_seed"] == 0  # the fine-tune's first seed
+    lik = keys.inference_settings(c, task, "smollm2_135m_instruct", "zeroshot")
+    assert lik["scoring"] == "likelihood" and "decoding" not in lik and lik["likelihood_normalization"] == "mean"
+    raw = keys.inference_settings(c, task, "smollm2_135m_instruct", "raw")
+    assert raw["chat_template"] is False and lik["chat_template"] is True
+
+
+def test_finetune_key_per_seed_without_checkpoint_settings():
+    c = loaded_config()
+    task = c["tasks"]["emotion"]
+    runs = [m for m, meth in keys.methods(task) if m == "minilm_l6" and meth != "zeroshot"]
+    assert len(runs) == 3  # seeds 0, 1, 2
+    s0 = keys.finetune_settings(c, task, "minilm_l6", "lora-s0")
+    s1 = keys.finetune_settings(c, task, "minilm_l6", "lora-s1")
+    assert s0 != s1 and s0["finetune"]["training"]["seed"] == 0 and s1["finetune"]["training"]["seed"] == 1
+    for s in (s0, s1):
+        assert "checkpoint_every" not in s["finetune"]["training"] and "seeds" not in s["finetune"]["training"]
+
+
+def test_relative_paths_under_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert keys.relative(tmp_path / "resources" / "a.txt") == str(Path("resources") / "a.txt")
+    assert keys.relative("/elsewhere/b.txt") == "/elsewhere/b.txt"
+    assert keys.relative("../shared/data") == "../shared/data"

@@ -90,7 +90,7 @@ def test_report_is_self_contained_and_escaped(run):
         assert name in html
     metrics = tiny.read_json(work / "results/emotion/tiny_bert/lora-s0/metrics.json")
     iv = metrics["intervals"]["accuracy"]
-    assert f"{iv['mean']:.4f} [{iv['low']:.4f}, {iv['high']:.4f}]" in html
+    assert f"{iv['mean']:.3f} [{iv['low']:.3f}, {iv['high']:.3f}]" in html
     # the headline table comes before the data table, and the tokenizer study after the task
     assert html.index("Results on the test split") < html.index("<h3>Data</h3>") < html.index("Tokenizers across model families")
     # the footer's hashes are the provenance files' hashes

@@ -44,7 +44,7 @@ def test_mean_and_sd_across_seeds(run):
     assert row["accuracy"]["mean"] == pytest.approx(statistics.fmean(accs))
     assert row["accuracy"]["sd"] == pytest.approx(statistics.stdev(accs))
     html = (work / "results/report.html").read_text()
-    assert f"{statistics.fmean(accs):.4f} ± {statistics.stdev(accs):.4f}" in html and "per-seed values" in html
+    assert f"{statistics.fmean(accs):.3f} ± {statistics.stdev(accs):.3f}" in html and "per-seed values" in html
     assert len(comp["paired"]) == 2  # each seed against the zero-shot row
 
 

@@ -231,7 +231,7 @@ def test_mean_pooling_lora_trains_saves_and_reloads(prepared, tmp_path):
 
     base = models.load_classifier(prepared["mean"], SPEC, LABELS, seed=99)  # another head init: the adapter's wins
     reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
-    ids, mask = heads.right_padded([e["input_ids"] for e in train], tok.pad_token_id)
+    ids, mask = batching.right_padded([e["input_ids"] for e in train], tok.pad_token_id)
     with torch.no_grad():
         assert torch.allclose(reloaded(input_ids=ids, attention_mask=mask).logits,
                               model(input_ids=ids, attention_mask=mask).logits, atol=1e-5)
@@ -259,7 +259,7 @@ def test_cls_checkpoint_without_pooler_saves_it_with_the_adapter(tmp_path):
     model = adapters.lora_model(model, LORA, "SEQ_CLS").eval()
     model.save_pretrained(tmp_path / "adapter", safe_serialization=True)
     reloaded = models.load_classifier(tmp_path / "nopool", SPEC, LABELS, seed=2, adapter=tmp_path / "adapter")
-    ids, mask = heads.right_padded(heads.encode(tok, [SHORT, LONG], 64), tok.pad_token_id)
+    ids, mask = batching.right_padded(heads.encode(tok, [SHORT, LONG], 64), tok.pad_token_id)
     with torch.no_grad():
         assert torch.allclose(reloaded(input_ids=ids, attention_mask=mask).logits,
                               model(input_ids=ids, attention_mask=mask).logits, atol=1e-5)
@@ -341,7 +341,7 @@ def test_scripts_seed_the_head_and_predict_like_training(prepared, tmp_path, mon
     assert [p["head"] for p in preds] == [MEAN] * 3
     # the untrained head's predictions are those of the same model on the fine-tune's tokens
     model = real_load(prepared["mean"], SPEC, LABELS, seed=7)
-    ids, mask = heads.right_padded(trained_ids, 0)
+    ids, mask = batching.right_padded(trained_ids, 0)
     with torch.no_grad():
         logits = model(input_ids=ids, attention_mask=mask).logits
     assert torch.allclose(torch.tensor([p["scores"] for p in preds]), logits, atol=1e-5)

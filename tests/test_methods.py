@@ -22,7 +22,7 @@ import pytest
 import torch
 
 import tiny
-from lora_pipeline import adapters, heads, inference, keys, models, prompting, training
+from lora_pipeline import adapters, batching, heads, inference, keys, models, prompting, training
 
 SPEC = {"type": "causal_lm", "trust_remote_code": False, "dtype": "float32"}
 ENC_SPEC = {"type": "encoder", "trust_remote_code": False, "dtype": "float32"}
@@ -234,7 +234,7 @@ def test_encoder_method_trains_saves_and_reloads(bert, tmp_path, pooling, method
     out.mkdir()
     adapters.save_trained(model, out, method, folder)
     names = assert_safetensors_only(out)
-    ids, mask = heads.right_padded(heads.encode(tok, texts, 32), tok.pad_token_id)
+    ids, mask = batching.right_padded(heads.encode(tok, texts, 32), tok.pad_token_id)
     if method == "full" and pooling == "cls":
         assert {"config.json", "model.safetensors"} <= set(names)
         reloaded = AutoModelForSequenceClassification.from_pretrained(out, use_safetensors=True).eval()

@@ -7,7 +7,7 @@ import json
 
 import yaml
 
-from lora_pipeline import common, keys, plots, report, results_table
+from lora_pipeline import common, comparison, keys, plots, report, results_table
 from lora_pipeline import tokenizer_study as ts
 from lora_pipeline.report import esc, fmt
 
@@ -93,17 +93,17 @@ def finetune_cost_table(task, runs):
             "wall time and peak resident memory of its processes (on a GPU, device memory is not in it).</p>")
 
 
-def headline(task, entry, comparison, metrics):
+def headline(task, entry, comp, metrics):
     """The task's results table: every run with 95% intervals (mean ± sd over seeds for replicated
     fine-tunes), the majority baseline, and each fine-tune's McNemar p against its zero-shot row."""
     role = {(m, meth): r for m, meth, r in entry["runs"]}
     paired = {}
-    for t in comparison["paired"]:
+    for t in comp["paired"]:
         paired.setdefault((t["model"], keys.run_method(t["method"])), []).append(t["mcnemar"]["p"])
     rows = []
-    for r in comparison["rows"]:
+    for r in comp["rows"]:
         m, meth = r["model"], r["method"]
-        first = r["runs"][0] if keys.run_method(meth) else meth
+        first = comparison.representative_run(r)[1]
         x = metrics[(m, first)]
         near = x.get("near_misses", {}).get("count", 0)
         unparsed = f"{r['unparsed_share']:.1%}" + (f" ({near} near-miss)" if near else "")
@@ -125,7 +125,7 @@ def headline(task, entry, comparison, metrics):
                "same items (with several seeds, the largest p). Unparsed outputs count as wrong; a near-miss names a label's "
                "stem (e.g. 'sad'). Heads: mean pooling for sentence-transformers checkpoints (their BERT pooler was never "
                "trained), the CLS pooler (AutoModelForSequenceClassification) otherwise.</p>")
-    seeded = [r for r in comparison["rows"] if len(r.get("per_seed", [])) > 1]
+    seeded = [r for r in comp["rows"] if len(r.get("per_seed", [])) > 1]
     if seeded:
         out.append("<details><summary>per-seed values</summary>" + report.table(
             ["run", "seed", "accuracy", "macro F1", "weighted F1"],
@@ -138,10 +138,10 @@ def task_section(task, entry):
     runs = entry["runs"]
     base = f"results/{task}"
     summary = common.read_json(f"{base}/data/summary.json")
-    comparison = common.read_json(f"{base}/comparison.json")
+    comp = common.read_json(f"{base}/comparison.json")
     metrics = {(m, meth): common.read_json(f"{base}/{m}/{meth}/metrics.json") for m, meth, _ in runs}
     kinds = {(m, meth): ("encoder" if metrics[(m, meth)].get("head") else "causal_lm") for m, meth, _ in runs}
-    out = [f"<h2>Task: {esc(task)}</h2>", "<h3>Results on the test split</h3>", headline(task, entry, comparison, metrics)]
+    out = [f"<h2>Task: {esc(task)}</h2>", "<h3>Results on the test split</h3>", headline(task, entry, comp, metrics)]
     out.append(report.image(f"{base}/figures/scores.png", f"{task} scores"))
     out.append("<h3>Data</h3>")
     out.append(report.table(["split", "rows", "duplicates removed"] + summary["labels"],

@@ -4,21 +4,18 @@ first seed of a replicated fine-tune), fine-tuning loss and validation perplexit
 import json
 from pathlib import Path
 
-from lora_pipeline import common, keys, plots
+from lora_pipeline import common, comparison, keys, plots
 
 runs = json.loads(snakemake.params.runs)
 with common.log_to(common.snakemake_log(snakemake)):
     kind = {(m, meth): k for m, meth, k in runs}
-    comparison = common.read_json(snakemake.input.comparison)
-    rows = comparison["rows"]
+    rows = common.read_json(snakemake.input.comparison)["rows"]
     labels = [plots.run_label(r["model"], r["method"], kind.get((r["model"], r["method"]), "causal_lm")) for r in rows]
     task = Path(snakemake.output.scores).parent.parent.name
     plots.scores_bar(labels, rows, snakemake.output.scores, title=task)
     metrics = dict(zip([(m, meth) for m, meth, _ in runs], [common.read_json(p) for p in snakemake.input.metrics]))
-    # one confusion matrix per fine-tune (model x method): its first seed
-    first = [(m, meth) for m, meth, _ in runs if keys.method_seed(meth) is None or
-             meth == min((x for mm, x, _ in runs if mm == m and keys.run_method(x) == keys.run_method(meth)),
-                         key=keys.method_seed)]
+    # one confusion matrix per row: a replicated fine-tune's lowest seed
+    first = [comparison.representative_run(r) for r in rows]
     names = [plots.run_label(m, meth, kind[(m, meth)]) + (f" (seed {keys.method_seed(meth)})" if keys.method_seed(meth) is not None
              else "") for m, meth in first]
     plots.confusion_grid(names, [metrics[r] for r in first], snakemake.output.confusion)

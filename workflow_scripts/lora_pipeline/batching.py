@@ -11,17 +11,26 @@
 import torch
 
 
+def right_padded(seqs, pad_id):
+    """Token-id lists as one right-padded batch: (ids, attention mask). Every row starts at position 0,
+    so an encoder's first token (CLS) and position ids never depend on the other rows of the batch."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        ids[row, :len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[row, :len(s)] = 1
+    return ids, mask
+
+
 def collate(examples, pad_id):
     """Right-padded batch tensors from examples {input_ids, labels} (labels: list or int)."""
-    width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    ids, mask = right_padded([e["input_ids"] for e in examples], pad_id)
+    width = ids.shape[1]
     token_labels = isinstance(examples[0]["labels"], list)
     labels = torch.full((len(examples), width), -100, dtype=torch.long) if token_labels else torch.zeros(len(examples), dtype=torch.long)
     for i, e in enumerate(examples):
         n = len(e["input_ids"])
-        ids[i, :n] = torch.tensor(e["input_ids"])
-        mask[i, :n] = 1
         if token_labels:
             labels[i, :n] = torch.tensor(e["labels"])
         else:

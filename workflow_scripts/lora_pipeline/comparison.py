@@ -12,6 +12,12 @@ from . import keys, stats
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
 
 
+def representative_run(row):
+    """(model, method) of the run that stands for a headline row: the row's own run, or the
+    lowest seed of a replicated fine-tune (for its confusion matrix, head and role)."""
+    return row["model"], (min(row["runs"], key=keys.method_seed) if "runs" in row else row["method"])
+
+
 def correct(rows):
     """Per-item correctness, ordered by item id (so two runs pair up item by item)."""
     return [r["pred"] == r["gold"] for r in sorted(rows, key=lambda r: r["id"])]

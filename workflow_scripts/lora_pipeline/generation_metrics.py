@@ -20,6 +20,7 @@ import torch
 from .batching import collate
 from .loss import answer_token_nll
 from .prompting import prompt_ids
+from .stats import bootstrap_indices, interval
 
 
 def _check_pairs(hyps, refs):
@@ -112,23 +113,13 @@ def perplexity(model, tokenizer, prompts, references, batch_size=8) -> dict:
 # -----------------------------------------------------------------------------
 # bootstrap confidence intervals
 
-def bootstrap_indices(n, n_resamples, seed):
-    """[n_resamples, n] example indices drawn with replacement; the same seed gives the same draws."""
-    if n < 1:
-        raise ValueError("bootstrap needs at least one example")
-    return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
-
-
-def _ci(mean, resampled, alpha):
-    low, high = np.quantile(resampled, [alpha / 2, 1 - alpha / 2])
-    return {"mean": float(mean), "low": float(low), "high": float(high)}
-
+# the resampling primitives are shared with the classification intervals (stats.py)
 
 def bootstrap_ci(per_example_values, n_resamples=1000, seed=0, alpha=0.05) -> dict:
     """{"mean", "low", "high"}: the sample mean and a percentile bootstrap (1 - alpha) interval."""
     values = np.asarray(per_example_values, dtype=float)
     idx = bootstrap_indices(len(values), n_resamples, seed)
-    return _ci(values.mean(), values[idx].mean(axis=1), alpha)
+    return interval(values.mean(), values[idx].mean(axis=1), alpha)
 
 
 def bootstrap_corpus_bleu_ci(hyps, refs, n_resamples=200, seed=0, alpha=0.05) -> dict:
@@ -143,4 +134,4 @@ def bootstrap_corpus_bleu_ci(hyps, refs, n_resamples=200, seed=0, alpha=0.05) ->
     full = bleu._compute_score_from_stats(stats.sum(0).tolist()).score
     idx = bootstrap_indices(len(hyps), n_resamples, seed)
     scores = [bleu._compute_score_from_stats(stats[i].sum(0).tolist()).score for i in idx]
-    return _ci(full, scores, alpha)
+    return interval(full, scores, alpha)

@@ -1,5 +1,6 @@
 """Encoder classification heads: which head fits a checkpoint, the mean-pooling head, and the one
-tokenization (truncation + right padding) that fine-tuning and prediction both use.
+tokenization (encode: truncation; batched with batching.right_padded) that fine-tuning and
+prediction both use.
 
 - A sentence-transformers checkpoint (modules.json with a Pooling module) was trained for the
   pooling its 1_Pooling/config.json names; for mean pooling its BERT pooler (dense + tanh on the
@@ -35,21 +36,6 @@ def encode(tokenizer, texts, max_length):
     texts = list(texts)
     return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] if texts else []
 
-
-def right_padded(seqs, pad_id):
-    """Token-id lists as one right-padded batch: (ids, attention mask). Every row starts at position 0,
-    as in training (batching.collate), so the first token (CLS) and position ids never depend on the
-    other rows of the batch."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, s in enumerate(seqs):
-        ids[row, :len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[row, :len(s)] = 1
-    return ids, mask
-
-
-# ---------------------------------------------------------------- which head fits the checkpoint
 
 def _choose(modules, read_file, where):
     """Head choice from a sentence-transformers modules.json (parsed list) and a reader of its files."""

@@ -140,7 +140,8 @@ def classify(model, tokenizer, texts, max_length=256, batch_size=32, progress=Tr
     """Predicted label index and logits of an encoder classifier, in input order. Tokenized as in
     fine-tuning (heads.encode: the same truncation at max_length, which must be the fine-tune's) and
     right-padded as there, so a row's prediction does not depend on the other rows of its batch."""
-    from .heads import encode, right_padded
+    from .batching import right_padded
+    from .heads import encode
 
     dev = next(model.parameters()).device
     ids = encode(tokenizer, texts, max_length)

@@ -10,8 +10,8 @@
 
 Conventions follow metrics.classification_metrics: a pred of None (unparsed) or outside the label
 set counts as wrong and is nobody's prediction; F1 uses zero_division=0 and weighted F1 weights
-by gold support. Resample draws are those of generation_metrics.bootstrap_indices (same seed,
-same draws) and intervals use numpy's default (linear) quantiles, as bootstrap_ci does.
+by gold support. bootstrap_indices and interval are the resampling primitives that
+generation_metrics' intervals use too (same seed, same draws; numpy's linear quantiles).
 """
 import math
 
@@ -20,18 +20,23 @@ import numpy as np
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "weighted_f1")
 
 
-def _indices(n, n_resamples, seed):
+def bootstrap_indices(n, n_resamples, seed):
+    """[n_resamples, n] item indices drawn with replacement; the same seed gives the same draws."""
     if n < 1:
         raise ValueError("bootstrap needs at least one item")
     return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
 
 
+def interval(mean, resampled, alpha):
+    """{"mean", "low", "high"}: the point estimate and the percentile (1 - alpha) interval of the resamples."""
+    low, high = np.quantile(resampled, [alpha / 2, 1 - alpha / 2])
+    return {"mean": float(mean), "low": float(low), "high": float(high)}
+
+
 def _interval(mean, resampled, level):
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    alpha = 1 - level
-    low, high = np.quantile(resampled, [alpha / 2, 1 - alpha / 2])
-    return {"mean": float(mean), "low": float(low), "high": float(high)}
+    return interval(mean, resampled, 1 - level)
 
 
 def _multiplicities(idx):
@@ -74,7 +79,7 @@ def classification_bootstrap(gold, pred, labels, n_resamples=1000, seed=0, level
     gold_1h, pred_1h = eye[g], eye[p]
     correct = (g == p).astype(float)
     full = _scores(np.ones((1, len(g))), gold_1h, pred_1h, correct)
-    boot = _scores(_multiplicities(_indices(len(g), n_resamples, seed)), gold_1h, pred_1h, correct)
+    boot = _scores(_multiplicities(bootstrap_indices(len(g), n_resamples, seed)), gold_1h, pred_1h, correct)
     return {k: _interval(full[k][0], boot[k], level) for k in CLASSIFICATION_METRICS}
 
 
@@ -107,7 +112,7 @@ def paired_bootstrap_diff(correct_a, correct_b, n_resamples=1000, seed=0, level=
     percentile bootstrap interval (items resampled, each keeping both systems' results)."""
     a, b = _paired(correct_a, correct_b)
     diff = b.astype(float) - a.astype(float)
-    idx = _indices(len(diff), n_resamples, seed)
+    idx = bootstrap_indices(len(diff), n_resamples, seed)
     return _interval(diff.mean(), diff[idx].mean(1), level)
 
 

@@ -21,7 +21,7 @@ import jsonschema
 import yaml
 
 from . import decoding
-from .keys import canonical, finetune_entries, short_hash  # noqa: F401 (the rule files use them through this module)
+from .keys import canonical  # noqa: F401 (the rule files call cfg.canonical)
 
 PROMPT_LEARNING = ("prompt_tuning", "prefix_tuning")
 CAUSAL_ONLY = PROMPT_LEARNING + ("qlora",)

@@ -88,6 +88,38 @@ def run_label_list(task):
     return [[m, meth, "baseline" if meth == "baseline" else MODELS[m]["type"]] for m, meth in scored_runs(task)]
 
 
+def grid_listing(task):
+    """[model, method, [[point, swept values]], seeds] of each fine-tune of a task with a training grid
+    (points as a list: their grid order survives the canonical, key-sorted params string)."""
+    out = []
+    for (m, method), points in keys.grid_points(TASKS[task]).items():
+        point = next(iter(points))
+        seeds = keys.finetune_seeds(keys.finetune_entry(TASKS[task], m, method, point))
+        out.append([m, method, [[p, v] for p, v in points.items()], seeds])
+    return out
+
+
+def grid_runs(task):
+    """(model, run) of every training-grid run of a task."""
+    return [(m, keys.run_name(method, s, p)) for m, method, points, seeds in grid_listing(task) for p, _ in points
+            for s in seeds]
+
+
+def grid_tasks():
+    return [t for t in TASKS if keys.grid_points(TASKS[t])]
+
+
+def training_grid_inputs(wildcards):
+    t = wildcards.task
+    runs = grid_runs(t)
+    if t in GENERATION_TASKS:
+        first = next(iter(cfg.decodings(TASKS[t])))
+        metrics = [f"results/{t}/{m}/{run}/gen/{first}/metrics.json" for m, run in runs]
+    else:
+        metrics = [f"results/{t}/{m}/{run}/metrics.json" for m, run in runs]
+    return {"train_logs": [f"results/{t}/{m}/{run}/train_log.json" for m, run in runs], "metrics": metrics}
+
+
 def compare_inputs(wildcards):
     t = wildcards.task
     return {"metrics": [f"results/{t}/{m}/{meth}/metrics.json" for m, meth in scored_runs(t)],
@@ -101,7 +133,7 @@ def figure_inputs(wildcards):
 
 def report_inputs(wildcards):
     inputs = {"summaries": [], "metrics": [], "predictions": [], "provenance": [], "figures": [], "train_logs": [],
-              "benchmarks": [], "comparisons": [], "tokenizer_study": study_outputs()}
+              "benchmarks": [], "comparisons": [], "grids": [], "tokenizer_study": study_outputs()}
     for task in TASKS:
         inputs["summaries"].append(f"results/{task}/data/summary.json")
         if task in GENERATION_TASKS:
@@ -119,6 +151,9 @@ def report_inputs(wildcards):
                 inputs["provenance"].append(f"results/{task}/{m}/{meth}/provenance.json")
             inputs["comparisons"].append(f"results/{task}/comparison.json")
             inputs["figures"] += [f"results/{task}/figures/{fig}.png" for fig in ("scores", "confusion", "training")]
+        if task in grid_tasks():
+            inputs["grids"].append(f"results/{task}/training_grid.json")
+            inputs["figures"].append(f"results/{task}/figures/training_grid.png")
         inputs["train_logs"] += finetune_logs(task)
         inputs["benchmarks"] += finetune_benchmarks(task)
     return inputs
@@ -173,6 +208,7 @@ def report_runs():
         runs_of = scored_runs(t) if task["type"] == "classification" else methods(t)
         entry = {"type": task["type"],
                  "runs": [[m, meth, "baseline" if meth == "baseline" else MODELS[m]["role"]] for m, meth in runs_of]}
+        entry["grid"] = bool(keys.grid_points(task))
         if task["type"] == "generation":
             entry["decodings"] = cfg.decodings(task)
             entry["human_eval"] = task["human_eval"]

@@ -21,3 +21,28 @@ rule figures:
         "../envs/workflow.yaml"
     script:
         "../workflow_scripts/make_figures.py"
+
+
+# A task's training grids: each point's validation loss and test metrics, the point chosen on
+# validation loss (never on test), and the sweep figure. Only for tasks whose fine-tunes have a grid.
+rule training_grid:
+    input:
+        unpack(training_grid_inputs),
+    output:
+        summary="results/{task}/training_grid.json",
+        figure="results/{task}/figures/training_grid.png",
+    params:
+        grids=lambda w: cfg.canonical(grid_listing(w.task)),
+        runs=lambda w: [f"{m}/{run}" for m, run in grid_runs(w.task)],
+        task_type=lambda w: TASKS[w.task]["type"],
+        decoding=lambda w: next(iter(cfg.decodings(TASKS[w.task]))) if w.task in GENERATION_TASKS else None,
+        code=code("grid_sweep.py"),
+    log:
+        "logs/training_grid/{task}.log",
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../workflow_scripts/grid_sweep.py"

@@ -4,6 +4,7 @@
 
 localrules:
     report,
+    training_grid,
     figures,
     generation_figures,
     task_text,

@@ -55,6 +55,7 @@ def generation_section(task, entry):
         out.append("<p>Human scores: mean of grammatical correctness, coherence and correctness of the answer "
                    "(each 0, 0.5 or 1), imported from " + esc(", ".join(entry["human_eval"].values())) + ".</p>")
     out.append(report.image(f"{base}/figures/gen_scores.png", f"{task} generation scores"))
+    out.append(grid_section(task, entry))
     out.append("<h3>Decoding sweep</h3>" + report.image(f"{base}/figures/sweep.png", f"{task} sweep"))
     out.append("<h3>Fine-tuning</h3>" + finetune_cost_table(task, [(m, meth) for m, meth, _ in entry["runs"]]) +
                report.image(f"{base}/figures/gen_training.png", f"{task} training"))
@@ -80,7 +81,8 @@ def finetune_cost_table(task, runs):
             continue
         c = results_table.finetune_cost(task, m, meth)
         share = c["trainable_share"]
-        rows.append([m, METHOD[keys.run_method(meth)], keys.method_seed(meth),
+        point = keys.run_point(meth)
+        rows.append([m, METHOD[keys.run_method(meth)] + (f" {point}" if point else ""), keys.method_seed(meth),
                      "" if c["trainable_params"] is None else f"{c['trainable_params']:,}",
                      "" if share is None else f"{100 * share:.4g} %", fmt(c["finetune_time_s"], 1),
                      fmt(c["finetune_peak_rss_mib"], 0)])
@@ -99,7 +101,7 @@ def headline(task, entry, comp, metrics):
     role = {(m, meth): r for m, meth, r in entry["runs"]}
     paired = {}
     for t in comp["paired"]:
-        paired.setdefault((t["model"], keys.run_method(t["method"])), []).append(t["mcnemar"]["p"])
+        paired.setdefault((t["model"], keys.run_group_of(t["method"])), []).append(t["mcnemar"]["p"])
     rows = []
     for r in comp["rows"]:
         m, meth = r["model"], r["method"]
@@ -134,6 +136,29 @@ def headline(task, entry, comp, metrics):
     return "".join(out)
 
 
+def grid_section(task, entry):
+    """A task's training grids: one table per fine-tune with a grid (every point's swept values,
+    validation loss, test metrics; the point chosen on validation marked) and the sweep figure."""
+    if not entry.get("grid"):
+        return ""
+    base = f"results/{task}"
+    out = ["<h3>Training grid</h3>"]
+    for g in common.read_json(f"{base}/training_grid.json")["grids"]:
+        names = [k for k, _ in g["points"][0]["test"].items()]
+        rows = [[("★ " if p["name"] == g["best"] else "") + p["name"]] + [p["values"][k] for k in g["swept"]] +
+                [ci(p["val_loss"]) if p["val_loss"]["sd"] is not None else fmt(p["val_loss"]["mean"])] +
+                [ci(p["test"][k]) for k in names] for p in g["points"]]
+        out.append(f"<h4>{esc(METHOD[g['method']])}: {esc(g['model'])}, seeds {esc(', '.join(map(str, g['seeds'])))}</h4>")
+        out.append(report.table(["point"] + g["swept"] + ["validation loss"] + [f"test {k}" for k in names], rows,
+                                num_cols=range(1 + len(g["swept"]), 2 + len(g["swept"]) + len(names)), label_cols=(0,)))
+        out.append(f"<p class='caption'>★ the point chosen on the validation split: lowest best-step validation loss, "
+                   f"mean over seeds ({esc(g['best'])}). Test metrics ({esc(g['test_split'])}) are shown for every point "
+                   f"but never used to choose; with one seed, 95% bootstrap intervals over test items, with several, "
+                   f"mean ± sd over seeds.</p>")
+    out.append(report.image(f"{base}/figures/training_grid.png", f"{task} training grid"))
+    return "".join(out)
+
+
 def task_section(task, entry):
     runs = entry["runs"]
     base = f"results/{task}"
@@ -143,6 +168,7 @@ def task_section(task, entry):
     kinds = {(m, meth): ("encoder" if metrics[(m, meth)].get("head") else "causal_lm") for m, meth, _ in runs}
     out = [f"<h2>Task: {esc(task)}</h2>", "<h3>Results on the test split</h3>", headline(task, entry, comp, metrics)]
     out.append(report.image(f"{base}/figures/scores.png", f"{task} scores"))
+    out.append(grid_section(task, entry))
     out.append("<h3>Data</h3>")
     out.append(report.table(["split", "rows", "duplicates removed"] + summary["labels"],
                             [[s, v["rows"], v.get("duplicates_removed", 0)] + [v["label_counts"][lab] for lab in summary["labels"]]

@@ -3,7 +3,7 @@ model on one task; writes what it trained (a PEFT adapter, or the whole model fo
 training log with the trainable and total parameter counts.
 
 Run by rule finetune (rules/finetune.smk), once per model x method x seed; the method comes from
-the run's name (<method>-s<seed>) and the settings key. Checkpoints go under checkpoint_dir
+the run's name (<method>-s<seed>, or <method>-<grid point>-s<seed>) and the settings key. Checkpoints go under checkpoint_dir
 (outside the declared outputs) in a folder named by keys.resume_key: the settings, the code, the
 content of the train/validation splits and the base weights. So a killed or resubmitted job resumes,
 and a run with any other input starts afresh. They are deleted after success unless
@@ -21,7 +21,8 @@ spec, labels, tcfg = s["model"], s.get("labels"), s["finetune"]["training"]
 method = s["finetune"].get("method", "lora")
 run = Path(snakemake.output.train_log).parent.relative_to("results")
 # how often to checkpoint changes no result (resuming is exact), so it is not in the key: read the config
-entry = keys.finetune_entry(snakemake.config["tasks"][snakemake.wildcards.task], snakemake.wildcards.model, method)
+entry = keys.finetune_entry(snakemake.config["tasks"][snakemake.wildcards.task], snakemake.wildcards.model, method,
+                            keys.run_point(snakemake.wildcards.method))
 tcfg["checkpoint_every"] = entry["training"]["checkpoint_every"]
 use_chat = spec.get("chat_template", False)
 ckpt_dir = Path(snakemake.config["checkpoint_dir"]) / run / keys.resume_key(

@@ -1,7 +1,7 @@
 """One task's runs side by side: the report's headline rows and the paired tests.
 
 - A row per zero-shot, raw-prompt and baseline run, with its metrics and 95% bootstrap intervals.
-- A row per fine-tune (model x method), across its seeds: with one seed its metrics and intervals; with
+- A row per fine-tune (model x method x training-grid point), across its seeds: with one seed its metrics and intervals; with
   several, mean and sample standard deviation across seeds, each seed's values kept for the
   report's details block and the figures' error bars.
 - Each fine-tuned run against its own model's zero-shot run on the same test items: the exact
@@ -33,12 +33,14 @@ def rows_of(runs, metrics):
             out.append({"model": model, "method": method, "seeds": [], "n": m["n"],
                         **{k: m["intervals"][k] for k in METRICS}, "unparsed_share": m["unparsed_share"]})
             continue
-        finetune, seed = parsed  # the row's method is the fine-tune method (lora, dora, ...), its runs the seeds
-        if (model, finetune) not in groups:
-            groups[(model, finetune)] = {"model": model, "method": finetune, "seeds": [], "runs": []}
-            out.append(groups[(model, finetune)])
-        groups[(model, finetune)]["seeds"].append(seed)
-        groups[(model, finetune)]["runs"].append(method)
+        # the row's method is the fine-tune (lora, dora, ..., or lora-r8_lr0.001 for a grid point), its runs the seeds
+        finetune, point, seed = keys.parse_run_point(method)
+        group = keys.run_group(finetune, point)
+        if (model, group) not in groups:
+            groups[(model, group)] = {"model": model, "method": group, "point": point, "seeds": [], "runs": []}
+            out.append(groups[(model, group)])
+        groups[(model, group)]["seeds"].append(seed)
+        groups[(model, group)]["runs"].append(method)
     for g in groups.values():
         per_seed = [metrics[(g["model"], meth)] for meth in g["runs"]]
         g["n"] = per_seed[0]["n"]

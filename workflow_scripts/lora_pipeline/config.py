@@ -20,8 +20,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from . import decoding
-from .keys import canonical  # noqa: F401 (the rule files call cfg.canonical)
+from . import decoding, training_grid
+from .keys import METHOD_SETTINGS, canonical  # noqa: F401 (the rule files call cfg.canonical)
 
 PROMPT_LEARNING = ("prompt_tuning", "prefix_tuning")
 CAUSAL_ONLY = PROMPT_LEARNING + ("qlora",)
@@ -101,11 +101,11 @@ def validate(config: dict, schema_path, files=("config.yaml",)) -> dict:
     if errors:
         best = jsonschema.exceptions.best_match(errors)
         raise ConfigError(_describe(best, files))
-    _cross_check(config, files)
+    _cross_check(config, files, {**schema["$defs"]["finetune"], "$defs": schema["$defs"]})
     return config
 
 
-def _cross_check(config, files):
+def _cross_check(config, files, finetune_schema):
     models = config["models"]
 
     def source(*parts):  # the config file that sets this key
@@ -123,7 +123,7 @@ def _cross_check(config, files):
                 if m not in models:
                     raise ConfigError(f"{where}.{key}: model '{m}' is not defined under 'models' "
                                       f"(defined: {', '.join(models)})")
-        _check_finetunes(task_name, task, models, source)
+        _check_finetunes(task_name, task, models, source, finetune_schema)
         if not config["use_hub"] and "files" not in task:
             raise ConfigError(f"{where}: no 'files' for the offline run; add files or set use_hub: true")
         if task["type"] == "generation":
@@ -179,30 +179,56 @@ def _finetune_items(task_name, task):
     return out
 
 
-def _check_finetunes(task_name, task, models, source):
+def _grid_points(ft, where, finetune_schema):
+    """The entry's grid points (training_grid.expand), each checked against the fine-tune schema so
+    a swept value is held to the same rules as a written one."""
+    try:
+        points = training_grid.expand(ft)
+    except ValueError as e:
+        raise ConfigError(f"{where}.{e}") from None
+    if ft.get("grid"):
+        validator = jsonschema.Draft202012Validator(finetune_schema)
+        for name, point in points.items():
+            bare = {k: v for k, v in point.items() if k not in ("point", "swept")}
+            error = jsonschema.exceptions.best_match(validator.iter_errors(bare))
+            if error is not None:
+                at = ".".join(str(p) for p in error.absolute_path)
+                raise ConfigError(f"{where}.grid: point {name}: {at}: {error.message}")
+    return points
+
+
+def _check_finetunes(task_name, task, models, source, finetune_schema):
     seen = {}
-    for m, ft, parts in _finetune_items(task_name, task):
+    for m, entry, parts in _finetune_items(task_name, task):
         where = f"{source(*parts)}: {key_path(parts)}"
         if m not in models:
             raise ConfigError(f"{source(*parts[:3])}: {key_path(parts[:3])}: model '{m}' is not defined under 'models'")
-        method, kind = ft["method"], models[m]["type"]
+        method, kind = entry["method"], models[m]["type"]
         if method in seen.get(m, ()):
             raise ConfigError(f"{where}.method: a second '{method}' fine-tune of '{m}'; each method once per model "
-                              f"(its runs are results/{task_name}/{m}/{method}-s<seed>)")
+                              f"(its runs are results/{task_name}/{m}/{method}-s<seed>; sweep settings with grid:)")
         seen.setdefault(m, set()).add(method)
-        if kind == "encoder" and ft["training"]["packing"]:
-            raise ConfigError(f"{where}.training.packing: '{m}' is an encoder; packing is for causal LMs, remove it")
-        if kind == "encoder" and method in CAUSAL_ONLY:
-            raise ConfigError(f"{where}.method: {method} is for causal LMs; '{m}' is an encoder "
-                              f"(use lora, dora, ia3 or full)")
-        if method in PROMPT_LEARNING and ft["training"]["packing"]:
-            raise ConfigError(f"{where}.training.packing: {method} puts its virtual tokens before every row, so "
-                              f"examples cannot be packed; remove packing")
-        ia3 = ft["ia3"]
-        if method == "ia3" and ia3["target_modules"] and ia3["feedforward_modules"]:
-            extra = sorted(set(ia3["feedforward_modules"]) - set(ia3["target_modules"]))
-            if extra:
-                raise ConfigError(f"{where}.ia3.feedforward_modules: {extra} not in ia3.target_modules")
+        for name, ft in _grid_points(entry, where, finetune_schema).items():
+            at = f"{where}.grid point {name}" if name else where
+            if kind == "encoder" and ft["training"]["packing"]:
+                raise ConfigError(f"{at}.training.packing: '{m}' is an encoder; packing is for causal LMs, remove it")
+            if kind == "encoder" and method in CAUSAL_ONLY:
+                raise ConfigError(f"{where}.method: {method} is for causal LMs; '{m}' is an encoder "
+                                  f"(use lora, dora, ia3 or full)")
+            if method in PROMPT_LEARNING and ft["training"]["packing"]:
+                raise ConfigError(f"{at}.training.packing: {method} puts its virtual tokens before every row, so "
+                                  f"examples cannot be packed; remove packing")
+            ia3 = ft["ia3"]
+            if method == "ia3" and ia3["target_modules"] and ia3["feedforward_modules"]:
+                extra = sorted(set(ia3["feedforward_modules"]) - set(ia3["target_modules"]))
+                if extra:
+                    raise ConfigError(f"{at}.ia3.feedforward_modules: {extra} not in ia3.target_modules")
+            if ft.get("point"):
+                read = {"training", METHOD_SETTINGS[method]}
+                unused = sorted(k for k in ft["swept"] if k.split(".")[0] not in read)
+                if unused:
+                    raise ConfigError(f"{where}.grid: {unused} not read by method {method}; sweep "
+                                      f"{' or '.join(sorted(b + '.*' for b in read if b))} settings")
 
 
 def cuda_available(config, model):

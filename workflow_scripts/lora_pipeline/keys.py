@@ -24,7 +24,10 @@ import functools
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
+
+from . import training_grid
 
 SCRIPTS = Path(__file__).resolve().parent.parent  # workflow_scripts/
 PACKAGE = "lora_pipeline"
@@ -102,8 +105,9 @@ FINETUNE_METHODS = ("lora", "dora", "ia3", "prompt_tuning", "prefix_tuning", "fu
 # which settings block of a fine-tune entry each method reads (full reads none): only that block is in its key
 METHOD_SETTINGS = {"lora": "lora", "dora": "lora", "qlora": "lora", "ia3": "ia3", "prompt_tuning": "prompt",
                    "prefix_tuning": "prompt", "full": None}
-# a fine-tuned run's name: <method>-s<seed>, e.g. lora-s0, dora-s1, full-s0 (the regex the rules constrain it to)
-FINETUNED_RUN = "(" + "|".join(FINETUNE_METHODS) + ")-s-?[0-9]+"
+# a fine-tuned run's name: <method>[-<point>]-s<seed>, e.g. lora-s0, dora-s1, lora-r8_lr0.001-s0 (the
+# regex the rules constrain it to; a training-grid point's name is letters, digits, '_' and '.')
+FINETUNED_RUN = "(" + "|".join(FINETUNE_METHODS) + ")(-[A-Za-z0-9_.]+)?-s-?[0-9]+"
 
 
 def finetune_seeds(ft):
@@ -118,36 +122,78 @@ def entry_method(ft):
 
 def finetune_entries(task):
     """(model, entry) of every fine-tune of a task, in config order. `finetune.<model>` is one entry
-    (a mapping) or a list of entries, one per method; an entry's method defaults to lora."""
+    (a mapping) or a list of entries, one per method; an entry's method defaults to lora. An entry
+    with a `grid:` stands for one entry per grid point (training_grid.expand), each with its
+    `point` name and the values it `swept`."""
     out = []
     for model, value in task.get("finetune", {}).items():
-        out += [(model, ft) for ft in (value if isinstance(value, list) else [value])]
+        for ft in (value if isinstance(value, list) else [value]):
+            out += [(model, point) for point in training_grid.expand(ft).values()]
     return out
 
 
-def finetune_entry(task, model_name, method):
-    """The fine-tune entry of model_name with this method (KeyError naming both when there is none)."""
+def finetune_entry(task, model_name, method, point=None):
+    """The fine-tune entry of model_name with this method (and grid point), KeyError naming them
+    when there is none."""
     for m, ft in finetune_entries(task):
-        if m == model_name and entry_method(ft) == method:
+        if m == model_name and entry_method(ft) == method and ft.get("point") == point:
             return ft
-    raise KeyError(f"no fine-tune of '{model_name}' with method '{method}' in this task")
+    raise KeyError(f"no fine-tune of '{model_name}' with method '{method}'"
+                   + (f" and grid point '{point}'" if point else "") + " in this task")
 
 
-def run_name(method, seed):
-    """A fine-tuned run's name (its folder under results/<task>/<model>/): '<method>-s<seed>'."""
-    return f"{method}-s{seed}"
+def run_group(method, point=None):
+    """A fine-tune's name without its seed: 'lora', or 'lora-r8_lr0.001' for a grid point; the
+    report's row of a fine-tune (its seeds aggregated) is named by it."""
+    return f"{method}-{point}" if point else method
+
+
+def run_name(method, seed, point=None):
+    """A fine-tuned run's name (its folder under results/<task>/<model>/): '<method>-s<seed>', or
+    '<method>-<point>-s<seed>' for a training-grid point."""
+    return f"{run_group(method, point)}-s{seed}"
+
+
+def parse_group(group):
+    """(method, point) of a fine-tune's name without seed ('lora' -> ('lora', None),
+    'lora-r8_lr0.001' -> ('lora', 'r8_lr0.001')); None if it names no fine-tune method."""
+    method, _, point = group.partition("-")
+    if method not in FINETUNE_METHODS or (point and not re.fullmatch(r"[A-Za-z0-9_.]+", point)):
+        return None
+    return method, point or None
+
+
+def parse_run_point(run):
+    """(method, point, seed) of a fine-tuned run's name ('lora-r8_lr0.001-s2' -> ('lora', 'r8_lr0.001', 2),
+    'dora-s0' -> ('dora', None, 0)); None for other runs (zeroshot, raw, baseline)."""
+    group, sep, seed = run.rpartition("-s")
+    parsed = parse_group(group) if sep else None
+    if parsed is None:
+        return None
+    try:
+        return parsed[0], parsed[1], int(seed)
+    except ValueError:
+        return None
 
 
 def parse_run(run):
     """(method, seed) of a fine-tuned run's name ('dora-s2' -> ('dora', 2)); None for other runs
     (zeroshot, raw, baseline)."""
-    method, sep, seed = run.rpartition("-s")
-    if not sep or method not in FINETUNE_METHODS:
-        return None
-    try:
-        return method, int(seed)
-    except ValueError:
-        return None
+    parsed = parse_run_point(run)
+    return (parsed[0], parsed[2]) if parsed else None
+
+
+def run_group_of(run):
+    """A fine-tuned run's name without its seed ('lora-r8-s1' -> 'lora-r8', 'dora-s0' -> 'dora');
+    other runs' names unchanged."""
+    parsed = parse_run_point(run)
+    return run_group(parsed[0], parsed[1]) if parsed else run
+
+
+def run_point(run):
+    """The training-grid point of a run or fine-tune name ('lora-r8-s0' or 'lora-r8' -> 'r8'), else None."""
+    parsed = parse_run_point(run) or parse_group(run)
+    return parsed[1] if parsed else None
 
 
 def method_seed(run):
@@ -157,21 +203,29 @@ def method_seed(run):
 
 
 def run_method(run):
-    """The fine-tune method of a run's name or of a method name ('ia3-s0' -> 'ia3', 'ia3' -> 'ia3'),
-    None for runs that are not fine-tuned."""
-    if run in FINETUNE_METHODS:
-        return run
-    parsed = parse_run(run)
+    """The fine-tune method of a run's name, a fine-tune's name or a method name ('ia3-s0',
+    'ia3-r8' and 'ia3' -> 'ia3'), None for runs that are not fine-tuned."""
+    parsed = parse_run_point(run) or parse_group(run)
     return parsed[0] if parsed else None
 
 
 def methods(task):
     """(model, run) pairs of a task, in report order: zero-shot, raw prompt, then one fine-tuned run
-    per fine-tune entry (model x method) and seed, in config order."""
+    per fine-tune entry (model x method x grid point) and seed, in config order."""
     pairs = [(m, "zeroshot") for m in task["models"]]
     pairs += [(m, "raw") for m in task.get("raw_prompt_models", [])]
-    pairs += [(m, run_name(entry_method(ft), s)) for m, ft in finetune_entries(task) for s in finetune_seeds(ft)]
+    pairs += [(m, run_name(entry_method(ft), s, ft.get("point"))) for m, ft in finetune_entries(task)
+              for s in finetune_seeds(ft)]
     return pairs
+
+
+def grid_points(task):
+    """{(model, method): {point: swept values}} of every fine-tune with a training grid."""
+    out = {}
+    for m, ft in finetune_entries(task):
+        if ft.get("point"):
+            out.setdefault((m, entry_method(ft)), {})[ft["point"]] = ft["swept"]
+    return out
 
 
 def baseline_runs(task):
@@ -224,9 +278,9 @@ def method_settings(ft):
 def finetune_settings(config, task, model_name, run):
     """Key of one fine-tuned run (run: '<method>-s<seed>'): the model, the method and its settings,
     the training settings with this seed, and what the examples are built from."""
-    method, seed = parse_run(run)
+    method, point, seed = parse_run_point(run)
     model = config["models"][model_name]
-    ft = finetune_entry(task, model_name, method)
+    ft = finetune_entry(task, model_name, method, point)
     settings = {"task_type": task["type"], "model": model_settings(model),
                 "finetune": {**method_settings(ft), "training": _training_key(ft["training"], seed)}}
     if task["type"] == "generation":
@@ -259,8 +313,8 @@ def _first_entry(task, model_name):
 def encoder_max_length(task, model_name, run=None):
     """Truncation of an encoder's inputs: a fine-tuned run's own max_length; for the zero-shot row the
     model's first fine-tune's (so it sees that fine-tune's tokens), else ENCODER_MAX_LENGTH."""
-    parsed = parse_run(run) if run else None
-    ft = finetune_entry(task, model_name, parsed[0]) if parsed else _first_entry(task, model_name)
+    parsed = parse_run_point(run) if run else None
+    ft = finetune_entry(task, model_name, parsed[0], parsed[1]) if parsed else _first_entry(task, model_name)
     return ft["training"]["max_length"] if ft else ENCODER_MAX_LENGTH
 
 

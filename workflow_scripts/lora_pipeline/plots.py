@@ -22,7 +22,8 @@ def run_label(model, method, kind):
         return "majority class (train)"
     finetuned = keys.run_method(method)
     if finetuned:
-        return f"{METHOD_LABELS[finetuned]}: {model}"
+        point = keys.run_point(method)
+        return f"{METHOD_LABELS[finetuned]}{' ' + point if point else ''}: {model}"
     if method == "raw":
         return f"raw prompt: {model}"
     return f"untrained head: {model}" if kind == "encoder" else f"zero-shot: {model}"
@@ -170,3 +171,49 @@ def decoding_sweep(series, decodings, path):
 
 def json_key(x):
     return repr(x)
+
+
+def training_grid(summaries, path):
+    """Each training grid's points against each swept parameter: the validation loss the best point
+    is chosen on, then each test metric with its interval (95% bootstrap for one seed, +-1 sd over
+    seeds). One line per combination of the other swept parameters; the chosen point is starred.
+    summaries: [(title, grid_summary.summarize(...) output, [(metric key, axis name)])]."""
+    panels = [(title, s, metrics, p) for title, s, metrics in summaries for p in s["swept"]]
+    cols = 1 + max(len(m) for _, _, m in summaries)
+    fig, axes = plt.subplots(len(panels), cols, figsize=(4.2 * cols, 3.4 * len(panels)), squeeze=False,
+                             layout="constrained")
+    for row, (title, s, metrics, param) in enumerate(panels):
+        others = [k for k in s["swept"] if k != param]
+        series = {}
+        for pt in s["points"]:
+            key = ", ".join(f"{k.split('.', 1)[1]}={pt['values'][k]}" for k in others) or "all points"
+            series.setdefault(key, []).append(pt)
+        xs_all = sorted({pt["values"][param] for pt in s["points"]}, key=_sort_key)
+        pos = {x: i for i, x in enumerate(xs_all)}
+        columns = [("val_loss", "validation loss (mean +-1 sd)")] + list(metrics)
+        for col, (key, name) in enumerate(columns):
+            ax = axes[row][col]
+            for label, pts in series.items():
+                pts = sorted(pts, key=lambda p: pos[p["values"][param]])
+                xs = [pos[p["values"][param]] for p in pts]
+                ms = [p["val_loss"] if key == "val_loss" else p["test"][key] for p in pts]
+                bars = [error_bar(m) if ("sd" in m and m["sd"] is not None) or "low" in m else (0.0, 0.0) for m in ms]
+                ax.errorbar(xs, [m["mean"] for m in ms], yerr=[[b[0] for b in bars], [b[1] for b in bars]],
+                            marker="o", capsize=3, label=label)
+                for p, x, m in zip(pts, xs, ms):
+                    if p["name"] == s["best"]:
+                        ax.plot([x], [m["mean"]], marker="*", markersize=16, color="gold", markeredgecolor="black",
+                                zorder=5, label="best on validation" if key == "val_loss" else None)
+            ax.set_xticks(range(len(xs_all)), [str(x) for x in xs_all])
+            ax.set_xlabel(f"{param} (values equally spaced)", fontsize=9)
+            ax.set_ylabel(name if key == "val_loss" else f"test {name}", fontsize=9)
+            if col == 0:
+                ax.set_title(title, fontsize=9, loc="left")
+        axes[row][0].legend(fontsize=7)
+        for ax in axes[row][len(columns):]:
+            ax.axis("off")
+    save_fig(fig, path)
+
+
+def _sort_key(x):
+    return (0, x, "") if isinstance(x, (int, float)) and not isinstance(x, bool) else (1, 0, str(x))

@@ -1,5 +1,5 @@
 """results/metrics.csv: every result of every task in one tidy table, one row per
-task x model x method x seed (x decoding point), one column per metric and its 95% interval bounds,
+task x model x method (x training-grid point) x seed (x decoding point), one column per metric and its 95% interval bounds,
 so a researcher loads it with pandas instead of scraping the report's HTML.
 
 Columns that do not apply to a row (BLEU for a classifier, accuracy for generation, the fine-tune's
@@ -16,7 +16,7 @@ from .common import atomic_write_text, read_json
 
 CLASSIFICATION = ("accuracy", "macro_f1", "weighted_f1")
 GENERATION = ("bleu", "rouge_l", "bertscore_f1")
-COLUMNS = (["task", "model", "role", "method", "seed", "decoding", "n"]
+COLUMNS = (["task", "model", "role", "method", "grid_point", "seed", "decoding", "n"]
            + [f"{m}{s}" for m in CLASSIFICATION + GENERATION for s in ("", "_low", "_high")]
            + ["unparsed_share", "near_misses", "mcnemar_p_vs_zeroshot", "reference_perplexity", "human_score",
               "trainable_params", "trainable_share", "finetune_time_s", "finetune_peak_rss_mib"])
@@ -61,7 +61,7 @@ def rows(tasks, base="results", benchmarks="benchmarks"):
                 m = read_json(f"{base}/{t}/{model}/{method}/metrics.json")
                 seed = keys.method_seed(method)
                 row = {"task": t, "model": model, "role": role, "method": keys.run_method(method) or method,
-                       "seed": seed, "n": m["n"], "unparsed_share": m["unparsed_share"],
+                       "grid_point": keys.run_point(method), "seed": seed, "n": m["n"], "unparsed_share": m["unparsed_share"],
                        "near_misses": m.get("near_misses", {}).get("count"),
                        "mcnemar_p_vs_zeroshot": pvals.get((model, method))}
                 if seed is not None:
@@ -77,7 +77,7 @@ def rows(tasks, base="results", benchmarks="benchmarks"):
             for d in entry["decodings"]:
                 m = read_json(f"{base}/{t}/{model}/{method}/gen/{d}/metrics.json")
                 row = {"task": t, "model": model, "role": role, "method": keys.run_method(method) or method,
-                       "seed": seed, "decoding": d, "n": m["n"], "reference_perplexity": ppl,
+                       "grid_point": keys.run_point(method), "seed": seed, "decoding": d, "n": m["n"], "reference_perplexity": ppl,
                        "human_score": (m.get("human") or {}).get("human_evaluation_average"), **cost}
                 for k in GENERATION:
                     _with_interval(row, k, m[k])

@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 from lora_pipeline import config as cfg  # noqa: E402
 from lora_pipeline import data as data_lib  # noqa: E402
 from lora_pipeline import keys  # noqa: E402
+from lora_pipeline import published  # noqa: E402
 from lora_pipeline.common import PipelineError  # noqa: E402
 
 try:
@@ -209,6 +210,7 @@ def report_runs():
         entry = {"type": task["type"],
                  "runs": [[m, meth, "baseline" if meth == "baseline" else MODELS[m]["role"]] for m, meth in runs_of]}
         entry["grid"] = bool(keys.grid_points(task))
+        entry["published"] = [published.load(p, config["data_dir"]) for p in task["published"]]
         if task["type"] == "generation":
             entry["decodings"] = cfg.decodings(task)
             entry["human_eval"] = task["human_eval"]
@@ -235,10 +237,16 @@ def study_tokenizers():
     return out
 
 
+def study_task_texts():
+    """task -> number of its test texts in the tokenizer study, for the tasks this run selects (a study
+    config merged over config.yaml may leave the default task's entry behind)."""
+    return {t: n for t, n in STUDY["task_texts"].items() if t in TASKS}
+
+
 def tokenizer_study_inputs(wildcards):
     base = Path(workflow.basedir)
     texts = [keys.relative(p if Path(p).is_absolute() else base / p) for p in STUDY["texts"].values()]
-    texts += [f"results/tokenizers/texts/{t}.txt" for t in STUDY["task_texts"]]
+    texts += [f"results/tokenizers/texts/{t}.txt" for t in study_task_texts()]
     return {"texts": texts, "models": [f"results/models/{m}" for m in STUDY["models"]]}
 
 

@@ -8,7 +8,7 @@ rule task_text:
     output:
         text="results/tokenizers/texts/{task}.txt",
     params:
-        n=lambda w: config["tokenizer_study"]["task_texts"][w.task],
+        n=lambda w: study_task_texts()[w.task],
         code=code("task_text.py"),
     log:
         "logs/task_text/{task}.log",

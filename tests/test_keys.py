@@ -22,7 +22,7 @@ def test_code_fingerprints_follow_the_import_graph():
     assert importers("training.py") == {"finetune.py"}
     # stats holds the bootstrap primitives that generation_metrics (scoring and perplexity) and comparison use
     assert importers("stats.py") == {"score.py", "compare.py", "score_generation.py", "reference_perplexity.py",
-                                     "build_report.py", "make_figures.py"}
+                                     "build_report.py", "make_figures.py", "grid_sweep.py"}
     assert importers("data.py") == {"prepare_data.py", "data_summary.py"}
     assert "loss.py" in {f.name for f in keys.code_files("reference_perplexity.py")}  # transitively, via generation_metrics
     assert keys.code_fingerprint("score.py") != keys.code_fingerprint("compare.py")

@@ -104,6 +104,8 @@ def grid_config(models_dir, work, lrs=(0.01, 0.001)):
                       "max_length": 64},
          "grid": {"lora.r": [2, 4], "training.learning_rate": list(lrs)}},
         {"method": "ia3", "training": {"max_steps": 2, "max_length": 64}}]}
+    e["published"] = [{"run": "a paper's <b>LoRA</b>", "source": "Table 2", "values": {"accuracy": 0.5, "weighted_f1": 0.25},
+                       "n": 7600}]
     return c
 
 
@@ -137,6 +139,9 @@ def test_each_point_is_its_own_fine_tune_and_the_best_is_chosen_on_validation(gr
     assert (task / "figures" / "training_grid.png").stat().st_size > 10_000
     html = (work / "results" / "report.html").read_text()
     assert "Training grid" in html and f"★ {g['best']}" in html
+    # the published reference row: marked, escaped, its numbers as given, no interval
+    row = html.split("published, not reproduced: a paper&#x27;s &lt;b&gt;LoRA&lt;/b&gt;")[1].split("</tr>")[0]
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", row)[3:6] == ["0.500", "-", "0.250"] and "7600" in row
     csv = (work / "results" / "metrics.csv").read_text().splitlines()
     assert csv[0].split(",")[3:5] == ["method", "grid_point"]
     assert sum(",lora,r4_lr0.001,0," in line for line in csv) == 1 and sum(",ia3,,0," in line for line in csv) == 1

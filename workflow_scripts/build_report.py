@@ -45,9 +45,14 @@ def generation_section(task, entry):
             rows.append([plots.run_label(m, meth, role), d, ci(x["bleu"]), ci(x["rouge_l"]), ci(x["bertscore_f1"]),
                          fmt(ppl, 3), fmt(human["human_evaluation_average"], 3) if human else "-"])
             samples[(m, meth, d)] = common.read_jsonl(f"{base}/{m}/{meth}/gen/{d}/generations.jsonl")
+    for p in entry.get("published", []):
+        x = p["metrics"]
+        rows.append([f"published, not reproduced: {p['run']}", "as published"] +
+                     [fmt(x[k], 3) if k in x else "-" for k in ("bleu", "rouge_l", "bertscore_f1", "perplexity", "human_score")])
     out.append("<h3>Scores on the test prompts (mean [95% bootstrap interval])</h3>")
     out.append(report.table(["run", "decoding", "BLEU", "ROUGE-L F", "BERTScore F1", "reference perplexity", "human score"],
                             rows, num_cols=(2, 3, 4, 5, 6)))
+    out.append(published_caption(entry))
     dec_rows = [[d] + [p.get(k, "") for k in plots.SWEEP_PARAMS] + [p.get("do_sample")] for d, p in decs.items()]
     out.append("<details><summary>decoding settings</summary>" +
                report.table(["name"] + plots.SWEEP_PARAMS + ["do_sample"], dec_rows) + "</details>")
@@ -95,6 +100,17 @@ def finetune_cost_table(task, runs):
             "wall time and peak resident memory of its processes (on a GPU, device memory is not in it).</p>")
 
 
+def published_caption(entry):
+    """Where each published reference row comes from and how its setup differs; empty without any."""
+    items = [f"<li><b>{esc(p['run'])}</b>: {esc(p['source'])}" + (f". {esc(p['note'])}" if p["note"] else "") + "</li>"
+             for p in entry.get("published", [])]
+    if not items:
+        return ""
+    return ("<p class='caption'>Rows marked <i>published, not reproduced</i> are the original study's own numbers, "
+            "read from its output files; this workflow did not compute them, they have no intervals, and their "
+            "data, models and metric code are the study's, not this run's:</p><ul class='caption'>" + "".join(items) + "</ul>")
+
+
 def headline(task, entry, comp, metrics):
     """The task's results table: every run with 95% intervals (mean ± sd over seeds for replicated
     fine-tunes), the majority baseline, and each fine-tune's McNemar p against its zero-shot row."""
@@ -119,8 +135,13 @@ def headline(task, entry, comp, metrics):
                      role.get((m, first), ""), ", ".join(map(str, r["seeds"])) or "-", scoring,
                      ci(r["accuracy"]), ci(r["macro_f1"]), ci(r["weighted_f1"]), unparsed,
                      (pvalue(max(p)) + (f" (largest of {len(p)} seeds)" if len(p) > 1 else "")) if p else "", r["n"]])
+    for p in entry.get("published", []):
+        rows.append([f"published, not reproduced: {p['run']}", "", "-", "-"] +
+                     [fmt(p["metrics"][k], 3) if k in p["metrics"] else "-" for k in ("accuracy", "macro_f1", "weighted_f1")] +
+                     ["-", "", p["n"] or ""])
     out = [report.table(["run", "role", "seeds", "scoring / head", "accuracy", "macro F1", "weighted F1", "unparsed",
                          "McNemar p vs zero-shot", "n"], rows, num_cols=(4, 5, 6, 9), label_cols=(0,))]
+    out.append(published_caption(entry))
     out.append("<p class='caption'>Test split. Single runs: point estimate [95% bootstrap interval over test items]. "
                "Replicated fine-tunes: mean ± sample sd over seeds (per-seed values and intervals below). "
                "McNemar: exact two-sided test of each fine-tuned seed against the same model's zero-shot row on the "

@@ -22,7 +22,7 @@ method = s["finetune"].get("method", "lora")
 run = Path(snakemake.output.train_log).parent.relative_to("results")
 # how often to checkpoint changes no result (resuming is exact), so it is not in the key: read the config
 entry = keys.finetune_entry(snakemake.config["tasks"][snakemake.wildcards.task], snakemake.wildcards.model, method,
-                            keys.run_point(snakemake.wildcards.method))
+                            keys.run_point(run.name))
 tcfg["checkpoint_every"] = entry["training"]["checkpoint_every"]
 use_chat = spec.get("chat_template", False)
 ckpt_dir = Path(snakemake.config["checkpoint_dir"]) / run / keys.resume_key(

@@ -20,7 +20,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from . import decoding, training_grid
+from . import decoding, published, training_grid
 from .keys import METHOD_SETTINGS, canonical  # noqa: F401 (the rule files call cfg.canonical)
 
 PROMPT_LEARNING = ("prompt_tuning", "prefix_tuning")
@@ -124,6 +124,11 @@ def _cross_check(config, files, finetune_schema):
                     raise ConfigError(f"{where}.{key}: model '{m}' is not defined under 'models' "
                                       f"(defined: {', '.join(models)})")
         _check_finetunes(task_name, task, models, source, finetune_schema)
+        for i, entry in enumerate(task.get("published", [])):
+            try:
+                published.load(entry, config["data_dir"])
+            except published.PublishedError as e:
+                raise ConfigError(f"{source('tasks', task_name, 'published')}: tasks.{task_name}.published[{i}].{e}") from None
         if not config["use_hub"] and "files" not in task:
             raise ConfigError(f"{where}: no 'files' for the offline run; add files or set use_hub: true")
         if task["type"] == "generation":

@@ -68,6 +68,18 @@ def resolve_source(spec, use_hub):
     return str(folder), gguf
 
 
+def _hub_model_error(hub_id, error):
+    """One line for a hub id that could not be loaded: offline and not cached, or the hub's own reason."""
+    from huggingface_hub import constants, is_offline_mode
+
+    if is_offline_mode():
+        reason = f"not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and offline mode is on (HF_HUB_OFFLINE)"
+    else:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (f"model hub_id '{hub_id}': {reason}; run once with network access to download it, or set use_hub: false "
+            f"and give the model a local source: (path, package or gguf_package)")
+
+
 def _clear_gguf_state(model):
     # A GGUF load leaves quantizer state behind that blocks training and save_pretrained.
     model.hf_quantizer = None
@@ -85,12 +97,17 @@ def materialize(spec, use_hub, out_dir):
     if gguf:
         kwargs["gguf_file"] = gguf
     print(f"loading {where}" + (f" ({gguf})" if gguf else ""))
-    tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
     cls = AutoModelForCausalLM if spec["type"] == "causal_lm" else AutoModel
     # 'auto' keeps the checkpoint's own dtype on disk (GGUF: dequantized to float32); later stages
     # cast to what their device runs best (resolve_dtype).
     dtype = "auto" if spec["dtype"] == "auto" and not gguf else resolve_dtype(spec["dtype"], "cpu")
-    model = cls.from_pretrained(where, dtype=dtype, **kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+        model = cls.from_pretrained(where, dtype=dtype, **kwargs)
+    except OSError as e:
+        if Path(where).is_dir():  # a local folder: transformers' own message names it
+            raise
+        raise PipelineError(_hub_model_error(where, e)) from None
     if gguf:
         _clear_gguf_state(model)
     # save_pretrained keeps no sentence-transformers files: record here which head fits (heads.py)

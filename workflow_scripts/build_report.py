@@ -141,13 +141,13 @@ def headline(task, entry, comp, metrics):
                      ["-", "", p["n"] or ""])
     out = [report.table(["run", "role", "seeds", "scoring / head", "accuracy", "macro F1", "weighted F1", "unparsed",
                          "McNemar p vs zero-shot", "n"], rows, num_cols=(4, 5, 6, 9), label_cols=(0,))]
-    out.append(published_caption(entry))
     out.append("<p class='caption'>Test split. Single runs: point estimate [95% bootstrap interval over test items]. "
                "Replicated fine-tunes: mean ± sample sd over seeds (per-seed values and intervals below). "
                "McNemar: exact two-sided test of each fine-tuned seed against the same model's zero-shot row on the "
                "same items (with several seeds, the largest p). Unparsed outputs count as wrong; a near-miss names a label's "
                "stem (e.g. 'sad'). Heads: mean pooling for sentence-transformers checkpoints (their BERT pooler was never "
                "trained), the CLS pooler (AutoModelForSequenceClassification) otherwise.</p>")
+    out.append(published_caption(entry))
     seeded = [r for r in comp["rows"] if len(r.get("per_seed", [])) > 1]
     if seeded:
         out.append("<details><summary>per-seed values</summary>" + report.table(

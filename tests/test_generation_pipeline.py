@@ -140,3 +140,37 @@ def test_bad_records_and_decodings_fail_before_models_load(run, tmp_path):
                 assert "bad.json" in proc.stdout + proc.stderr
         finally:
             tiny.write_config(work, config)
+
+
+def test_training_grid_on_a_generation_task(run):
+    """A grid on a generation task: each point its own fine-tune with its generations, scores and
+    perplexity; the best point is the one with the lowest validation loss in its own training log,
+    and its test metrics are those of the first named decoding."""
+    work, config, _ = run
+    points = ["lr0.01", "lr1em05"]
+    gridded = tiny.edited(config, lambda c: c["tasks"]["alpaca"]["finetune"]["tiny_llama"].update(
+        grid={"training.learning_rate": [0.01, 0.00001]}))
+    tiny.write_config(work, gridded)
+    try:
+        # the grid's points replace lora-s0: 2 fine-tunes, each with 3 decodings and a perplexity
+        assert tiny.planned_jobs(work) == {"finetune": 2, "generate": 6, "score_generation": 6,
+                                           "reference_perplexity": 2, "training_grid": 1, "generation_figures": 1,
+                                           "report": 1}
+        tiny.snakemake(work, "results/report.html")
+        base = work / "results/alpaca/tiny_llama"
+        logs = {p: tiny.read_json(base / f"lora-{p}-s0/train_log.json") for p in points}
+        grids = tiny.read_json(work / "results/alpaca/training_grid.json")["grids"]
+        assert [(g["model"], g["method"], [p["name"] for p in g["points"]]) for g in grids] == \
+            [("tiny_llama", "lora", points)]
+        g = grids[0]
+        assert g["best"] == min(points, key=lambda p: logs[p]["best_val_loss"])
+        assert g["test_split"] == "decoding greedy"
+        for p in g["points"]:
+            assert p["val_loss"]["mean"] == logs[p["name"]]["best_val_loss"]
+            greedy = tiny.read_json(base / f"lora-{p['name']}-s0/gen/greedy/metrics.json")
+            assert p["test"]["bleu"] == greedy["bleu"] and p["test"]["rouge_l"] == greedy["rouge_l"]
+        html = (work / "results/report.html").read_text()
+        assert "Training grid" in html and f"★ {g['best']}" in html
+        assert (work / "results/alpaca/figures/training_grid.png").stat().st_size > 10_000
+    finally:
+        tiny.write_config(work, config)

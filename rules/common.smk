@@ -1,5 +1,6 @@
 # Parse-time setup: validate the config against the schema (defaults filled in), check the
 # local data files, and define the small helpers the rule files use.
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from lora_pipeline import data as data_lib  # noqa: E402
 from lora_pipeline import keys  # noqa: E402
 from lora_pipeline import published  # noqa: E402
 from lora_pipeline.common import PipelineError  # noqa: E402
+from lora_pipeline.common import WORKFLOW_CORES_ENV as COMMON_WORKFLOW_CORES_ENV  # noqa: E402
 
 try:
     cfg.validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml", files=workflow.configfiles)
@@ -22,6 +24,10 @@ try:
             data_lib.check_task_files(_task_name, _task, config["data_dir"])
 except (cfg.ConfigError, PipelineError) as err:
     raise WorkflowError(f"Error: {err}") from None
+
+# Model jobs split the cores this machine gives them by how many jobs --cores runs at once
+# (common.cpu_threads); the jobs inherit this environment. It is in no stage key: no rerun.
+os.environ[COMMON_WORKFLOW_CORES_ENV] = str(workflow.cores)
 
 TASKS = cfg.selected_tasks(config)
 CLASSIFICATION_TASKS = [t for t, v in TASKS.items() if v["type"] == "classification"]
@@ -115,7 +121,7 @@ def training_grid_inputs(wildcards):
     runs = grid_runs(t)
     if t in GENERATION_TASKS:
         first = next(iter(cfg.decodings(TASKS[t])))
-        metrics = [f"results/{t}/{m}/{run}/gen/{first}/metrics.json" for m, run in runs]
+        metrics = [f"{gen_folder(t, m, run, first)}/metrics.json" for m, run in runs]
     else:
         metrics = [f"results/{t}/{m}/{run}/metrics.json" for m, run in runs]
     return {"train_logs": [f"results/{t}/{m}/{run}/train_log.json" for m, run in runs], "metrics": metrics}
@@ -138,8 +144,11 @@ def report_inputs(wildcards):
     for task in TASKS:
         inputs["summaries"].append(f"results/{task}/data/summary.json")
         if task in GENERATION_TASKS:
+            shared = shared_decodings(task)
             for m, meth, d in gen_runs(task):
-                run = f"results/{task}/{m}/{meth}/gen/{d}"
+                if shared[d] != d:
+                    continue  # the report reads it from the point it shares
+                run = gen_folder(task, m, meth, d)
                 inputs["metrics"].append(f"{run}/metrics.json")
                 inputs["predictions"].append(f"{run}/generations.jsonl")
                 inputs["provenance"].append(f"{run}/provenance.json")
@@ -164,6 +173,18 @@ def gen_runs(task_name):
     """(model, method, decoding) triples of a generation task, in report order."""
     names = list(cfg.decodings(TASKS[task_name]))
     return [(m, meth, d) for m, meth in methods(task_name) for d in names]
+
+
+def shared_decodings(task_name):
+    """{decoding point: the point whose generation it shares} (keys.shared_decodings): equivalent
+    points (same generate arguments) are one generate and one score_generation job."""
+    task = TASKS[task_name]
+    return keys.shared_decodings(cfg.decodings(task), human_eval=task["human_eval"])
+
+
+def gen_folder(task_name, model, method, decoding):
+    """Where a decoding point's generations and scores are: its shared point's folder."""
+    return f"results/{task_name}/{model}/{method}/gen/{shared_decodings(task_name)[decoding]}"
 
 
 def bertscore_model(task_name):
@@ -197,7 +218,7 @@ def gen_score_inputs(wildcards):
 def gen_figure_inputs(wildcards):
     t = wildcards.task
     return {
-        "metrics": [f"results/{t}/{m}/{meth}/gen/{d}/metrics.json" for m, meth, d in gen_runs(t)],
+        "metrics": [f"{gen_folder(t, m, meth, d)}/metrics.json" for m, meth, d in gen_runs(t)],
         "perplexity": [f"results/{t}/{m}/{meth}/perplexity.json" for m, meth in methods(t)],
         "train_logs": finetune_logs(t),
     }
@@ -213,6 +234,7 @@ def report_runs():
         entry["published"] = [published.load(p, config["data_dir"]) for p in task["published"]]
         if task["type"] == "generation":
             entry["decodings"] = cfg.decodings(task)
+            entry["shared"] = shared_decodings(t)
             entry["human_eval"] = task["human_eval"]
         else:
             entry["scoring"] = {m: (task["scoring"] if MODELS[m]["type"] == "causal_lm" else "classification head")

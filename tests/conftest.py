@@ -25,20 +25,29 @@ def _last_error_line(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
+def _shared_root(tmp_path_factory):
+    """A temporary folder common to every pytest-xdist worker of this session."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
 @pytest.fixture(scope="session")
-def slurm_cluster():
+def slurm_cluster(tmp_path_factory):
+    from filelock import FileLock
+
     if os.environ.get("SKIP_SLURM") == "1":
         pytest.skip("SKIP_SLURM=1: not starting the local SLURM cluster")
     if not START_SCRIPT.exists():
         pytest.skip(f"{START_SCRIPT} missing")
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(
-            ["bash", str(START_SCRIPT)],
-            capture_output=True,
-            text=True,
-            timeout=900,  # a cold apt-get install can take a few minutes
-        )
+        with FileLock(str(_shared_root(tmp_path_factory) / "slurm.lock")):  # one worker starts it at a time
+            proc = subprocess.run(
+                ["bash", str(START_SCRIPT)],
+                capture_output=True,
+                text=True,
+                timeout=900,  # a cold apt-get install can take a few minutes
+            )
     except subprocess.TimeoutExpired as e:
         pytest.skip(f"start_slurm.sh timed out after {e.timeout}s")
     if proc.returncode != 0:
@@ -49,3 +58,22 @@ def slurm_cluster():
     status = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     print(f"{status} [fixture {time.monotonic() - t0:.1f}s]")
     return status
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One finished run of the tiny config (tiny.finished_run) for the whole session, on every
+    pytest-xdist worker: the first worker to need it builds it under the workers' common temporary
+    folder while holding a file lock; the others wait and reuse it. (base, work, config). Tests
+    that only read results use it as it is; tests that edit the config or run more jobs take their
+    own copy (tiny.copy_run), which plans nothing until they change something."""
+    import tiny
+    from filelock import FileLock
+
+    root = _shared_root(tmp_path_factory)
+    base = root / "tiny_run"
+    with FileLock(str(root / "tiny_run.lock")):
+        if not (base / "work" / "results" / "report.html").is_file():
+            tiny.finished_run(base)
+    work = base / "work"
+    return base, work, tiny.tiny_config(base / "models", work)

@@ -315,7 +315,7 @@ def test_scripts_seed_the_head_and_predict_like_training(prepared, tmp_path, mon
 
     settings = {"task_type": "classification", "model": SPEC, "labels": LABELS, "prompt": {},
                 "finetune": {"lora": LORA, "training": dict(TRAIN, max_length=12, gradient_checkpointing=False)}}
-    job = _Job(params=_Job(settings=json.dumps(settings), code="test"), log=[], wildcards=wildcards,
+    job = _Job(params=_Job(settings=json.dumps(settings), code="test"), log=[], wildcards=wildcards, threads=1,
                config=config, input=_Job(model=str(prepared["mean"]), train=data, validation=data),
                output=_Job(adapter="results/emotion/m/lora-s0/adapter", train_log="results/emotion/m/lora-s0/train_log.json"))
     with pytest.raises(_Stop):
@@ -331,7 +331,7 @@ def test_scripts_seed_the_head_and_predict_like_training(prepared, tmp_path, mon
     monkeypatch.setattr(inference, "run_chunked", stop_after_rows)
     settings = {"model": SPEC, "labels": LABELS, "head_seed": 7, "max_length": 12}
     job = _Job(params=_Job(settings=json.dumps(settings), code="test", chunk_size=256),
-               log=[], wildcards=wildcards, config=config, input=_Job(model=str(prepared["mean"]), test=data),
+               log=[], wildcards=wildcards, threads=1, config=config, input=_Job(model=str(prepared["mean"]), test=data),
                output=_Job(predictions="results/emotion/m/zeroshot/predictions.jsonl",
                            provenance="results/emotion/m/zeroshot/provenance.json"))
     with pytest.raises(_Stop):

@@ -210,8 +210,9 @@ def test_to_generate_kwargs():
                                     "num_beams": 2, "do_sample": False, "seed": 1, "batch_size": 4})
     assert greedy == {"max_new_tokens": 8, "num_beams": 2, "do_sample": False}
     sample = dec.to_generate_kwargs({"max_new_tokens": 8, "temperature": 0.7, "top_k": 50, "do_sample": True})
-    assert sample == {"max_new_tokens": 8, "temperature": 0.7, "top_k": 50, "do_sample": True}
-    assert dec.to_generate_kwargs({"max_new_tokens": 8}) == {"max_new_tokens": 8, "do_sample": False}
+    assert sample == {"max_new_tokens": 8, "temperature": 0.7, "top_k": 50, "do_sample": True, "num_beams": 1}
+    # do_sample and num_beams always passed: a model's generation_config may default to sampling or beams
+    assert dec.to_generate_kwargs({"max_new_tokens": 8}) == {"max_new_tokens": 8, "do_sample": False, "num_beams": 1}
 
 
 # -----------------------------------------------------------------------------

@@ -260,11 +260,15 @@ def test_label_likelihood_with_lora_and_many_labels_picks_direct_argmax(llama):
         assert max(range(len(row)), key=row.__getitem__) == max(range(len(direct)), key=direct.__getitem__)
 
 
-def test_auto_dtype_is_float32_on_cpu():
-    from lora_pipeline import models
+def test_auto_dtype_on_cpu_follows_native_bf16(monkeypatch):
+    from lora_pipeline import models, precision
 
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     assert models.resolve_dtype("auto", "cpu") == torch.float32
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert models.resolve_dtype("auto", "cpu") == torch.bfloat16
     assert models.resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+    assert models.resolve_dtype("float32", "cpu") == torch.float32
 
 
 def test_bfloat16_base_trains_fp32_lora_and_scores_like_fp32(llama, tmp_path):
@@ -283,3 +287,12 @@ def test_bfloat16_base_trains_fp32_lora_and_scores_like_fp32(llama, tmp_path):
     full = inference.label_logprobs(model.to(torch.float32), ids, label_ids, batch_size=3, progress=False)
     for a, b in zip(half, full):
         assert a == pytest.approx(b, abs=0.02)  # bf16 rounding only: the fp32 copy holds the same values
+
+
+def test_eval_sample_is_a_fixed_seeded_subset_in_order():
+    examples = [{"input_ids": [i]} for i in range(50)]
+    a = training.eval_subsample(examples, 10, seed=3)
+    assert a == training.eval_subsample(examples, 10, seed=3)  # the same subset at every evaluation
+    ids = [e["input_ids"][0] for e in a]
+    assert len(set(ids)) == 10 and ids == sorted(ids)
+    assert a != training.eval_subsample(examples, 10, seed=4)

@@ -36,12 +36,34 @@ def loaded_config():
 def test_decoding_key_keeps_only_what_changes_generated_text():
     greedy = {"max_new_tokens": 8, "do_sample": False, "temperature": 0.7, "top_k": 5, "top_p": 0.9, "num_beams": 1,
               "batch_size": 16, "seed": 3, "cache": "static", "compile": True, "repetition_penalty": 1.0}
-    # greedy: no sampling settings, seed or batch size (do_sample: false itself is the absence of sampling)
-    assert keys.decoding_key(greedy) == {"max_new_tokens": 8, "num_beams": 1, "repetition_penalty": 1.0}
+    # greedy: no sampling settings, seed or batch size; do_sample: false and num_beams: 1 are the
+    # defaults that generate always gets (decoding.to_generate_kwargs), so they are left out
+    assert keys.decoding_key(greedy) == {"max_new_tokens": 8, "repetition_penalty": 1.0}
     sampled = dict(greedy, do_sample=True)
-    assert keys.decoding_key(sampled) == {k: v for k, v in sampled.items() if k not in ("cache", "compile")}
+    assert keys.decoding_key(sampled) == {k: v for k, v in sampled.items() if k not in ("cache", "compile", "num_beams")}
     beams = dict(greedy, num_beams=4)
     assert keys.decoding_key(beams)["batch_size"] == 16 and "seed" not in keys.decoding_key(beams)
+
+
+def test_equivalent_decoding_points_share_one_generation():
+    """The Alpaca miniature's sweep: at temperature 0 top_k does nothing, so topk30_nb1_t0 and
+    topk50_nb1_t0 are greedy, and topk30_nb2_t0 / topk50_nb2_t0 are one beam search (hand-worked)."""
+    from lora_pipeline import decoding
+
+    points = {"greedy": {"max_new_tokens": 48}}
+    points.update(decoding.expand_grid({"top_k": [30, 50], "num_beams": [1, 2], "temperature": [0, 0.7]},
+                                       {"max_new_tokens": 48, "seed": 0}))
+    shared = keys.shared_decodings(points)
+    assert shared == {"greedy": "greedy", "topk30_nb1_t0": "greedy", "topk30_nb1_t0.7": "topk30_nb1_t0.7",
+                      "topk30_nb2_t0": "topk30_nb2_t0", "topk30_nb2_t0.7": "topk30_nb2_t0.7",
+                      "topk50_nb1_t0": "greedy", "topk50_nb1_t0.7": "topk50_nb1_t0.7",
+                      "topk50_nb2_t0": "topk30_nb2_t0", "topk50_nb2_t0.7": "topk50_nb2_t0.7"}
+    # a point with its own human evaluation keeps its own scores
+    assert keys.shared_decodings(points, keep={"topk50_nb1_t0"})["topk50_nb1_t0"] == "topk50_nb1_t0"
+    # what generate receives is the same for points that share
+    kw = {n: decoding.to_generate_kwargs(p) for n, p in points.items()}
+    assert kw["topk30_nb1_t0"] == kw["greedy"] == kw["topk50_nb1_t0"]
+    assert kw["topk30_nb2_t0"] == kw["topk50_nb2_t0"] != kw["greedy"]
 
 
 def test_a_split_key_ignores_the_other_splits_sample_sizes():
@@ -57,9 +79,15 @@ def test_a_split_key_ignores_the_other_splits_sample_sizes():
 def test_roles_resources_and_sizes_are_in_no_model_key():
     c = loaded_config()
     model = c["models"]["smollm2_135m_instruct"]
-    changed = dict(model, role="base", params_b=7.0, resources={"mem_mb": 64000, "gpus": 1})
+    changed = dict(model, role="base", params_b=7.0, resources={"mem_mb": 64000, "gpus": 0, "cpus_per_task": 8})
     assert keys.model_origin(c, model) == keys.model_origin(c, changed)
     assert keys.model_settings(model) == keys.model_settings(changed)
+    # a GPU request changes a model key only through the dtype it resolves to (precision.resolve)
+    gpu = dict(model, resources={"mem_mb": 8000, "gpus": 1})
+    assert keys.model_origin(c, model) == keys.model_origin(c, gpu)
+    assert {k: v for k, v in keys.model_settings(gpu).items() if k != "dtype"} == \
+        {k: v for k, v in keys.model_settings(model).items() if k != "dtype"}
+    assert keys.model_settings(gpu)["dtype"] == "bfloat16"
     assert keys.model_origin(c, model)["origin"] == {"source": model["source"]}
     assert keys.model_origin(dict(c, use_hub=True), model)["origin"] == {"hub_id": model["hub_id"]}
 

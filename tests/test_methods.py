@@ -329,9 +329,8 @@ TASK_JOBS = {"compare": 1, "figures": 1, "report": 1}
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    base = tmp_path_factory.mktemp("methods")
-    return tiny.finished_run(base)
+def finished(tiny_run, tmp_path_factory):
+    return tiny.copy_run(tiny_run, tmp_path_factory.mktemp("methods"))
 
 
 def with_method(config, entry):

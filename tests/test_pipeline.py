@@ -14,9 +14,9 @@ from lora_pipeline.common import read_jsonl
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("pipeline")
-    return tiny.finished_run(base)
+def run(tiny_run, tmp_path_factory):
+    # a copy: test_likelihood_scoring_through_the_pipeline reruns jobs in it
+    return tiny.copy_run(tiny_run, tmp_path_factory.mktemp("pipeline"))
 
 
 RUNS = [("tiny_llama", "zeroshot"), ("tiny_bert", "zeroshot"), ("tiny_llama", "raw"), ("tiny_llama", "lora-s0"),
@@ -167,3 +167,27 @@ def test_likelihood_scoring_through_the_pipeline(run):
         assert tiny.read_json(work / "results/emotion/tiny_llama/lora-s0/metrics.json")["unparsed_share"] == 0
     finally:
         tiny.write_config(work, config)
+
+
+def test_every_model_run_records_its_resolved_dtype(run):
+    """dtype auto resolves once for this machine (bf16 on a CPU with native bf16): each run's
+    provenance, train log, metrics.csv row and report row name it; the baseline has none."""
+    import csv
+
+    from lora_pipeline import precision
+
+    work, _ = run
+    expected = precision.resolve("auto")
+    for run_dir in ("tiny_llama/zeroshot", "tiny_llama/raw", "tiny_llama/lora-s0", "tiny_bert/zeroshot",
+                    "tiny_bert/lora-s0"):
+        assert tiny.read_json(work / f"results/emotion/{run_dir}/provenance.json")["dtype"] == expected, run_dir
+    log = tiny.read_json(work / "results/emotion/tiny_llama/lora-s0/train_log.json")
+    assert log["dtype"] == {"compute": expected, "trained_weights": "float32"}
+    assert "dtype" not in tiny.read_json(work / "results/emotion/majority/baseline/provenance.json")
+    rows = list(csv.DictReader(open(work / "results/metrics.csv")))
+    assert {r["dtype"] for r in rows if r["model"] != "majority"} == {expected}
+    assert [r["dtype"] for r in rows if r["model"] == "majority"] == [""]
+    html = (work / "results/report.html").read_text()
+    short = {"bfloat16": "bf16", "float32": "fp32"}[expected]
+    headline = html[html.index("Results on the test split"):html.index("<h3>Data</h3>")]
+    assert headline.count(f"<td>{short}</td>") == 5, headline  # one per model run, not the baseline

@@ -59,9 +59,9 @@ def test_negative_control_overflow_is_reported(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("pipeline_browser")
-    return tiny.finished_run(base)
+def run(tiny_run):
+    _, work, config = tiny_run  # read only
+    return work, config
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ def classification(models, finetunes, prepared_models=None, **extra):
 
 
 def generation(models, finetunes, decodings):
+    """decodings: the distinct generations per run (points with the same generate arguments share one)."""
     runs = models + finetunes
     return {"prepare_data": 3, "data_summary": 1, "prepare_model": models, "finetune": finetunes,
             "generate": runs * decodings, "score_generation": runs * decodings, "reference_perplexity": runs,
@@ -47,10 +48,13 @@ EXPECTED = {
     # config.yaml's study: Gemma base, SmolLM2 instruct, MiniLM zero-shot, SmolLM2 raw prompt; LoRA of
     # SmolLM2 (1 seed) and MiniLM (3 seeds)
     "emotion_llama3.offline": dict(classification(4, 4, prepared_models=3), **TOKENIZERS),
-    # three 7B-class models, each with LoRA; 1 named decoding + 3 x 2 x 3 grid points
-    "alpaca_7b.hub": generation(3, 3, 1 + 18),
-    # Gemma base and SmolLM2 zero-shot, SmolLM2 LoRA; 1 named decoding + 2 x 2 x 2 grid points
-    "alpaca_7b.offline": generation(2, 1, 1 + 8),
+    # three 7B-class models, each with LoRA; 1 named decoding (5 beams) + 3 x 2 x 3 grid points, of
+    # which the 6 at temperature 0 are 2 beam searches (top_k does nothing there), nb5 the named one:
+    # published_beam5 + nb2_t0 + 12 sampled points
+    "alpaca_7b.hub": generation(3, 3, 1 + 1 + 12),
+    # Gemma base and SmolLM2 zero-shot, SmolLM2 LoRA; 1 named decoding (greedy) + 2 x 2 x 2 grid
+    # points, of which nb1_t0 are greedy and nb2_t0 one beam search: greedy + nb2_t0 + 4 sampled
+    "alpaca_7b.offline": generation(2, 1, 1 + 1 + 4),
 }
 
 

@@ -141,7 +141,8 @@ def test_each_point_is_its_own_fine_tune_and_the_best_is_chosen_on_validation(gr
     assert "Training grid" in html and f"★ {g['best']}" in html
     # the published reference row: marked, escaped, its numbers as given, no interval
     row = html.split("published, not reproduced: a paper&#x27;s &lt;b&gt;LoRA&lt;/b&gt;")[1].split("</tr>")[0]
-    assert re.findall(r"<td[^>]*>([^<]*)</td>", row)[3:6] == ["0.500", "-", "0.250"] and "7600" in row
+    # cells after the run: role, seeds, scoring, dtype ("-"), then accuracy, macro F1, weighted F1
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", row)[3:7] == ["-", "0.500", "-", "0.250"] and "7600" in row
     csv = (work / "results" / "metrics.csv").read_text().splitlines()
     assert csv[0].split(",")[3:5] == ["method", "grid_point"]
     assert sum(",lora,r4_lr0.001,0," in line for line in csv) == 1 and sum(",ia3,,0," in line for line in csv) == 1

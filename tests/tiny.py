@@ -105,9 +105,14 @@ def copy_workflow(dest):
     return Path(dest) / "Snakefile"
 
 
+# Two jobs at a time on the 2-core CI machine (each model job then takes one thread,
+# common.cpu_threads): the tiny models' jobs are mostly Python start-up, which runs side by side.
+CORES = os.environ.get("LORA_WF_TEST_CORES", "2")
+
+
 def snakemake(workdir, *args, env=None, check=True, snakefile=None):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile or REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", "1", *args]
+           "--cores", CORES, *args]
     full_env = dict(os.environ, **(env or {}))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=1800)
     if check and proc.returncode != 0:
@@ -124,6 +129,17 @@ def finished_run(base, snakefile=None):
     write_config(work, config)
     snakemake(work, "results/report.html", snakefile=snakefile)
     return work, config
+
+
+def copy_run(run, dest):
+    """A private copy of a finished run's working directory (results, logs, checkpoints, .snakemake):
+    (work, config). Its models stay where the original's config points."""
+    import shutil
+
+    _, work, config = run
+    target = Path(dest) / "work"
+    shutil.copytree(work, target, symlinks=True)
+    return target, copy.deepcopy(config)
 
 
 def planned_jobs(workdir, *targets, snakefile=None):

@@ -18,6 +18,10 @@ METHOD = {"zeroshot": "zero-shot", "raw": "raw prompt (no chat template)", "base
           **plots.METHOD_LABELS}
 
 
+def short_dtype(name):
+    return {"bfloat16": "bf16", "float32": "fp32", "float16": "fp16"}.get(name, name or "-")
+
+
 def ci(m, digits=3):
     """'mean [low, high]' for one run, 'mean ± sd (k seeds)' across seeds."""
     if "sd" in m:
@@ -35,24 +39,31 @@ def generation_section(task, entry):
     out = [f"<h2>Task: {esc(task)} (generation)</h2>"]
     out.append(report.table(["split", "records", "with input"],
                             [[s, v["rows"], v["with_input"]] for s, v in summary["splits"].items()], num_cols=(1, 2)))
-    decs = entry["decodings"]
+    decs, shared = entry["decodings"], entry["shared"]
     rows, samples = [], {}
     for m, meth, role in entry["runs"]:
         ppl = common.read_json(f"{base}/{m}/{meth}/perplexity.json")["corpus"]
         for d in decs:
-            x = common.read_json(f"{base}/{m}/{meth}/gen/{d}/metrics.json")
+            folder = f"{base}/{m}/{meth}/gen/{shared[d]}"  # equivalent points share one generation
+            x = common.read_json(f"{folder}/metrics.json")
             human = x.get("human")
-            rows.append([plots.run_label(m, meth, role), d, ci(x["bleu"]), ci(x["rouge_l"]), ci(x["bertscore_f1"]),
+            rows.append([plots.run_label(m, meth, role), d + (f" (= {shared[d]})" if shared[d] != d else ""),
+                         short_dtype(results_table.run_dtype(folder)),
+                         ci(x["bleu"]), ci(x["rouge_l"]), ci(x["bertscore_f1"]),
                          fmt(ppl, 3), fmt(human["human_evaluation_average"], 3) if human else "-"])
-            samples[(m, meth, d)] = common.read_jsonl(f"{base}/{m}/{meth}/gen/{d}/generations.jsonl")
+            samples[(m, meth, d)] = common.read_jsonl(f"{folder}/generations.jsonl")
     for p in entry.get("published", []):
         x = p["metrics"]
-        rows.append([f"published, not reproduced: {p['run']}", "as published"] +
+        rows.append([f"published, not reproduced: {p['run']}", "as published", "-"] +
                      [fmt(x[k], 3) if k in x else "-" for k in ("bleu", "rouge_l", "bertscore_f1", "perplexity", "human_score")])
     out.append("<h3>Scores on the test prompts (mean [95% bootstrap interval])</h3>")
-    out.append(report.table(["run", "decoding", "BLEU", "ROUGE-L F", "BERTScore F1", "reference perplexity", "human score"],
-                            rows, num_cols=(2, 3, 4, 5, 6)))
+    out.append(report.table(["run", "decoding", "dtype", "BLEU", "ROUGE-L F", "BERTScore F1", "reference perplexity",
+                             "human score"], rows, num_cols=(3, 4, 5, 6, 7)))
     out.append(published_caption(entry))
+    if any(shared[d] != d for d in decs):
+        out.append("<p class='caption'>A point marked (= other) has the same generate arguments as that point "
+                   "(without sampling, top_k, top_p and temperature do nothing): it shares its generation and "
+                   "scores.</p>")
     dec_rows = [[d] + [p.get(k, "") for k in plots.SWEEP_PARAMS] + [p.get("do_sample")] for d, p in decs.items()]
     out.append("<details><summary>decoding settings</summary>" +
                report.table(["name"] + plots.SWEEP_PARAMS + ["do_sample"], dec_rows) + "</details>")
@@ -133,20 +144,22 @@ def headline(task, entry, comp, metrics):
         p = paired.get((m, meth))
         rows.append([plots.run_label(m, meth, "encoder" if "head" in x and x["head"] else ""),
                      role.get((m, first), ""), ", ".join(map(str, r["seeds"])) or "-", scoring,
+                     short_dtype(results_table.run_dtype(f"results/{task}/{m}/{first}")),
                      ci(r["accuracy"]), ci(r["macro_f1"]), ci(r["weighted_f1"]), unparsed,
                      (pvalue(max(p)) + (f" (largest of {len(p)} seeds)" if len(p) > 1 else "")) if p else "", r["n"]])
     for p in entry.get("published", []):
-        rows.append([f"published, not reproduced: {p['run']}", "", "-", "-"] +
+        rows.append([f"published, not reproduced: {p['run']}", "", "-", "-", "-"] +
                      [fmt(p["metrics"][k], 3) if k in p["metrics"] else "-" for k in ("accuracy", "macro_f1", "weighted_f1")] +
                      ["-", "", p["n"] or ""])
-    out = [report.table(["run", "role", "seeds", "scoring / head", "accuracy", "macro F1", "weighted F1", "unparsed",
-                         "McNemar p vs zero-shot", "n"], rows, num_cols=(4, 5, 6, 9), label_cols=(0,))]
+    out = [report.table(["run", "role", "seeds", "scoring / head", "dtype", "accuracy", "macro F1", "weighted F1",
+                         "unparsed", "McNemar p vs zero-shot", "n"], rows, num_cols=(5, 6, 7, 10), label_cols=(0,))]
     out.append("<p class='caption'>Test split. Single runs: point estimate [95% bootstrap interval over test items]. "
                "Replicated fine-tunes: mean ± sample sd over seeds (per-seed values and intervals below). "
                "McNemar: exact two-sided test of each fine-tuned seed against the same model's zero-shot row on the "
                "same items (with several seeds, the largest p). Unparsed outputs count as wrong; a near-miss names a label's "
                "stem (e.g. 'sad'). Heads: mean pooling for sentence-transformers checkpoints (their BERT pooler was never "
-               "trained), the CLS pooler (AutoModelForSequenceClassification) otherwise.</p>")
+               "trained), the CLS pooler (AutoModelForSequenceClassification) otherwise. dtype: what the model's "
+               "matmuls ran in (bf16: bfloat16 base weights, trained weights and loss in float32).</p>")
     out.append(published_caption(entry))
     seeded = [r for r in comp["rows"] if len(r.get("per_seed", [])) > 1]
     if seeded:
@@ -277,14 +290,15 @@ def provenance_rows():
     for t, e in tasks.items():
         for m, meth, _ in e["runs"]:
             runs = [(f"results/{t}/{m}/{meth}", "")] if e["type"] == "classification" else \
-                [(f"results/{t}/{m}/{meth}/gen/{d}", d) for d in e["decodings"]]
+                [(f"results/{t}/{m}/{meth}/gen/{e['shared'][d]}", d) for d in e["decodings"]]
             for folder, d in runs:
                 p = common.read_json(f"{folder}/provenance.json")
                 train = {}
                 if keys.method_seed(meth) is not None:
                     train = common.read_json(f"results/{t}/{m}/{meth}/train_log.json").get("provenance", {}).get("data", {})
                 data = dict(p.get("data", {}), **train)
-                rows.append([t, m, meth + (f" / {d}" if d else ""), data.get("train", ""), data.get("validation", ""),
+                rows.append([t, m, meth + (f" / {d}" if d else ""), p.get("dtype", ""), data.get("train", ""),
+                             data.get("validation", ""),
                              data.get("test", ""), p.get("model", ""), p.get("adapter", ""), p["code"]])
     return rows
 
@@ -294,7 +308,7 @@ with common.log_to(common.snakemake_log(snakemake)):
                 for t, e in tasks.items()]
     if snakemake.input.tokenizer_study:
         sections.append(tokenizer_section())
-    hashes = report.table(["task", "model", "run", "train data", "validation data", "test data", "model weights",
+    hashes = report.table(["task", "model", "run", "dtype", "train data", "validation data", "test data", "model weights",
                            "adapter", "code"], provenance_rows())
     text = report.page(config["report_title"], sections, config["notes"], yaml.safe_dump(config, sort_keys=False), hashes)
     common.atomic_write_text(snakemake.output.html, text)

@@ -25,16 +25,20 @@ entry = keys.finetune_entry(snakemake.config["tasks"][snakemake.wildcards.task],
                             keys.run_point(run.name))
 tcfg["checkpoint_every"] = entry["training"]["checkpoint_every"]
 use_chat = spec.get("chat_template", False)
+# the matmuls run in the resolved dtype; a full fine-tune loads its weights in its master dtype
+# (float32 under dtype auto) and autocasts (precision.master_dtype)
+compute_dtype = models.DTYPES[spec["dtype"]]
+load_spec = {**spec, "dtype": s["finetune"]["master_dtype"]} if method == "full" else spec
 ckpt_dir = Path(snakemake.config["checkpoint_dir"]) / run / keys.resume_key(
     s, snakemake.params.code, [snakemake.input.train, snakemake.input.validation], snakemake.input.model)
 
 with common.log_to(common.snakemake_log(snakemake)):
-    common.use_cpu_threads(snakemake.config)
+    common.use_cpu_threads(snakemake.config, snakemake.threads)
     common.seed_everything(tcfg["seed"])
     tok = models.load_tokenizer(snakemake.input.model, spec["trust_remote_code"], padding_side="right")
     splits = {k: common.read_jsonl(snakemake.input[k]) for k in ("train", "validation")}
     if spec["type"] == "encoder":
-        model = models.load_classifier(snakemake.input.model, spec, labels, seed=tcfg["seed"])
+        model = models.load_classifier(snakemake.input.model, load_spec, labels, seed=tcfg["seed"])
         print(f"classification head: {model.head_kind}")
         # heads.encode: the tokenization predict.py's classify uses too (same truncation, right padding)
         examples = {k: [{"input_ids": ids, "labels": labels.index(r["label"])}
@@ -42,7 +46,7 @@ with common.log_to(common.snakemake_log(snakemake)):
                     for k, rows in splits.items()}
         task_type = "SEQ_CLS"
     else:
-        model = models.load_causal_lm(snakemake.input.model, spec, quantize=adapters.NF4 if method == "qlora" else None)
+        model = models.load_causal_lm(snakemake.input.model, load_spec, quantize=adapters.NF4 if method == "qlora" else None)
         examples = {}
         for k, rows in splits.items():
             examples[k] = []
@@ -55,18 +59,23 @@ with common.log_to(common.snakemake_log(snakemake)):
                 ids, lab = prompting.encode_prompt_answer(tok, prompt, answer, tcfg["max_length"])
                 examples[k].append({"input_ids": ids, "labels": lab})
         task_type = "CAUSAL_LM"
+    if tcfg.get("eval_sample") and tcfg["eval_sample"] < len(examples["validation"]):
+        examples["validation"] = training.eval_subsample(examples["validation"], tcfg["eval_sample"], tcfg["seed"])
+        print(f"validation loss on {len(examples['validation'])} of {len(splits['validation'])} examples")
     model = adapters.trainable_model(model, s["finetune"], task_type, tcfg["gradient_checkpointing"])
     counts = adapters.parameter_counts(model)
     print(f"{method}: {counts['trainable']:,} trainable of {counts['total']:,} parameters "
           f"({100 * counts['trainable_share']:.4f}%)")
     print(f"checkpoints: {ckpt_dir}")
+    print(f"compute dtype {spec['dtype']}, trained weights {s['finetune'].get('master_dtype', 'float32')}")
     log = training.train(model, examples["train"], examples["validation"], tcfg, ckpt_dir,
-                         tok.pad_token_id, models.device())
+                         tok.pad_token_id, models.device(), compute_dtype)
     with common.atomic_dir(snakemake.output.adapter) as tmp:
         adapters.save_trained(model, tmp, method, snakemake.input.model)
     log["method"], log["parameters"] = method, counts
+    log["dtype"] = {"compute": spec["dtype"], "trained_weights": s["finetune"].get("master_dtype", "float32")}
     log["provenance"] = keys.provenance(snakemake.params.code, {k: snakemake.input[k] for k in ("train", "validation")},
-                                        snakemake.input.model, snakemake.output.adapter)
+                                        snakemake.input.model, snakemake.output.adapter, spec["dtype"])
     common.write_json(snakemake.output.train_log, log)
     if not snakemake.config["keep_checkpoints"]:
         shutil.rmtree(ckpt_dir, ignore_errors=True)

@@ -14,7 +14,7 @@ point = config.decodings(snakemake.config["tasks"][snakemake.wildcards.task])[sn
 decoding = dict(s["decoding"], batch_size=s["decoding"].get("batch_size", point["batch_size"]))
 
 with common.log_to(common.snakemake_log(snakemake)):
-    common.use_cpu_threads(snakemake.config)
+    common.use_cpu_threads(snakemake.config, snakemake.threads)
     common.seed_everything(decoding.get("seed", 0))
     rows = common.read_jsonl(snakemake.input.test)
     tok = models.load_tokenizer(snakemake.input.model, s["model"]["trust_remote_code"])
@@ -35,6 +35,7 @@ with common.log_to(common.snakemake_log(snakemake)):
     human_eval.write_template(snakemake.output.human_eval_template, [prompts[r["id"]] for r in out],
                               [r["reference"] for r in out], [r["output"] for r in out])
     common.write_json(snakemake.output.provenance, keys.provenance(
-        snakemake.params.code, {"test": snakemake.input.test}, snakemake.input.model, adapter))
+        snakemake.params.code, {"test": snakemake.input.test}, snakemake.input.model, adapter,
+        s["model"]["dtype"]))
     shutil.rmtree(chunk_dir, ignore_errors=True)
     print(f"wrote {len(out)} responses")

@@ -21,7 +21,7 @@ batch_size = snakemake.config["tasks"][snakemake.wildcards.task]["decoding"]["ba
 
 
 with common.log_to(common.snakemake_log(snakemake)):
-    common.use_cpu_threads(snakemake.config)
+    common.use_cpu_threads(snakemake.config, snakemake.threads)
     common.seed_everything(s.get("decoding", {}).get("seed", 0))
     rows = common.read_jsonl(snakemake.input.test)
     tok = models.load_tokenizer(snakemake.input.model, s["model"]["trust_remote_code"])
@@ -62,6 +62,7 @@ with common.log_to(common.snakemake_log(snakemake)):
     preds = inference.run_chunked(rows, predict, chunk_dir, snakemake.params.chunk_size)
     common.write_jsonl(snakemake.output.predictions, preds)
     common.write_json(snakemake.output.provenance, keys.provenance(
-        snakemake.params.code, {"test": snakemake.input.test}, snakemake.input.model, adapter))
+        snakemake.params.code, {"test": snakemake.input.test}, snakemake.input.model, adapter,
+        s["model"]["dtype"]))
     shutil.rmtree(chunk_dir, ignore_errors=True)
     print(f"wrote {len(preds)} predictions; unparsed: {sum(p['pred'] is None for p in preds)}")

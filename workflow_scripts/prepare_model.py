@@ -10,5 +10,5 @@ from lora_pipeline import common, models
 origin = json.loads(snakemake.params.spec)
 spec = {k: v for k, v in origin.items() if k != "origin"} | origin["origin"]
 with common.log_to(common.snakemake_log(snakemake)):
-    common.use_cpu_threads(snakemake.config)
+    common.use_cpu_threads(snakemake.config, snakemake.threads)
     models.materialize(spec, "hub_id" in origin["origin"], snakemake.output.model)

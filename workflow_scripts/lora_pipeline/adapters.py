@@ -137,10 +137,18 @@ BUILDERS = {"lora": lora_model, "dora": dora_model, "ia3": ia3_model, "prompt_tu
 
 def trainable_model(model, finetune, task_type, gradient_checkpointing=False):
     """The model to train for a stage key's `finetune` block ({"method", <its settings block>}; no
-    method means lora)."""
+    method means lora). Whatever it trains is float32 (master weights: LoRA and the other methods'
+    parameters, heads, prompt embeddings) on base weights of any dtype, unless the key's
+    master_dtype (a `full` fine-tune with an explicit dtype) says otherwise."""
     method = finetune.get("method", "lora")
     block = keys.METHOD_SETTINGS[method]
-    return BUILDERS[method](model, finetune[block] if block else None, task_type, gradient_checkpointing)
+    model = BUILDERS[method](model, finetune[block] if block else None, task_type, gradient_checkpointing)
+    master = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+        finetune.get("master_dtype", "float32")]
+    for p in model.parameters():
+        if p.requires_grad and p.is_floating_point() and p.dtype != master:
+            p.data = p.data.to(master)
+    return model
 
 
 def parameter_counts(model):

@@ -102,14 +102,35 @@ def seed_everything(seed: int):
     torch.manual_seed(seed)
 
 
-def use_cpu_threads(config):
-    """Torch threads for a model job. Snakemake sets OMP_NUM_THREADS to the job's threads (1 under
-    --cores 1); model jobs instead use every core this process may run on (on SLURM: the cores it
-    was given) unless the config's torch_threads says otherwise."""
+WORKFLOW_CORES_ENV = "LORA_WF_CORES"  # set by rules/common.smk at parse time: snakemake's --cores
+
+
+def cpu_threads(config, job_threads=1, affinity=None, workflow_cores=None):
+    """Intra-op threads of a model job: the config's torch_threads when set; else the job's own
+    Snakemake `threads:` or, when larger, its share of the cores this process may run on (the
+    cores divided by how many jobs --cores lets run at once). So `--cores 1` on a 2-core machine
+    gives its one job both cores, `--cores 2` runs two one-thread jobs side by side without
+    oversubscription, and a SLURM job uses the cores it was given."""
+    n = int(config.get("torch_threads", 0) or 0)
+    if n > 0:
+        return n
+    if affinity is None:
+        affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if workflow_cores is None:
+        try:
+            workflow_cores = int(os.environ.get(WORKFLOW_CORES_ENV, "0"))
+        except ValueError:
+            workflow_cores = 0
+    share = affinity // workflow_cores if workflow_cores > 0 else affinity
+    return max(1, int(job_threads or 1), share)
+
+
+def use_cpu_threads(config, job_threads=1):
+    """Set torch's intra-op threads for this job (cpu_threads) and return them."""
     import torch
 
-    n = int(config.get("torch_threads", 0) or 0)
-    torch.set_num_threads(n if n > 0 else len(os.sched_getaffinity(0)))
+    torch.set_num_threads(cpu_threads(config, job_threads))
+    print(f"torch threads: {torch.get_num_threads()}")
     return torch.get_num_threads()
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from . import decoding, published, training_grid
+from . import decoding, precision, published, training_grid
 from .keys import METHOD_SETTINGS, canonical  # noqa: F401 (the rule files call cfg.canonical)
 
 PROMPT_LEARNING = ("prompt_tuning", "prefix_tuning")
@@ -298,9 +298,7 @@ def check_resources(config, default_resources=()):
     for name in sorted(used):
         model = config["models"][name]
         res = model["resources"]
-        dtype = model["dtype"]
-        if dtype == "auto":  # bf16 on a GPU, float32 on CPU (models.resolve_dtype)
-            dtype = "bfloat16" if res["gpus"] > 0 else "float32"
+        dtype = precision.model_dtype(model)  # 'auto' resolved: bf16 on a GPU or a bf16 CPU, else float32
         need = model["params_b"] * BYTES_PER_PARAM[dtype] * 1.25  # GB: weights + 25% working memory
         if res["gpus"] > 0 and res["gpu_mem_gb"] > 0:
             have, what = res["gpus"] * res["gpu_mem_gb"], "resources.gpus x gpu_mem_gb"

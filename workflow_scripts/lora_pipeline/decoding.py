@@ -79,12 +79,13 @@ def expand_grid(grid, base) -> dict:
 
 
 def to_generate_kwargs(params) -> dict:
-    """model.generate kwargs for a decoding entry. do_sample is always passed (a model's own
-    generation_config may default to sampling); greedy/beam search drops temperature, top_k, top_p.
+    """model.generate kwargs for a decoding entry. do_sample and num_beams are always passed (a
+    model's own generation_config may default to sampling or to beams); greedy/beam search drops temperature, top_k, top_p.
     cache: static preallocates the KV cache; compile lets transformers torch.compile the decoding
     step with it (on a GPU), and is switched off explicitly otherwise."""
     kw = {k: params[k] for k in GENERATE_KEYS if params.get(k) is not None}
     kw["do_sample"] = bool(kw.get("do_sample", False))
+    kw["num_beams"] = int(kw.get("num_beams", 1))  # not the model's generation_config default: keys.decoding_key
     if not kw["do_sample"]:
         for k in ("temperature", "top_k", "top_p"):
             kw.pop(k, None)

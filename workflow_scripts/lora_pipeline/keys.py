@@ -27,7 +27,7 @@ import os
 import re
 from pathlib import Path
 
-from . import training_grid
+from . import precision, training_grid
 
 SCRIPTS = Path(__file__).resolve().parent.parent  # workflow_scripts/
 PACKAGE = "lora_pipeline"
@@ -255,8 +255,10 @@ def model_origin(config, model):
 
 def model_settings(model):
     """How later stages load a prepared model (never its role, resources or size)."""
-    keys = ["type", "trust_remote_code", "dtype"] + (["chat_template"] if model["type"] == "causal_lm" else [])
-    return {k: model[k] for k in keys}
+    keys = ["type", "trust_remote_code"] + (["chat_template"] if model["type"] == "causal_lm" else [])
+    # the dtype the stage computes in, 'auto' resolved for this machine (precision.resolve): a float32
+    # result is never served as a bfloat16 one, nor the reverse
+    return {**{k: model[k] for k in keys}, "dtype": precision.model_dtype(model)}
 
 
 def _training_key(training, seed):
@@ -264,6 +266,8 @@ def _training_key(training, seed):
     t["seed"] = seed
     if not t.get("packing"):
         t.pop("pack_length", None)
+    if t.get("eval_sample") is None:
+        t.pop("eval_sample", None)
     return t
 
 
@@ -283,6 +287,8 @@ def finetune_settings(config, task, model_name, run):
     ft = finetune_entry(task, model_name, method, point)
     settings = {"task_type": task["type"], "model": model_settings(model),
                 "finetune": {**method_settings(ft), "training": _training_key(ft["training"], seed)}}
+    if method == "full":  # float32 master weights under dtype auto (precision.master_dtype)
+        settings["finetune"]["master_dtype"] = precision.master_dtype(model, method)
     if task["type"] == "generation":
         settings["prompt_style"] = task["prompt_style"]
     else:
@@ -292,18 +298,45 @@ def finetune_settings(config, task, model_name, run):
     return settings
 
 
+def batch_invariant(dtype):
+    """Whether a row's output is the same in every batch (greedy and beam decoding, likelihood and
+    encoder scoring): in float32, yes (tested). In bfloat16 and float16 the padding of a batch
+    changes the kernels' rounding (label log-probabilities move by about 3e-4 nats), which can
+    flip a near tie, so there the batch size is part of those stages' keys."""
+    return dtype == "float32"
+
+
 def decoding_key(decoding):
-    """The decoding settings that can change generated text. Greedy and beam search drop the
-    sampling settings and the seed; batch size only matters where outputs depend on batching
-    (sampling is seeded per batch; beam search is kept to be safe)."""
+    """The decoding settings that can change generated text, in one canonical form: the arguments
+    model.generate gets (decoding.to_generate_kwargs), its defaults left out. Greedy and beam search
+    drop the sampling settings and the seed; `do_sample: false` and `num_beams: 1` are the defaults
+    (always passed to generate), so a grid point `topk30_nb1_t0` and a plain `greedy` are one key.
+    Batch size only matters where outputs depend on batching (sampling is seeded per batch; beam
+    search is kept to be safe)."""
     d = {k: v for k, v in decoding.items() if k not in ("cache", "compile")}
     sampled = bool(d.get("do_sample"))
     if not sampled:
         for k in SAMPLING_KEYS + ("seed",):
             d.pop(k, None)
-    if not sampled and d.get("num_beams", 1) == 1:
-        d.pop("batch_size", None)
+    if d.get("num_beams", 1) == 1:
+        d.pop("num_beams", None)
+        if not sampled:
+            d.pop("batch_size", None)
     return d
+
+
+def shared_decodings(decodings, keep=(), human_eval=None):
+    """{decoding name: the name whose generation it shares}: points with the same decoding_key (the
+    same generate arguments) share the first one's generation and scores, in config order. Points
+    in `keep`, or named by a human evaluation ({"model/method/decoding": file}), are scored on
+    their own."""
+    keep = set(keep) | {k.rpartition("/")[2] for k in (human_eval or {})}
+    first, out = {}, {}
+    for name, params in decodings.items():
+        # the batch size too: under bf16 it is in the generation key (batch_invariant)
+        k = canonical([decoding_key(params), params.get("batch_size")])
+        out[name] = name if name in keep else first.setdefault(k, name)
+    return out
 
 
 def _first_entry(task, model_name):
@@ -330,6 +363,8 @@ def inference_settings(config, task, model_name, method):
     a likelihood-scored model never for max_new_tokens."""
     model = config["models"][model_name]
     settings = {"model": model_settings(model), "labels": task["labels"]}
+    if not batch_invariant(settings["model"]["dtype"]):
+        settings["batch_size"] = task["decoding"]["batch_size"]
     if model["type"] == "encoder":
         settings["max_length"] = encoder_max_length(task, model_name, method)
         if method == "zeroshot":
@@ -349,8 +384,11 @@ def score_settings(task):
 
 
 def generation_settings(config, task, model_name, decoding):
-    return {"model": model_settings(config["models"][model_name]), "prompt_style": task["prompt_style"],
-            "decoding": decoding_key(decoding)}
+    settings = {"model": model_settings(config["models"][model_name]), "prompt_style": task["prompt_style"],
+                "decoding": decoding_key(decoding)}
+    if not batch_invariant(settings["model"]["dtype"]):
+        settings["decoding"]["batch_size"] = decoding.get("batch_size")  # config.decodings fills it in
+    return settings
 
 
 def perplexity_settings(config, task, model_name):
@@ -384,9 +422,12 @@ def resume_key(settings, code, data_files, model_dir) -> str:
                        "weights": weights_fingerprint(model_dir)})
 
 
-def provenance(code, data=None, model_dir=None, adapter=None):
-    """The hashes a run's outputs were built from (12 hex digits each), for the report's footer."""
+def provenance(code, data=None, model_dir=None, adapter=None, dtype=None):
+    """The hashes a run's outputs were built from (12 hex digits each), and the dtype its model
+    computed in, for the report."""
     out = {"code": code}
+    if dtype:
+        out["dtype"] = dtype
     if data:
         out["data"] = {k: file_digest(p)[:12] for k, p in data.items()}
     if model_dir:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from . import heads
+from . import heads, precision
 from .common import PipelineError, atomic_dir
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -26,14 +26,15 @@ def device():
 
 
 def resolve_dtype(name, dev=None):
-    """A config dtype as a torch dtype. 'auto': bfloat16 on a GPU that supports it (half the
-    memory, tensor-core speed; LoRA weights and the loss stay fp32), float32 otherwise (CPU)."""
+    """A config dtype as a torch dtype. The stage keys already hold the resolved name
+    (precision.model_dtype); 'auto' (bench scripts, direct callers) is resolved here for `dev`:
+    bfloat16 on a bf16 GPU or a CPU with native bf16, float32 otherwise."""
     if name != "auto":
         return DTYPES[name]
     dev = torch.device(dev) if dev is not None else device()
-    if dev.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
+    if dev.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if precision.cpu_has_native_bf16() else torch.float32
 
 
 def package_dir(package):
@@ -98,9 +99,12 @@ def materialize(spec, use_hub, out_dir):
         kwargs["gguf_file"] = gguf
     print(f"loading {where}" + (f" ({gguf})" if gguf else ""))
     cls = AutoModelForCausalLM if spec["type"] == "causal_lm" else AutoModel
-    # 'auto' keeps the checkpoint's own dtype on disk (GGUF: dequantized to float32); later stages
-    # cast to what their device runs best (resolve_dtype).
-    dtype = "auto" if spec["dtype"] == "auto" and not gguf else resolve_dtype(spec["dtype"], "cpu")
+    # 'auto' keeps the checkpoint's own dtype on disk (GGUF: dequantized to float32), whatever this
+    # machine computes in; later stages cast to their resolved dtype (precision.model_dtype).
+    if spec["dtype"] == "auto":
+        dtype = torch.float32 if gguf else "auto"
+    else:
+        dtype = DTYPES[spec["dtype"]]
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
         model = cls.from_pretrained(where, dtype=dtype, **kwargs)

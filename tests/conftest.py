@@ -77,3 +77,14 @@ def tiny_run(tmp_path_factory):
             tiny.finished_run(base)
     work = base / "work"
     return base, work, tiny.tiny_config(base / "models", work)
+
+
+# The slowest files first (each a few minutes of Snakemake runs), so that the two pytest-xdist
+# workers (pytest.ini: loadfile) end together instead of one waiting on a slow file at the end.
+SLOW_FIRST = ["test_generation_pipeline", "test_slurm_pipeline", "test_rerun_contract", "test_hub_cache",
+              "test_resume", "test_training_grid", "test_seeds", "test_methods", "test_pipeline"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__, len(rank)))  # stable: files keep their order

@@ -14,7 +14,7 @@ from lora_pipeline import data as data_lib  # noqa: E402
 from lora_pipeline import keys  # noqa: E402
 from lora_pipeline import published  # noqa: E402
 from lora_pipeline.common import PipelineError  # noqa: E402
-from lora_pipeline.common import WORKFLOW_CORES_ENV as COMMON_WORKFLOW_CORES_ENV  # noqa: E402
+from lora_pipeline.common import WORKFLOW_CORES_ENV  # noqa: E402
 
 try:
     cfg.validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml", files=workflow.configfiles)
@@ -27,7 +27,7 @@ except (cfg.ConfigError, PipelineError) as err:
 
 # Model jobs split the cores this machine gives them by how many jobs --cores runs at once
 # (common.cpu_threads); the jobs inherit this environment. It is in no stage key: no rerun.
-os.environ[COMMON_WORKFLOW_CORES_ENV] = str(workflow.cores)
+os.environ[WORKFLOW_CORES_ENV] = str(workflow.cores)
 
 TASKS = cfg.selected_tasks(config)
 CLASSIFICATION_TASKS = [t for t, v in TASKS.items() if v["type"] == "classification"]

@@ -59,7 +59,8 @@ def test_equivalent_decoding_points_share_one_generation():
                       "topk50_nb1_t0": "greedy", "topk50_nb1_t0.7": "topk50_nb1_t0.7",
                       "topk50_nb2_t0": "topk30_nb2_t0", "topk50_nb2_t0.7": "topk50_nb2_t0.7"}
     # a point with its own human evaluation keeps its own scores
-    assert keys.shared_decodings(points, keep={"topk50_nb1_t0"})["topk50_nb1_t0"] == "topk50_nb1_t0"
+    own = keys.shared_decodings(points, human_eval={"m/zeroshot/topk50_nb1_t0": "he.json"})
+    assert own["topk50_nb1_t0"] == "topk50_nb1_t0" and own["topk30_nb1_t0"] == "greedy"
     # what generate receives is the same for points that share
     kw = {n: decoding.to_generate_kwargs(p) for n, p in points.items()}
     assert kw["topk30_nb1_t0"] == kw["greedy"] == kw["topk50_nb1_t0"]

@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 from . import keys
+from .models import DTYPES
 
 PEFT_METHODS = ("lora", "dora", "ia3", "prompt_tuning", "prefix_tuning", "qlora")
 QUANTIZATION_FILE = "quantization.json"
@@ -143,8 +144,7 @@ def trainable_model(model, finetune, task_type, gradient_checkpointing=False):
     method = finetune.get("method", "lora")
     block = keys.METHOD_SETTINGS[method]
     model = BUILDERS[method](model, finetune[block] if block else None, task_type, gradient_checkpointing)
-    master = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
-        finetune.get("master_dtype", "float32")]
+    master = DTYPES[finetune.get("master_dtype", "float32")]
     for p in model.parameters():
         if p.requires_grad and p.is_floating_point() and p.dtype != master:
             p.data = p.data.to(master)

@@ -325,12 +325,11 @@ def decoding_key(decoding):
     return d
 
 
-def shared_decodings(decodings, keep=(), human_eval=None):
+def shared_decodings(decodings, human_eval=None):
     """{decoding name: the name whose generation it shares}: points with the same decoding_key (the
     same generate arguments) share the first one's generation and scores, in config order. Points
-    in `keep`, or named by a human evaluation ({"model/method/decoding": file}), are scored on
-    their own."""
-    keep = set(keep) | {k.rpartition("/")[2] for k in (human_eval or {})}
+    named by a human evaluation ({"model/method/decoding": file}) are scored on their own."""
+    keep = {k.rpartition("/")[2] for k in (human_eval or {})}
     first, out = {}, {}
     for name, params in decodings.items():
         # the batch size too: under bf16 it is in the generation key (batch_invariant)

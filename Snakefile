@@ -2,6 +2,7 @@
 # Run:  snakemake --cores 1 results/report.html
 # Each stage is one rule file under rules/; the config is validated in rules/common.smk.
 
+
 configfile: "config.yaml"
 
 

@@ -12,13 +12,26 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 from lora_pipeline import config as cfg  # noqa: E402
 from lora_pipeline import data as data_lib  # noqa: E402
 from lora_pipeline import keys  # noqa: E402
+from lora_pipeline import preflight  # noqa: E402
 from lora_pipeline import published  # noqa: E402
 from lora_pipeline.common import PipelineError  # noqa: E402
 from lora_pipeline.common import WORKFLOW_CORES_ENV  # noqa: E402
 
 try:
-    cfg.validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml", files=workflow.configfiles)
+    _settings = workflow.config_settings
+    _sources = cfg.merge_order(
+        workflow.configfiles,
+        _settings.configfiles,
+        _settings.config,
+        _settings.replace_workflow_config,
+    )
+    cfg.validate(
+        config,
+        Path(workflow.basedir) / "schemas" / "config.schema.yaml",
+        files=_sources,
+    )
     cfg.check_resources(config, workflow.resource_settings.default_resources or {})
+    preflight.check(config, _sources)
     for _task_name, _task in cfg.selected_tasks(config).items():
         if not config["use_hub"]:
             data_lib.check_task_files(_task_name, _task, config["data_dir"])
@@ -75,29 +88,46 @@ def data_inputs(wildcards):
 
 
 def predict_inputs(wildcards):
-    inputs = {"model": model_dir(wildcards), "test": f"results/{wildcards.task}/data/test.jsonl"}
+    inputs = {
+        "model": model_dir(wildcards),
+        "test": f"results/{wildcards.task}/data/test.jsonl",
+    }
     if keys.method_seed(wildcards.method) is not None:
-        inputs["adapter"] = f"results/{wildcards.task}/{wildcards.model}/{wildcards.method}/adapter"
+        inputs["adapter"] = (
+            f"results/{wildcards.task}/{wildcards.model}/{wildcards.method}/adapter"
+        )
     return inputs
 
 
 def finetune_logs(task):
-    return [f"results/{task}/{m}/{meth}/train_log.json" for m, meth in methods(task) if keys.method_seed(meth) is not None]
+    return [
+        f"results/{task}/{m}/{meth}/train_log.json"
+        for m, meth in methods(task)
+        if keys.method_seed(meth) is not None
+    ]
 
 
 def finetune_benchmarks(task):
     """Snakemake's benchmark of each fine-tune job (wall time s, peak RSS max_rss): the report's cost table."""
-    return [f"benchmarks/finetune/{task}/{m}/{meth}.tsv" for m, meth in methods(task) if keys.method_seed(meth) is not None]
+    return [
+        f"benchmarks/finetune/{task}/{m}/{meth}.tsv"
+        for m, meth in methods(task)
+        if keys.method_seed(meth) is not None
+    ]
 
 
 def run_label_list(task):
     """[model, method, model type] per run: what figures draw (no roles: those are report-only)."""
-    return [[m, meth, "baseline" if meth == "baseline" else MODELS[m]["type"]] for m, meth in scored_runs(task)]
+    return [
+        [m, meth, "baseline" if meth == "baseline" else MODELS[m]["type"]]
+        for m, meth in scored_runs(task)
+    ]
 
 
 def grid_listing(task):
     """[model, method, [[point, swept values]], seeds] of each fine-tune of a task with a training grid
-    (points as a list: their grid order survives the canonical, key-sorted params string)."""
+    (points as a list: their grid order survives the canonical, key-sorted params string).
+    """
     out = []
     for (m, method), points in keys.grid_points(TASKS[task]).items():
         point = next(iter(points))
@@ -108,8 +138,12 @@ def grid_listing(task):
 
 def grid_runs(task):
     """(model, run) of every training-grid run of a task."""
-    return [(m, keys.run_name(method, s, p)) for m, method, points, seeds in grid_listing(task) for p, _ in points
-            for s in seeds]
+    return [
+        (m, keys.run_name(method, s, p))
+        for m, method, points, seeds in grid_listing(task)
+        for p, _ in points
+        for s in seeds
+    ]
 
 
 def grid_tasks():
@@ -124,23 +158,45 @@ def training_grid_inputs(wildcards):
         metrics = [f"{gen_folder(t, m, run, first)}/metrics.json" for m, run in runs]
     else:
         metrics = [f"results/{t}/{m}/{run}/metrics.json" for m, run in runs]
-    return {"train_logs": [f"results/{t}/{m}/{run}/train_log.json" for m, run in runs], "metrics": metrics}
+    return {
+        "train_logs": [f"results/{t}/{m}/{run}/train_log.json" for m, run in runs],
+        "metrics": metrics,
+    }
 
 
 def compare_inputs(wildcards):
     t = wildcards.task
-    return {"metrics": [f"results/{t}/{m}/{meth}/metrics.json" for m, meth in scored_runs(t)],
-            "predictions": [f"results/{t}/{m}/{meth}/predictions.jsonl" for m, meth in scored_runs(t)]}
+    return {
+        "metrics": [
+            f"results/{t}/{m}/{meth}/metrics.json" for m, meth in scored_runs(t)
+        ],
+        "predictions": [
+            f"results/{t}/{m}/{meth}/predictions.jsonl" for m, meth in scored_runs(t)
+        ],
+    }
 
 
 def figure_inputs(wildcards):
-    return {"comparison": f"results/{wildcards.task}/comparison.json",
-            "metrics": compare_inputs(wildcards)["metrics"], "train_logs": finetune_logs(wildcards.task)}
+    return {
+        "comparison": f"results/{wildcards.task}/comparison.json",
+        "metrics": compare_inputs(wildcards)["metrics"],
+        "train_logs": finetune_logs(wildcards.task),
+    }
 
 
 def report_inputs(wildcards):
-    inputs = {"summaries": [], "metrics": [], "predictions": [], "provenance": [], "figures": [], "train_logs": [],
-              "benchmarks": [], "comparisons": [], "grids": [], "tokenizer_study": study_outputs()}
+    inputs = {
+        "summaries": [],
+        "metrics": [],
+        "predictions": [],
+        "provenance": [],
+        "figures": [],
+        "train_logs": [],
+        "benchmarks": [],
+        "comparisons": [],
+        "grids": [],
+        "tokenizer_study": study_outputs(),
+    }
     for task in TASKS:
         inputs["summaries"].append(f"results/{task}/data/summary.json")
         if task in GENERATION_TASKS:
@@ -152,15 +208,28 @@ def report_inputs(wildcards):
                 inputs["metrics"].append(f"{run}/metrics.json")
                 inputs["predictions"].append(f"{run}/generations.jsonl")
                 inputs["provenance"].append(f"{run}/provenance.json")
-            inputs["metrics"] += [f"results/{task}/{m}/{meth}/perplexity.json" for m, meth in methods(task)]
-            inputs["figures"] += [f"results/{task}/figures/{fig}.png" for fig in ("gen_scores", "sweep", "gen_training")]
+            inputs["metrics"] += [
+                f"results/{task}/{m}/{meth}/perplexity.json"
+                for m, meth in methods(task)
+            ]
+            inputs["figures"] += [
+                f"results/{task}/figures/{fig}.png"
+                for fig in ("gen_scores", "sweep", "gen_training")
+            ]
         else:
             for m, meth in scored_runs(task):
                 inputs["metrics"].append(f"results/{task}/{m}/{meth}/metrics.json")
-                inputs["predictions"].append(f"results/{task}/{m}/{meth}/predictions.jsonl")
-                inputs["provenance"].append(f"results/{task}/{m}/{meth}/provenance.json")
+                inputs["predictions"].append(
+                    f"results/{task}/{m}/{meth}/predictions.jsonl"
+                )
+                inputs["provenance"].append(
+                    f"results/{task}/{m}/{meth}/provenance.json"
+                )
             inputs["comparisons"].append(f"results/{task}/comparison.json")
-            inputs["figures"] += [f"results/{task}/figures/{fig}.png" for fig in ("scores", "confusion", "training")]
+            inputs["figures"] += [
+                f"results/{task}/figures/{fig}.png"
+                for fig in ("scores", "confusion", "training")
+            ]
         if task in grid_tasks():
             inputs["grids"].append(f"results/{task}/training_grid.json")
             inputs["figures"].append(f"results/{task}/figures/training_grid.png")
@@ -197,7 +266,9 @@ def bertscore_model(task_name):
     if "model" in bs:
         return bs["model"]
     if importlib.util.find_spec(bs["package"]) is None:
-        raise WorkflowError(f"Error: tasks.{task_name}.bertscore: package '{bs['package']}' is not installed")
+        raise WorkflowError(
+            f"Error: tasks.{task_name}.bertscore: package '{bs['package']}' is not installed"
+        )
     try:
         version = importlib.metadata.version(bs["package"].replace("_", "-"))
     except importlib.metadata.PackageNotFoundError:
@@ -206,8 +277,10 @@ def bertscore_model(task_name):
 
 
 def gen_score_inputs(wildcards):
-    inputs = {"generations": f"results/{wildcards.task}/{wildcards.model}/{wildcards.method}/gen/{wildcards.decoding}/generations.jsonl",
-              "test": f"results/{wildcards.task}/data/test.jsonl"}
+    inputs = {
+        "generations": f"results/{wildcards.task}/{wildcards.model}/{wildcards.method}/gen/{wildcards.decoding}/generations.jsonl",
+        "test": f"results/{wildcards.task}/data/test.jsonl",
+    }
     key = f"{wildcards.model}/{wildcards.method}/{wildcards.decoding}"
     he = TASKS[wildcards.task]["human_eval"].get(key)
     if he:
@@ -218,8 +291,12 @@ def gen_score_inputs(wildcards):
 def gen_figure_inputs(wildcards):
     t = wildcards.task
     return {
-        "metrics": [f"{gen_folder(t, m, meth, d)}/metrics.json" for m, meth, d in gen_runs(t)],
-        "perplexity": [f"results/{t}/{m}/{meth}/perplexity.json" for m, meth in methods(t)],
+        "metrics": [
+            f"{gen_folder(t, m, meth, d)}/metrics.json" for m, meth, d in gen_runs(t)
+        ],
+        "perplexity": [
+            f"results/{t}/{m}/{meth}/perplexity.json" for m, meth in methods(t)
+        ],
         "train_logs": finetune_logs(t),
     }
 
@@ -228,24 +305,39 @@ def report_runs():
     runs = {}
     for t, task in TASKS.items():
         runs_of = scored_runs(t) if task["type"] == "classification" else methods(t)
-        entry = {"type": task["type"],
-                 "runs": [[m, meth, "baseline" if meth == "baseline" else MODELS[m]["role"]] for m, meth in runs_of]}
+        entry = {
+            "type": task["type"],
+            "runs": [
+                [m, meth, "baseline" if meth == "baseline" else MODELS[m]["role"]]
+                for m, meth in runs_of
+            ],
+        }
         entry["grid"] = bool(keys.grid_points(task))
-        entry["published"] = [published.load(p, config["data_dir"]) for p in task["published"]]
+        entry["published"] = [
+            published.load(p, config["data_dir"]) for p in task["published"]
+        ]
         if task["type"] == "generation":
             entry["decodings"] = cfg.decodings(task)
             entry["shared"] = shared_decodings(t)
             entry["human_eval"] = task["human_eval"]
         else:
-            entry["scoring"] = {m: (task["scoring"] if MODELS[m]["type"] == "causal_lm" else "classification head")
-                                for m in {m for m, _ in runs_of if m in MODELS}}
+            entry["scoring"] = {
+                m: (
+                    task["scoring"]
+                    if MODELS[m]["type"] == "causal_lm"
+                    else "classification head"
+                )
+                for m in {m for m, _ in runs_of if m in MODELS}
+            }
             entry["likelihood_normalization"] = task["likelihood_normalization"]
         runs[t] = entry
     return cfg.canonical(runs)
 
 
 STUDY = config.get("tokenizer_study")
-MODELS_IN_USE = sorted({m for t in TASKS.values() for m in t["models"] + list(t["finetune"])})
+MODELS_IN_USE = sorted(
+    {m for t in TASKS.values() for m in t["models"] + list(t["finetune"])}
+)
 
 
 def study_tokenizers():
@@ -253,7 +345,9 @@ def study_tokenizers():
     out = {}
     for name, where in STUDY["tokenizers"].items():
         local = Path(config["data_dir"]) / where
-        out[name] = keys.relative(local) if local.exists() or not config["use_hub"] else where
+        out[name] = (
+            keys.relative(local) if local.exists() or not config["use_hub"] else where
+        )
     for m in STUDY["models"]:
         out[m] = f"results/models/{m}"
     return out
@@ -267,7 +361,10 @@ def study_task_texts():
 
 def tokenizer_study_inputs(wildcards):
     base = Path(workflow.basedir)
-    texts = [keys.relative(p if Path(p).is_absolute() else base / p) for p in STUDY["texts"].values()]
+    texts = [
+        keys.relative(p if Path(p).is_absolute() else base / p)
+        for p in STUDY["texts"].values()
+    ]
     texts += [f"results/tokenizers/texts/{t}.txt" for t in study_task_texts()]
     return {"texts": texts, "models": [f"results/models/{m}" for m in STUDY["models"]]}
 
@@ -275,5 +372,9 @@ def tokenizer_study_inputs(wildcards):
 def study_outputs():
     if not STUDY:
         return []
-    return ["results/tokenizers/table.json", "results/tokenizers/stats.png", "results/tokenizers/pieces.json",
-            "results/tokenizers/chat_templates.json"]
+    return [
+        "results/tokenizers/table.json",
+        "results/tokenizers/stats.png",
+        "results/tokenizers/pieces.json",
+        "results/tokenizers/chat_templates.json",
+    ]

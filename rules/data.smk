@@ -8,16 +8,18 @@ rule prepare_data:
     output:
         rows="results/{task}/data/{split}.jsonl",
         info="results/{task}/data/{split}.info.json",
-    params:
-        settings=lambda w: cfg.canonical(keys.data_settings(config, TASKS[w.task], w.split)),
-        code=code("prepare_data.py"),
     log:
         "logs/prepare_data/{task}/{split}.log",
+    conda:
+        "../envs/workflow.yaml"
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/workflow.yaml"
+    params:
+        settings=lambda w: cfg.canonical(
+            keys.data_settings(config, TASKS[w.task], w.split)
+        ),
+        code=code("prepare_data.py"),
     script:
         "../workflow_scripts/prepare_data.py"
 
@@ -28,15 +30,17 @@ rule data_summary:
         info=lambda w: [f"results/{w.task}/data/{s}.info.json" for s in keys.SPLITS],
     output:
         summary="results/{task}/data/summary.json",
-    params:
-        settings=lambda w: cfg.canonical({k: TASKS[w.task].get(k) for k in ("type", "labels")}),
-        code=code("data_summary.py"),
     log:
         "logs/data_summary/{task}.log",
+    conda:
+        "../envs/workflow.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/workflow.yaml"
+    params:
+        settings=lambda w: cfg.canonical(
+            {k: TASKS[w.task].get(k) for k in ("type", "labels")}
+        ),
+        code=code("data_summary.py"),
     script:
         "../workflow_scripts/data_summary.py"

@@ -9,16 +9,16 @@ rule figures:
         scores="results/{task}/figures/scores.png",
         confusion="results/{task}/figures/confusion.png",
         training="results/{task}/figures/training.png",
-    params:
-        runs=lambda w: cfg.canonical(run_label_list(w.task)),
-        code=code("make_figures.py"),
     log:
         "logs/figures/{task}.log",
+    conda:
+        "../envs/workflow.yaml"
     resources:
         mem_mb=2000,
         runtime=5,
-    conda:
-        "../envs/workflow.yaml"
+    params:
+        runs=lambda w: cfg.canonical(run_label_list(w.task)),
+        code=code("make_figures.py"),
     script:
         "../workflow_scripts/make_figures.py"
 
@@ -31,18 +31,22 @@ rule training_grid:
     output:
         summary="results/{task}/training_grid.json",
         figure="results/{task}/figures/training_grid.png",
+    log:
+        "logs/training_grid/{task}.log",
+    conda:
+        "../envs/workflow.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=5,
     params:
         grids=lambda w: cfg.canonical(grid_listing(w.task)),
         runs=lambda w: [f"{m}/{run}" for m, run in grid_runs(w.task)],
         task_type=lambda w: TASKS[w.task]["type"],
-        decoding=lambda w: next(iter(cfg.decodings(TASKS[w.task]))) if w.task in GENERATION_TASKS else None,
+        decoding=lambda w: (
+            next(iter(cfg.decodings(TASKS[w.task])))
+            if w.task in GENERATION_TASKS
+            else None
+        ),
         code=code("grid_sweep.py"),
-    log:
-        "logs/training_grid/{task}.log",
-    resources:
-        mem_mb=2000,
-        runtime=5,
-    conda:
-        "../envs/workflow.yaml"
     script:
         "../workflow_scripts/grid_sweep.py"

@@ -6,8 +6,6 @@
 
 
 rule finetune:
-    wildcard_constraints:
-        method=keys.FINETUNED_RUN,
     input:
         model=model_dir,
         train="results/{task}/data/train.jsonl",
@@ -15,19 +13,23 @@ rule finetune:
     output:
         adapter=directory("results/{task}/{model}/{method}/adapter"),
         train_log="results/{task}/{model}/{method}/train_log.json",
-    params:
-        settings=lambda w: cfg.canonical(keys.finetune_settings(config, TASKS[w.task], w.model, w.method)),
-        code=code("finetune.py"),
     log:
         "logs/finetune/{task}/{model}/{method}.log",
     benchmark:
         "benchmarks/finetune/{task}/{model}/{method}.tsv"
+    wildcard_constraints:
+        method=keys.FINETUNED_RUN,
+    conda:
+        "../envs/workflow.yaml"
     threads: lambda w: model_resources(w.model)["cpus_per_task"]
     resources:
         mem_mb=lambda w: model_resources(w.model)["mem_mb"],
         runtime=lambda w: model_resources(w.model)["runtime"],
         gpu=lambda w: model_resources(w.model)["gpus"],
-    conda:
-        "../envs/workflow.yaml"
+    params:
+        settings=lambda w: cfg.canonical(
+            keys.finetune_settings(config, TASKS[w.task], w.model, w.method)
+        ),
+        code=code("finetune.py"),
     script:
         "../workflow_scripts/finetune.py"

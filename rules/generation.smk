@@ -9,21 +9,28 @@ rule generate:
         generations="results/{task}/{model}/{method}/gen/{decoding}/generations.jsonl",
         human_eval_template="results/{task}/{model}/{method}/gen/{decoding}/human_eval_template.json",
         provenance="results/{task}/{model}/{method}/gen/{decoding}/provenance.json",
-    params:
-        settings=lambda w: cfg.canonical(keys.generation_settings(config, TASKS[w.task], w.model, cfg.decodings(TASKS[w.task])[w.decoding])),
-        code=code("generate.py"),
-        chunk_size=64,
     log:
         "logs/generate/{task}/{model}/{method}/{decoding}.log",
     benchmark:
         "benchmarks/generate/{task}/{model}/{method}/{decoding}.tsv"
+    conda:
+        "../envs/workflow.yaml"
     threads: lambda w: model_resources(w.model)["cpus_per_task"]
     resources:
         mem_mb=lambda w: model_resources(w.model)["mem_mb"],
         runtime=lambda w: model_resources(w.model)["runtime"],
         gpu=lambda w: model_resources(w.model)["gpus"],
-    conda:
-        "../envs/workflow.yaml"
+    params:
+        settings=lambda w: cfg.canonical(
+            keys.generation_settings(
+                config,
+                TASKS[w.task],
+                w.model,
+                cfg.decodings(TASKS[w.task])[w.decoding],
+            )
+        ),
+        code=code("generate.py"),
+        chunk_size=64,
     script:
         "../workflow_scripts/generate.py"
 
@@ -33,18 +40,20 @@ rule reference_perplexity:
         unpack(predict_inputs),
     output:
         perplexity="results/{task}/{model}/{method}/perplexity.json",
-    params:
-        settings=lambda w: cfg.canonical(keys.perplexity_settings(config, TASKS[w.task], w.model)),
-        code=code("reference_perplexity.py"),
     log:
         "logs/reference_perplexity/{task}/{model}/{method}.log",
+    conda:
+        "../envs/workflow.yaml"
     threads: lambda w: model_resources(w.model)["cpus_per_task"]
     resources:
         mem_mb=lambda w: model_resources(w.model)["mem_mb"],
         runtime=lambda w: model_resources(w.model)["runtime"],
         gpu=lambda w: model_resources(w.model)["gpus"],
-    conda:
-        "../envs/workflow.yaml"
+    params:
+        settings=lambda w: cfg.canonical(
+            keys.perplexity_settings(config, TASKS[w.task], w.model)
+        ),
+        code=code("reference_perplexity.py"),
     script:
         "../workflow_scripts/reference_perplexity.py"
 
@@ -54,17 +63,19 @@ rule score_generation:
         unpack(gen_score_inputs),
     output:
         metrics="results/{task}/{model}/{method}/gen/{decoding}/metrics.json",
-    params:
-        bertscore=lambda w: cfg.canonical(dict(TASKS[w.task]["bertscore"], model=bertscore_model(w.task))),
-        bootstrap=lambda w: TASKS[w.task]["bootstrap"],
-        code=code("score_generation.py"),
     log:
         "logs/score_generation/{task}/{model}/{method}/{decoding}.log",
+    conda:
+        "../envs/workflow.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/workflow.yaml"
+    params:
+        bertscore=lambda w: cfg.canonical(
+            dict(TASKS[w.task]["bertscore"], model=bertscore_model(w.task))
+        ),
+        bootstrap=lambda w: TASKS[w.task]["bootstrap"],
+        code=code("score_generation.py"),
     script:
         "../workflow_scripts/score_generation.py"
 
@@ -76,16 +87,18 @@ rule generation_figures:
         scores="results/{task}/figures/gen_scores.png",
         sweep="results/{task}/figures/sweep.png",
         training="results/{task}/figures/gen_training.png",
-    params:
-        runs=lambda w: cfg.canonical([[m, meth, d, MODELS[m]["type"]] for m, meth, d in gen_runs(w.task)]),
-        decodings=lambda w: cfg.canonical(cfg.decodings(TASKS[w.task])),
-        code=code("make_generation_figures.py"),
     log:
         "logs/generation_figures/{task}.log",
+    conda:
+        "../envs/workflow.yaml"
     resources:
         mem_mb=2000,
         runtime=5,
-    conda:
-        "../envs/workflow.yaml"
+    params:
+        runs=lambda w: cfg.canonical(
+            [[m, meth, d, MODELS[m]["type"]] for m, meth, d in gen_runs(w.task)]
+        ),
+        decodings=lambda w: cfg.canonical(cfg.decodings(TASKS[w.task])),
+        code=code("make_generation_figures.py"),
     script:
         "../workflow_scripts/make_generation_figures.py"

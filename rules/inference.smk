@@ -5,28 +5,30 @@
 
 
 rule predict:
-    wildcard_constraints:
-        method=f"zeroshot|raw|{keys.FINETUNED_RUN}",
     input:
         unpack(predict_inputs),
     output:
         predictions="results/{task}/{model}/{method}/predictions.jsonl",
         provenance="results/{task}/{model}/{method}/provenance.json",
-    params:
-        settings=lambda w: cfg.canonical(keys.inference_settings(config, TASKS[w.task], w.model, w.method)),
-        code=code("predict.py"),
-        chunk_size=256,
     log:
         "logs/predict/{task}/{model}/{method}.log",
     benchmark:
         "benchmarks/predict/{task}/{model}/{method}.tsv"
+    wildcard_constraints:
+        method=f"zeroshot|raw|{keys.FINETUNED_RUN}",
+    conda:
+        "../envs/workflow.yaml"
     threads: lambda w: model_resources(w.model)["cpus_per_task"]
     resources:
         mem_mb=lambda w: model_resources(w.model)["mem_mb"],
         runtime=lambda w: model_resources(w.model)["runtime"],
         gpu=lambda w: model_resources(w.model)["gpus"],
-    conda:
-        "../envs/workflow.yaml"
+    params:
+        settings=lambda w: cfg.canonical(
+            keys.inference_settings(config, TASKS[w.task], w.model, w.method)
+        ),
+        code=code("predict.py"),
+        chunk_size=256,
     script:
         "../workflow_scripts/predict.py"
 
@@ -38,15 +40,15 @@ rule majority_baseline:
     output:
         predictions="results/{task}/majority/baseline/predictions.jsonl",
         provenance="results/{task}/majority/baseline/provenance.json",
-    params:
-        labels=lambda w: cfg.canonical(TASKS[w.task]["labels"]),
-        code=code("majority_baseline.py"),
     log:
         "logs/majority_baseline/{task}.log",
+    conda:
+        "../envs/workflow.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/workflow.yaml"
+    params:
+        labels=lambda w: cfg.canonical(TASKS[w.task]["labels"]),
+        code=code("majority_baseline.py"),
     script:
         "../workflow_scripts/majority_baseline.py"

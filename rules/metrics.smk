@@ -8,16 +8,16 @@ rule score:
         predictions="results/{task}/{model}/{method}/predictions.jsonl",
     output:
         metrics="results/{task}/{model}/{method}/metrics.json",
-    params:
-        settings=lambda w: cfg.canonical(keys.score_settings(TASKS[w.task])),
-        code=code("score.py"),
     log:
         "logs/score/{task}/{model}/{method}.log",
+    conda:
+        "../envs/workflow.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/workflow.yaml"
+    params:
+        settings=lambda w: cfg.canonical(keys.score_settings(TASKS[w.task])),
+        code=code("score.py"),
     script:
         "../workflow_scripts/score.py"
 
@@ -27,16 +27,16 @@ rule compare:
         unpack(compare_inputs),
     output:
         comparison="results/{task}/comparison.json",
+    log:
+        "logs/compare/{task}.log",
+    conda:
+        "../envs/workflow.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
     params:
         runs=lambda w: cfg.canonical([list(r) for r in scored_runs(w.task)]),
         bootstrap=lambda w: TASKS[w.task]["bootstrap"],
         code=code("compare.py"),
-    log:
-        "logs/compare/{task}.log",
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        "../envs/workflow.yaml"
     script:
         "../workflow_scripts/compare.py"

@@ -5,15 +5,15 @@
 rule prepare_model:
     output:
         model=directory("results/models/{model}"),
-    params:
-        spec=lambda w: cfg.canonical(keys.model_origin(config, MODELS[w.model])),
-        code=code("prepare_model.py"),
     log:
         "logs/prepare_model/{model}.log",
+    conda:
+        "../envs/workflow.yaml"
     resources:
         mem_mb=lambda w: model_resources(w.model)["mem_mb"],
         runtime=30,
-    conda:
-        "../envs/workflow.yaml"
+    params:
+        spec=lambda w: cfg.canonical(keys.model_origin(config, MODELS[w.model])),
+        code=code("prepare_model.py"),
     script:
         "../workflow_scripts/prepare_model.py"

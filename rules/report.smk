@@ -16,23 +16,22 @@ localrules:
     data_summary,
 
 
-
 rule report:
     input:
         unpack(report_inputs),
     output:
         html="results/report.html",
         table="results/metrics.csv",
+    log:
+        "logs/report.log",
+    conda:
+        "../envs/workflow.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=5,
     params:
         config=lambda w: cfg.canonical(config),
         runs=lambda w: report_runs(),
         code=code("build_report.py"),
-    log:
-        "logs/report.log",
-    resources:
-        mem_mb=2000,
-        runtime=5,
-    conda:
-        "../envs/workflow.yaml"
     script:
         "../workflow_scripts/build_report.py"

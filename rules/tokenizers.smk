@@ -7,16 +7,16 @@ rule task_text:
         test="results/{task}/data/test.jsonl",
     output:
         text="results/tokenizers/texts/{task}.txt",
-    params:
-        n=lambda w: study_task_texts()[w.task],
-        code=code("task_text.py"),
     log:
         "logs/task_text/{task}.log",
+    conda:
+        "../envs/workflow.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/workflow.yaml"
+    params:
+        n=lambda w: study_task_texts()[w.task],
+        code=code("task_text.py"),
     script:
         "../workflow_scripts/task_text.py"
 
@@ -28,17 +28,17 @@ rule tokenizer_stats:
         table="results/tokenizers/table.json",
         figure="results/tokenizers/stats.png",
         pieces="results/tokenizers/pieces.json",
+    log:
+        "logs/tokenizer_stats.log",
+    conda:
+        "../envs/workflow.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=15,
     params:
         tokenizers=lambda w: cfg.canonical(study_tokenizers()),
         sentence=lambda w: cfg.canonical(STUDY["sentences"]),
         code=code("tokenizer_stats.py"),
-    log:
-        "logs/tokenizer_stats.log",
-    resources:
-        mem_mb=4000,
-        runtime=15,
-    conda:
-        "../envs/workflow.yaml"
     script:
         "../workflow_scripts/tokenizer_stats.py"
 
@@ -48,16 +48,18 @@ rule chat_templates:
         models=lambda w: [f"results/models/{m}" for m in MODELS_IN_USE],
     output:
         rendered="results/tokenizers/chat_templates.json",
-    params:
-        tokenizers=lambda w: cfg.canonical({m: f"results/models/{m}" for m in MODELS_IN_USE}),
-        conversation=lambda w: cfg.canonical(STUDY["conversation"]),
-        code=code("chat_templates.py"),
     log:
         "logs/chat_templates.log",
+    conda:
+        "../envs/workflow.yaml"
     resources:
         mem_mb=2000,
         runtime=5,
-    conda:
-        "../envs/workflow.yaml"
+    params:
+        tokenizers=lambda w: cfg.canonical(
+            {m: f"results/models/{m}" for m in MODELS_IN_USE}
+        ),
+        conversation=lambda w: cfg.canonical(STUDY["conversation"]),
+        code=code("chat_templates.py"),
     script:
         "../workflow_scripts/chat_templates.py"

@@ -41,7 +41,7 @@ def test_error_names_the_config_file_the_key_came_from(work):
     assert line.startswith(f"Error: {w / 'study.yaml'}: tasks.emotion.decoding.num_beams: 0 is less than the minimum of 1"), line
     proc = tiny.snakemake(w, "-n", "--config", "torch_threads=-1", check=False)
     line = next(x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("Error: "))
-    assert line.startswith("Error: the merged config: torch_threads:"), line
+    assert line.startswith("Error: --config: torch_threads:"), line
 
 
 def test_hub_only_model_without_use_hub(work):

@@ -216,19 +216,22 @@ def error_line(output, needle):
 
 
 def test_ids_not_in_the_cache_fail_naming_the_id(hub, tmp_path):
-    """A model or dataset id the cache lacks stops its job at once (offline: nothing is tried on the
-    network) with one line naming the id, and leaves no output behind."""
+    """A model id the cache lacks stops the workflow at parse time (offline: nothing is tried on the
+    network), before any job; a dataset id it lacks stops its job at once. Each with one line
+    naming the id, and no output left behind."""
     hf_home, _, _ = hub
-    tiny.write_config(tmp_path, hub_config({"ghost": {"type": "causal_lm", "hub_id": MISSING_ID}},
-                                           dataset=MISSING_DATA_ID))
-    proc = tiny.snakemake(tmp_path, "--keep-going", "results/models/ghost", "results/emotion/data/test.jsonl",
-                          env=offline_env(hf_home), check=False)
+    tiny.write_config(tmp_path, hub_config({"ghost": {"type": "causal_lm", "hub_id": MISSING_ID}}))
+    proc = tiny.snakemake(tmp_path, "results/models/ghost", env=offline_env(hf_home), check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     model_error = error_line(out, MISSING_ID)
-    assert model_error.startswith(f"lora_pipeline.common.PipelineError: model hub_id '{MISSING_ID}': not in the "
+    assert model_error.startswith(f"Error: config.yaml: models.ghost: model hub_id '{MISSING_ID}': not in the "
                                   f"Hugging Face cache ({hf_home / 'hub'})"), model_error
     assert "run once with network access" in model_error and "use_hub: false" in model_error
-    assert f"'{MISSING_DATA_ID}'" in error_line(out, MISSING_DATA_ID)
-    assert not (tmp_path / "results/models/ghost").exists()
+    assert not (tmp_path / "results").exists()
+    cached_model = {"tiny_llama": {"type": "causal_lm", "hub_id": LLAMA_ID, "chat_template": True}}
+    tiny.write_config(tmp_path, hub_config(cached_model, dataset=MISSING_DATA_ID))
+    proc = tiny.snakemake(tmp_path, "results/emotion/data/test.jsonl", env=offline_env(hf_home), check=False)
+    assert proc.returncode != 0
+    assert f"'{MISSING_DATA_ID}'" in error_line(proc.stdout + proc.stderr, MISSING_DATA_ID)
     assert not (tmp_path / "results/emotion/data/test.jsonl").exists()

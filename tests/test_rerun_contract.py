@@ -136,3 +136,26 @@ def test_copied_working_directory_reruns_nothing(finished, tmp_path):
     assert tiny.planned_jobs(copy, snakefile=snakefile) == {}
     # the copy really is used: its results, not the original's
     assert Path(copy / "results/report.html").exists()
+
+
+def test_touching_every_file_of_the_checkout_reruns_nothing(finished):
+    """A clone, `git checkout` or `touch` gives every file a new date but changes no content: the
+    stage keys decide (profiles/default drops Snakemake's file-date `code` trigger), so nothing
+    is planned. The code rows above show that a real edit still plans exactly its jobs."""
+    import os
+
+    work, _, snakefile = finished
+    touched = [p for p in snakefile.parent.rglob("*") if p.is_file()] + [work / "config.yaml"]
+    for p in touched:
+        os.utime(p)
+    assert len(touched) > 50 and tiny.planned_jobs(work, snakefile=snakefile) == {}
+
+
+def test_every_profile_keeps_the_rerun_triggers():
+    """The SLURM profile replaces profiles/default when given, so it must say the same."""
+    import yaml
+
+    profiles = sorted((tiny.REPO / "profiles").glob("*/config.yaml"))
+    triggers = {p.parent.name: yaml.safe_load(p.read_text()).get("rerun-triggers") for p in profiles}
+    assert set(triggers) >= {"default", "slurm"}
+    assert all(t == ["mtime", "params", "input", "software-env"] for t in triggers.values()), triggers

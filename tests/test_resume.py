@@ -1,6 +1,7 @@
 """Fault tests: a fine-tune killed with SIGKILL mid-run resumes from its last complete checkpoint
-when snakemake is rerun, and ends with the same adapter as an uninterrupted run; inference
-chunks already on disk are not recomputed."""
+when snakemake is rerun, and ends with the same adapter and the same whole-run token counters as an
+uninterrupted run; inference chunks already on disk are not recomputed; a finished fine-tune removes
+the checkpoints of its superseded resume keys and nothing outside its run folder."""
 import json
 
 import pytest
@@ -11,6 +12,24 @@ import tiny
 from lora_pipeline import inference
 
 ADAPTER = "results/emotion/tiny_llama/lora-s0/adapter"
+RUN_CKPTS = "checkpoints/emotion/tiny_llama/lora-s0"  # checkpoint_dir/<run>: one folder per resume key
+FINETUNE_LOG = "logs/finetune/emotion/tiny_llama/lora-s0.log"
+
+
+def plant(folder):
+    """A fake checkpoint folder, with a file in it."""
+    (folder / "step-00000003").mkdir(parents=True)
+    (folder / "step-00000003" / "COMPLETE").write_text("3\n")
+    return folder
+
+
+def key_folders(work):
+    """The resume-key folders of the lora-s0 run (names of keys.resume_key: 12 hex digits)."""
+    return sorted(p.name for p in (work / RUN_CKPTS).iterdir() if len(p.name) == 12)
+
+
+def removed_lines(work):
+    return [line for line in (work / FINETUNE_LOG).read_text().splitlines() if line.startswith("removed checkpoints")]
 
 
 def resume_config(models_dir, work):
@@ -31,7 +50,8 @@ def runs(tmp_path_factory):
         tiny.write_config(work, resume_config(base / "models", work))
     first = tiny.snakemake(killed, ADAPTER, env={"LORA_WF_KILL_AFTER_STEP": "5"}, check=False)
     state = {"first_rc": first.returncode, "adapter_after_kill": (killed / ADAPTER).exists(),
-             "checkpoints_after_kill": sorted(p.parent.name for p in (killed / "checkpoints").rglob("COMPLETE"))}
+             "checkpoints_after_kill": sorted(p.parent.name for p in (killed / "checkpoints").rglob("COMPLETE")),
+             "counters_after_kill": [json.loads(p.read_text()) for p in (killed / "checkpoints").rglob("counters.json")]}
     tiny.snakemake(killed, ADAPTER)
     tiny.snakemake(clean, ADAPTER)
     return killed, clean, state
@@ -42,6 +62,8 @@ def test_kill_leaves_checkpoints_not_outputs(runs):
     assert state["first_rc"] != 0
     assert not state["adapter_after_kill"]
     assert state["checkpoints_after_kill"] == ["step-00000004", "step-00000005"]
+    # each checkpoint carries the run's counters so far, as plain JSON numbers
+    assert len(state["counters_after_kill"]) == 2 and all(c["real_tokens"] > 0 for c in state["counters_after_kill"])
 
 
 def test_resumed_run_continues_and_matches_uninterrupted(runs):
@@ -52,6 +74,11 @@ def test_resumed_run_continues_and_matches_uninterrupted(runs):
     assert [h["step"] for h in log_k["history"]] == list(range(1, 9))  # no restart in the loss curve
     assert [h["train_loss"] for h in log_k["history"]] == pytest.approx([h["train_loss"] for h in log_c["history"]], rel=1e-5)
     assert [e["step"] for e in log_k["evals"]] == [e["step"] for e in log_c["evals"]]
+    # the counters cover the whole run, the steps before the kill included, not only those after it
+    assert log_k["real_tokens"] > 0 and log_k["computed_tokens"] >= log_k["real_tokens"]
+    for k in ("real_tokens", "computed_tokens", "padding_fraction"):
+        assert log_k[k] == log_c[k], k
+    assert log_k["train_seconds"] > 0 and log_k["train_tokens_per_second"] > 0
     a = load_file(killed / ADAPTER / "adapter_model.safetensors")
     b = load_file(clean / ADAPTER / "adapter_model.safetensors")
     assert a.keys() == b.keys() and a
@@ -77,7 +104,9 @@ def test_finished_inference_chunks_are_skipped(tmp_path):
 def test_changed_data_never_resumes_an_old_checkpoint(tmp_path):
     """The trap of issue #11: change sample.train after a finished fine-tune whose checkpoints were
     kept. The new run must start at step 0 and produce a new adapter, not resume the old run's
-    complete final checkpoint."""
+    complete final checkpoint. Once the new run succeeds, the old key's checkpoints (and any other
+    superseded key's) are removed even with keep_checkpoints, the new run's own are kept, and the
+    other runs' checkpoint folders are untouched."""
     tiny.make_tiny_llama(tmp_path / "models" / "llama")
     work = tmp_path / "work"
     config = resume_config(tmp_path / "models", work)
@@ -87,6 +116,11 @@ def test_changed_data_never_resumes_an_old_checkpoint(tmp_path):
     old = load_file(work / ADAPTER / "adapter_model.safetensors")
     kept = sorted(p.parent.parent.name for p in (work / "checkpoints").rglob("COMPLETE"))
     assert len(set(kept)) == 1  # one resume key, its final checkpoint kept
+    old_key = kept[0]
+    fake = plant(work / RUN_CKPTS / "0123456789ab")  # a superseded key of this run
+    others = [plant(work / "checkpoints/emotion/tiny_llama" / run / "0123456789ab") for run in ("lora-s1", "dora-s0")]
+    others.append(plant(work / "checkpoints/predict/emotion/tiny_llama/lora-s0/0123456789ab"))  # predict's chunks
+    others.append(plant(work / RUN_CKPTS / "notes"))  # not named like a resume key
 
     config["tasks"]["emotion"]["sample"]["train"] = 24
     tiny.write_config(work, config)
@@ -96,13 +130,24 @@ def test_changed_data_never_resumes_an_old_checkpoint(tmp_path):
     assert log["history"][0]["step"] == 1 and log["final_step"] == 6  # 24 rows / batch 8 x 2 epochs, from step 0
     new = load_file(work / ADAPTER / "adapter_model.safetensors")
     assert any(not torch.equal(old[k], new[k]) for k in old)
-    keys_now = {p.parent.parent.name for p in (work / "checkpoints").rglob("COMPLETE")}
-    assert len(keys_now) == 2  # the old run's checkpoints were left alone, under their own key
+    new_key = [k for k in key_folders(work) if k != "0123456789ab"]
+    assert key_folders(work) == new_key and len(new_key) == 1 and new_key[0] != old_key  # only the new run's own
+    assert list((work / RUN_CKPTS / new_key[0]).glob("step-*/COMPLETE"))  # kept: keep_checkpoints
+    assert not fake.exists()
+    assert all((o / "step-00000003" / "COMPLETE").is_file() for o in others)
+    assert sorted(removed_lines(work)) == [f"removed checkpoints {RUN_CKPTS}/{k} (superseded resume key)"
+                                           for k in sorted(["0123456789ab", old_key])]
 
 
 def test_checkpoints_are_deleted_after_success_unless_kept(tmp_path):
     tiny.make_tiny_llama(tmp_path / "models" / "llama")
     work = tmp_path / "work"
     tiny.write_config(work, resume_config(tmp_path / "models", work))
+    fake = plant(work / RUN_CKPTS / "0123456789ab")  # left by superseded settings: never resumed
+    other = plant(work / "checkpoints/emotion/tiny_llama/lora-s1/0123456789ab")  # another seed's
     tiny.snakemake(work, ADAPTER)
-    assert (work / ADAPTER).is_dir() and not list((work / "checkpoints").rglob("COMPLETE"))
+    assert (work / ADAPTER).is_dir() and not list((work / RUN_CKPTS).rglob("COMPLETE"))
+    assert key_folders(work) == [] and not fake.exists()
+    assert (other / "step-00000003" / "COMPLETE").is_file()
+    lines = removed_lines(work)
+    assert len(lines) == 2 and f"removed checkpoints {RUN_CKPTS}/0123456789ab (superseded resume key)" in lines

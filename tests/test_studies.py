@@ -62,9 +62,24 @@ def test_every_study_has_a_hub_and_an_offline_config():
     assert sorted(p.name for p in STUDIES.glob("*.yaml")) == sorted(f"{k}.yaml" for k in EXPECTED)
 
 
+# the hub studies are planned here without their models in the Hugging Face cache, as on a login
+# node whose jobs download them elsewhere (preflight: LORA_WF_HUB_CHECK=0)
+NO_HUB_CHECK = {"LORA_WF_HUB_CHECK": "0"}
+
+
 def plan(tmp_path, study, *extra):
     return tiny.planned_jobs(tmp_path, "results/report.html", "--configfile", str(REPO / "config.yaml"),
-                             str(STUDIES / f"{study}.yaml"), "--config", f"data_dir={DATA_DIR}", *extra)
+                             str(STUDIES / f"{study}.yaml"), "--config", f"data_dir={DATA_DIR}", *extra,
+                             env=NO_HUB_CHECK)
+
+
+def test_hub_study_without_its_models_cached_fails_at_parse_time(tmp_path):
+    proc = tiny.snakemake(tmp_path, "-n", "results/report.html", "--configfile", str(REPO / "config.yaml"),
+                          str(STUDIES / "imdb_gpt2.hub.yaml"), "--config", f"data_dir={DATA_DIR}",
+                          env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}, check=False)
+    line = next(x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("Error: "))
+    assert line.startswith(f"Error: {STUDIES / 'imdb_gpt2.hub.yaml'}: models.gpt2: model hub_id "
+                           f"'openai-community/gpt2': not in the Hugging Face cache"), line
 
 
 @pytest.mark.parametrize("study", sorted(EXPECTED))

@@ -98,7 +98,7 @@ def copy_workflow(dest):
     import shutil
 
     Path(dest).mkdir(parents=True, exist_ok=True)
-    for part in ("Snakefile", "rules", "schemas", "workflow_scripts", "envs", "resources"):
+    for part in ("Snakefile", "rules", "schemas", "workflow_scripts", "envs", "resources", "profiles"):
         src = REPO / part
         (shutil.copytree(src, Path(dest) / part, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
          else shutil.copy2(src, Path(dest) / part))
@@ -142,9 +142,9 @@ def copy_run(run, dest):
     return target, copy.deepcopy(config)
 
 
-def planned_jobs(workdir, *targets, snakefile=None):
+def planned_jobs(workdir, *targets, snakefile=None, env=None):
     """Rule -> job count of a dry run (empty dict when nothing is planned)."""
-    proc = snakemake(workdir, "-n", *targets, snakefile=snakefile)
+    proc = snakemake(workdir, "-n", *targets, snakefile=snakefile, env=env)
     out = proc.stdout + proc.stderr
     if "Nothing to be done" in out:
         return {}

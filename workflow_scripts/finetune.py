@@ -6,15 +6,15 @@ Run by rule finetune (rules/finetune.smk), once per model x method x seed; the m
 the run's name (<method>-s<seed>, or <method>-<grid point>-s<seed>) and the settings key. Checkpoints go under checkpoint_dir
 (outside the declared outputs) in a folder named by keys.resume_key: the settings, the code, the
 content of the train/validation splits and the base weights. So a killed or resubmitted job resumes,
-and a run with any other input starts afresh. They are deleted after success unless
-keep_checkpoints is set. Causal LMs learn prompt -> label with the loss on the answer tokens only;
-encoders train the method's parameters plus their classification head.
+and a run with any other input starts afresh. After success the run folder's other resume keys
+(superseded inputs) are deleted, and so are its own checkpoints unless keep_checkpoints is set.
+Causal LMs learn prompt -> label with the loss on the answer tokens only; encoders train the
+method's parameters plus their classification head.
 """
 import json
-import shutil
 from pathlib import Path
 
-from lora_pipeline import adapters, common, heads, keys, models, prompting, training
+from lora_pipeline import adapters, checkpoints, common, heads, keys, models, prompting, training
 
 s = json.loads(snakemake.params.settings)
 spec, labels, tcfg = s["model"], s.get("labels"), s["finetune"]["training"]
@@ -77,6 +77,6 @@ with common.log_to(common.snakemake_log(snakemake)):
     log["provenance"] = keys.provenance(snakemake.params.code, {k: snakemake.input[k] for k in ("train", "validation")},
                                         snakemake.input.model, snakemake.output.adapter, spec["dtype"])
     common.write_json(snakemake.output.train_log, log)
-    if not snakemake.config["keep_checkpoints"]:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    for gone in checkpoints.remove_after_success(ckpt_dir, keep_own=snakemake.config["keep_checkpoints"]):
+        print(f"removed checkpoints {gone}" + ("" if gone == ckpt_dir else " (superseded resume key)"))
     print(f"best step {log['best_step']} (val loss {log['best_val_loss']:.4f}); {method} weights saved")

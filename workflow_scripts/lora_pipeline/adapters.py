@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 from . import keys
+from .common import PipelineError
 from .models import DTYPES
 
 PEFT_METHODS = ("lora", "dora", "ia3", "prompt_tuning", "prefix_tuning", "qlora")
@@ -55,7 +56,8 @@ def _check_targets(model, targets, what):
     missing = [t for t in targets if not any(n.split(".")[-1] == t or n.endswith("." + t) for n, _ in model.named_modules())]
     if missing:
         names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-        raise ValueError(f"{what} {missing} are not in this model; its linear layers are: {', '.join(names)}")
+        raise PipelineError(f"{what} {missing} are not in this model; its linear layers are: {', '.join(names)}; "
+                            f"fix the list in the fine-tune's config")
 
 
 def _checkpointing(model, gradient_checkpointing, input_grads=True):

@@ -4,10 +4,18 @@ A checkpoint folder step-<n> holds the trainable weights (safetensors), the best
 weights so far, and trainer_state.pt (optimizer, scheduler, RNG states, step, log and
 early-stopping state). It is written to step-<n>.tmp, fsynced, renamed into place and then marked
 with COMPLETE: a folder without the marker (a crash mid-write) is never resumed. Only tensors and
-plain values are stored, and trainer_state.pt is loaded with torch.load(weights_only=True).
+plain values are stored, and trainer_state.pt is loaded with torch.load(weights_only=True). The
+run's cumulative counters (tokens, training seconds) go to counters.json, plain JSON numbers, so a
+resumed run's throughput and padding figures cover the whole run (read_counters).
+
+Checkpoints live in checkpoint_dir/<run>/<resume key>/. After a fine-tune succeeds,
+remove_after_success deletes its run folder's other resume keys (superseded settings, code, data or
+weights) and, unless asked to keep it, its own.
 """
+import json
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -15,6 +23,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 MARKER = "COMPLETE"
+COUNTERS = "counters.json"
+KEY_NAME = re.compile(r"[0-9a-f]{12}")  # keys.resume_key: 12 hex digits
 
 
 def trainable_state(model):
@@ -30,7 +40,9 @@ def latest_checkpoint(ckpt_dir):
     return done[-1] if done else None
 
 
-def save_checkpoint(ckpt_dir, step, model, best_weights, optimizer, scheduler, state, keep=2):
+def save_checkpoint(ckpt_dir, step, model, best_weights, optimizer, scheduler, state, keep=2, counters=None):
+    """Write checkpoint step-<n> atomically (see the module docstring) and keep the newest `keep`.
+    counters: plain numbers of the run so far, written to counters.json."""
     ckpt_dir = Path(ckpt_dir)
     final = ckpt_dir / f"step-{step:08d}"
     tmp = ckpt_dir / f"step-{step:08d}.tmp"
@@ -44,6 +56,8 @@ def save_checkpoint(ckpt_dir, step, model, best_weights, optimizer, scheduler, s
         rng["cuda"] = torch.cuda.get_rng_state_all()
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng, **state},
                tmp / "trainer_state.pt")
+    if counters is not None:
+        (tmp / COUNTERS).write_text(json.dumps(counters))
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
@@ -56,6 +70,8 @@ def save_checkpoint(ckpt_dir, step, model, best_weights, optimizer, scheduler, s
 
 
 def load_checkpoint(path, model, optimizer, scheduler):
+    """Restore weights, optimizer, scheduler and RNG from checkpoint `path`; returns (the rest of the
+    trainer state, the best weights or None)."""
     weights = load_file(path / "trainable.safetensors")
     params = dict(model.named_parameters())
     for n, t in weights.items():
@@ -70,3 +86,31 @@ def load_checkpoint(path, model, optimizer, scheduler):
         torch.cuda.set_rng_state_all(rng["cuda"])
     best = load_file(path / "best.safetensors") if (path / "best.safetensors").exists() else None
     return st, best
+
+
+def read_counters(path):
+    """The counters saved with checkpoint `path`: numbers by name ({} for none). Plain JSON, and
+    anything that is not a number is dropped."""
+    f = Path(path) / COUNTERS
+    if not f.is_file():
+        return {}
+    data = json.loads(f.read_text())
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def remove_after_success(ckpt_dir, keep_own=False):
+    """After the run whose checkpoints are in ckpt_dir (checkpoint_dir/<run>/<resume key>) succeeded:
+    delete the other resume-key folders of its run folder, left by superseded settings, code, data or
+    weights that will never be resumed, and ckpt_dir itself unless keep_own. Only folders named like
+    a resume key are touched; nothing outside the run folder is. Returns the removed folders."""
+    ckpt_dir = Path(ckpt_dir)
+    run_dir = ckpt_dir.parent
+    doomed = [d for d in sorted(run_dir.iterdir()) if d != ckpt_dir and KEY_NAME.fullmatch(d.name)
+              and d.is_dir() and not d.is_symlink()] if run_dir.is_dir() else []
+    if not keep_own and ckpt_dir.is_dir():
+        doomed.append(ckpt_dir)
+    for d in doomed:
+        shutil.rmtree(d, ignore_errors=True)
+    return doomed

@@ -74,9 +74,15 @@ def atomic_dir(path):
 
 @contextlib.contextmanager
 def log_to(log_path):
-    """Send this process's stdout and stderr (progress bars included) to the rule's log file."""
+    """Send this process's stdout and stderr (progress bars included) to the rule's log file.
+    A PipelineError (a bad input the user can fix) ends the job with its one line, "Error: ...",
+    in the log and on the job's stderr, instead of a traceback."""
     if not log_path:
-        yield
+        try:
+            yield
+        except PipelineError as e:
+            print(f"Error: {e}", file=sys.stderr)
+            raise SystemExit(1) from None
         return
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", buffering=1, encoding="utf-8") as log:
@@ -84,6 +90,10 @@ def log_to(log_path):
         sys.stdout = sys.stderr = log
         try:
             yield
+        except PipelineError as e:
+            print(f"Error: {e}", file=log)
+            print(f"Error: {e}", file=old_err)
+            raise SystemExit(1) from None
         finally:
             sys.stdout, sys.stderr = old_out, old_err
 

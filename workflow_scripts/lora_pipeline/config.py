@@ -56,23 +56,44 @@ def _key_path(error):
     return key_path(list(error.absolute_path))
 
 
-def source_of(parts, files):
-    """The config file that sets the key at `parts` (the last one given wins, as in Snakemake's merge),
-    or 'the merged config' when none of them does (e.g. it came from --config)."""
-    for f in reversed(list(files or [])):
-        try:
-            node = yaml.safe_load(Path(f).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
-            continue
-        for p in parts:
-            if isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
-                node = node[p]
-                continue
-            if not isinstance(node, dict) or p not in node:
-                break
+def merge_order(configfiles, cli_configfiles=(), cli_config=None, replace_workflow_config=False):
+    """The config sources in Snakemake's merge order, lowest priority first, for source_of.
+
+    `workflow.configfiles` lists the command line's --configfile files first and then those the
+    Snakefile's `configfile:` adds, but the command line wins: Snakemake re-applies its files (and
+    --config) over each `configfile:` (or, with --replace-workflow-config, drops that file). So the
+    order is the Snakefile's files, the command line's in their order, then --config as
+    ("--config", values)."""
+    cli = [str(f) for f in cli_configfiles or []]
+    declared = [] if replace_workflow_config else [str(f) for f in list(configfiles)[len(cli):]]
+    return declared + cli + ([("--config", cli_config)] if cli_config else [])
+
+
+def _lookup(node, parts):
+    for p in parts:
+        if isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
+            node = node[p]
+        elif isinstance(node, dict) and p in node:
             node = node[p]
         else:
-            return str(f)
+            return False
+    return True
+
+
+def source_of(parts, files):
+    """The config source whose value of the key at `parts` Snakemake used: the last one in merge
+    order (merge_order) that sets it; 'the merged config' when none does."""
+    for f in reversed(list(files or [])):
+        if isinstance(f, tuple):
+            name, node = f
+        else:
+            name = str(f)
+            try:
+                node = yaml.safe_load(Path(f).read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError):
+                continue
+        if _lookup(node, parts):
+            return name
     return "the merged config"
 
 
@@ -115,13 +136,16 @@ def _cross_check(config, files, finetune_schema):
         if t not in config["tasks"]:
             raise ConfigError(f"{source('run_tasks')}: run_tasks: task '{t}' is not defined under 'tasks'")
     for task_name, task in config["tasks"].items():
-        where = f"{source('tasks', task_name)}: tasks.{task_name}"
+        def at(*keys, task_name=task_name):  # "<file>: tasks.<task>.<keys>", naming the file that sets those keys
+            return f"{source('tasks', task_name, *keys)}: {key_path(['tasks', task_name, *keys])}"
+
+        where = at()
         if task["type"] == "classification" and "labels" not in task:
             raise ConfigError(f"{where}: classification needs 'labels', the list of label names")
         for key in ("models", "raw_prompt_models"):
             for m in task.get(key, []):
                 if m not in models:
-                    raise ConfigError(f"{where}.{key}: model '{m}' is not defined under 'models' "
+                    raise ConfigError(f"{at(key)}: model '{m}' is not defined under 'models' "
                                       f"(defined: {', '.join(models)})")
         _check_finetunes(task_name, task, models, source, finetune_schema)
         for i, entry in enumerate(task.get("published", [])):
@@ -134,16 +158,16 @@ def _cross_check(config, files, finetune_schema):
         if task["type"] == "generation":
             for m in task["models"] + list(task["finetune"]):
                 if models[m]["type"] != "causal_lm":
-                    raise ConfigError(f"{where}: '{m}' is an encoder; generation needs causal LMs")
+                    raise ConfigError(f"{at('models')}: '{m}' is an encoder; generation needs causal LMs")
             for name, d in decodings(task).items():
-                validate_decoding(f"{where}.decodings", name, d)
+                validate_decoding(at("decodings"), name, d)
             continue
         for m in task["raw_prompt_models"]:
             if models[m]["type"] != "causal_lm":
-                raise ConfigError(f"{where}.raw_prompt_models: '{m}' is an encoder; only causal LMs take prompts")
-        validate_decoding(where, "decoding", task["decoding"])
+                raise ConfigError(f"{at('raw_prompt_models')}: '{m}' is an encoder; only causal LMs take prompts")
+        validate_decoding(at("decoding"), "decoding", task["decoding"])
         if "{text}" not in task["prompt"]["template"]:
-            raise ConfigError(f"{where}.prompt.template: must contain {{text}}")
+            raise ConfigError(f"{at('prompt', 'template')}: must contain {{text}}")
     study = config.get("tokenizer_study")
     if study:
         for m in study["models"]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from . import heads, precision
+from . import heads, precision, preflight
 from .common import PipelineError, atomic_dir
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -77,8 +77,7 @@ def _hub_model_error(hub_id, error):
         reason = f"not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and offline mode is on (HF_HUB_OFFLINE)"
     else:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return (f"model hub_id '{hub_id}': {reason}; run once with network access to download it, or set use_hub: false "
-            f"and give the model a local source: (path, package or gguf_package)")
+    return preflight.hub_error(hub_id, reason)
 
 
 def _clear_gguf_state(model):
@@ -105,12 +104,16 @@ def materialize(spec, use_hub, out_dir):
         dtype = torch.float32 if gguf else "auto"
     else:
         dtype = DTYPES[spec["dtype"]]
+    if Path(where).is_dir() and not gguf:
+        preflight.check_folder_weights(where, "fix or replace the model's source")
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
-        model = cls.from_pretrained(where, dtype=dtype, **kwargs)
+        # safetensors only (a GGUF file is read by its own parser): no pickle is ever loaded
+        model = cls.from_pretrained(where, dtype=dtype, **({} if gguf else {"use_safetensors": True}), **kwargs)
     except OSError as e:
-        if Path(where).is_dir():  # a local folder: transformers' own message names it
-            raise
+        if Path(where).is_dir():
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise PipelineError(f"{where}: {first}; the model's source needs safetensors weights") from None
         raise PipelineError(_hub_model_error(where, e)) from None
     if gguf:
         _clear_gguf_state(model)
@@ -150,6 +153,14 @@ def artifact_kind(folder):
                         f"fine-tune); rerun its finetune job")
 
 
+def check_weights(model_dir, adapter=None):
+    """One line naming a truncated or corrupt safetensors file of the folders a job loads, and that
+    deleting the folder rebuilds it (preflight.safetensors_problem), before transformers reads it."""
+    for folder in (model_dir, adapter):
+        if folder:
+            preflight.check_folder_weights(folder, f"delete {folder}/ and rerun: the workflow rebuilds it")
+
+
 def quantization_config(settings):
     """transformers' BitsAndBytesConfig for a 4-bit base (adapters.NF4). CUDA only: checked before
     anything imports bitsandbytes."""
@@ -173,6 +184,7 @@ def load_causal_lm(model_dir, spec, adapter=None, quantize=None):
         model_dir, adapter = adapter, None
     elif kind == "peft" and (Path(adapter) / "quantization.json").is_file():
         quantize = json.loads((Path(adapter) / "quantization.json").read_text(encoding="utf-8"))
+    check_weights(model_dir, adapter)
     kw = {"dtype": resolve_dtype(spec["dtype"])}
     if quantize:
         kw = {"quantization_config": quantization_config(quantize), "dtype": torch.bfloat16, "device_map": {"": 0}}
@@ -195,6 +207,7 @@ def load_classifier(model_dir, spec, labels, seed, adapter=None):
     folder as `adapter`, that folder is loaded instead (its head.json, weights and trained head)."""
     if artifact_kind(adapter) == "full":
         model_dir, adapter = adapter, None
+    check_weights(model_dir, adapter)
     pooling = heads.read_head(model_dir)["pooling"]
     dtype = resolve_dtype(spec["dtype"])
     if pooling == "mean":

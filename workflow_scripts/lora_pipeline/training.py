@@ -11,7 +11,9 @@ checkpoints and finding the newest).
 - Every `eval_every` steps the validation loss is computed (evaluate); EarlyStopping stops after
   `patience` evaluations without improvement and the model ends holding its best weights.
 - Every `checkpoint_every` steps a checkpoint is written; a rerun resumes from the newest complete
-  one: weights, optimizer, scheduler, RNG, data position and early-stopping state.
+  one: weights, optimizer, scheduler, RNG, data position and early-stopping state, and the run's
+  cumulative counters (real and computed tokens, training seconds), so the log's padding_fraction
+  and tokens/s cover the whole run, not only the steps after the last resume.
 """
 import math
 import os
@@ -23,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from .batching import collate, epoch_batches, make_batch
-from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, trainable_state
+from .checkpoints import latest_checkpoint, load_checkpoint, read_counters, save_checkpoint, trainable_state
 from .loss import batch_loss, n_loss_tokens
 
 
@@ -55,6 +57,23 @@ def eval_subsample(examples, n, seed):
     the same subset at every evaluation, so validation losses stay comparable."""
     keep = sorted(random.Random(seed).sample(range(len(examples)), n))
     return [examples[i] for i in keep]
+
+
+def new_counters(saved=None):
+    """The run's cumulative counters: real_tokens (the examples' tokens), computed_tokens (the batch
+    tensors' size, padding included) and train_seconds (time in the training loop), starting from
+    those `saved` with a checkpoint."""
+    counters = {"real_tokens": 0, "computed_tokens": 0, "train_seconds": 0.0}
+    counters.update({k: v for k, v in (saved or {}).items() if k in counters})
+    return counters
+
+
+def throughput(counters):
+    """The log's figures from the counters: tokens per second and the share of computed tokens that
+    were padding (None where undefined)."""
+    real, computed, seconds = counters["real_tokens"], counters["computed_tokens"], counters["train_seconds"]
+    return {"train_tokens_per_second": real / seconds if seconds > 0 else None,
+            "padding_fraction": 1 - real / computed if computed else None}
 
 
 class EarlyStopping:
@@ -105,12 +124,12 @@ def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device, co
         optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
     stopper = EarlyStopping(cfg["patience"])
     log = {"history": [], "evals": [], "resumed_from": [], "total_steps": total, "stopped_early": False}
-    step, best_weights = 0, None
+    step, best_weights, counters = 0, None, new_counters()
 
     ckpt = latest_checkpoint(ckpt_dir)
     if ckpt is not None:
         st, best_weights = load_checkpoint(ckpt, model, optimizer, scheduler)
-        step, log = st["step"], st["log"]
+        step, log, counters = st["step"], st["log"], new_counters(read_counters(ckpt))
         stopper.load(st["stopper"])
         log["resumed_from"].append(step)
         print(f"resumed from {ckpt} at step {step}")
@@ -120,7 +139,7 @@ def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device, co
         stopper.update(0, val_loss)
         best_weights = trainable_state(model)
 
-    t0, tokens, computed = time.time(), 0, 0
+    t0, seconds_before = time.time(), counters["train_seconds"]
     bar = tqdm(total=total, initial=step, desc="fine-tune", mininterval=5)
     while step < total and not stopper.stop:
         epoch, pos = divmod(step, per_epoch)
@@ -134,8 +153,8 @@ def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device, co
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        tokens += sum(lengths[i] for i in batch_ids)
-        computed += batch["input_ids"].numel()
+        counters["real_tokens"] += sum(lengths[i] for i in batch_ids)
+        counters["computed_tokens"] += batch["input_ids"].numel()
         log["history"].append({"step": step, "epoch": round(step / per_epoch, 4), "train_loss": float(loss.detach()),
                                "lr": scheduler.get_last_lr()[0]})
         bar.update(1)
@@ -148,14 +167,14 @@ def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device, co
                   f"val perplexity {math.exp(min(val_loss, 50)):.3f}")
             log["stopped_early"] = stopper.stop
         if step % cfg["checkpoint_every"] == 0 or stopper.stop or step == total:
+            counters["train_seconds"] = seconds_before + time.time() - t0
             save_checkpoint(ckpt_dir, step, model, best_weights, optimizer, scheduler,
-                            {"step": step, "log": log, "stopper": stopper.state()})
+                            {"step": step, "log": log, "stopper": stopper.state()}, counters=counters)
         _maybe_die(step)
     bar.close()
-    elapsed = time.time() - t0
-    log.update(best_step=stopper.best_step, best_val_loss=stopper.best, final_step=step,
-               train_tokens_per_second=tokens / elapsed if elapsed > 0 else None,
-               padding_fraction=1 - tokens / computed if computed else None, packing=bool(cfg.get("packing")))
+    counters["train_seconds"] = seconds_before + time.time() - t0
+    log.update(best_step=stopper.best_step, best_val_loss=stopper.best, final_step=step, **counters,
+               **throughput(counters), packing=bool(cfg.get("packing")))
     params_by_name = dict(model.named_parameters())
     for n, t in best_weights.items():
         params_by_name[n].data.copy_(t.to(params_by_name[n].device))

@@ -1,0 +1,276 @@
+"""Parse-time checks against the models themselves, before any job starts (and so before Snakemake
+deletes the outputs of a job it is about to rerun).
+
+What can be checked cheaply, without torch and without loading weights:
+- every safetensors file of a prepared model folder (results/models/<model>/) and of each selected
+  fine-tune output is complete: its header parses and the file is as long as the header says;
+- a folder given as a model's `source` holds safetensors weights (a pickle-only folder, e.g. only
+  pytorch_model.bin, is refused: no pickle is ever read);
+- a model that loads from the hub (`use_hub: true`, or only a hub_id) can be served, from the
+  local Hugging Face cache or from the hub (LORA_WF_HUB_CHECK=0 skips this, for a machine that
+  plans or submits jobs which reach the hub from elsewhere);
+- each fine-tune's target modules exist in the model: the module names come from the weights'
+  safetensors headers (or the sharded index), the weights themselves are never read;
+- `max_new_tokens` of every decoding and `training.max_length` fit the model's context length
+  (config.json: max_position_embeddings or its equivalents).
+
+Each model's files are looked up where the job will read them: its prepared folder when there is
+one, else its local source, else the hub cache. A model none of them describes yet (a GGUF file not
+yet dequantized, a hub model not yet downloaded) is checked by its jobs instead, which fail with
+one line before training starts.
+"""
+import json
+import os
+from pathlib import Path
+
+from .common import PipelineError
+
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+# modules a job adds or that a checkpoint may leave out (tied output embeddings, new heads)
+ADDED_MODULES = {"causal_lm": {"lm_head"}, "encoder": {"classifier", "score", "pre_classifier"}}
+PEFT_KEYWORDS = {"all-linear"}
+HUB_CHECK_ENV = "LORA_WF_HUB_CHECK"  # "0": the jobs reach the hub from elsewhere; do not check it here
+
+
+# ---------------------------------------------------------------- safetensors headers
+
+def _header(path):
+    """(header dict, header length) of a safetensors file; raises ValueError when it cannot be one."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError(f"{size} bytes, shorter than the 8-byte header length")
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            raise ValueError(f"its header says {n} bytes but the file holds {size}")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"unreadable header ({e})") from None
+    if not isinstance(header, dict):
+        raise ValueError("unreadable header (not a JSON object)")
+    return header, n
+
+
+def safetensors_problem(path):
+    """Why a safetensors file is truncated or corrupt (a phrase), or None when it is whole."""
+    try:
+        header, n = _header(path)
+        size = Path(path).stat().st_size
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+        return str(e)
+    if 8 + n + end != size:
+        return f"{size} bytes where its header describes {8 + n + end}: truncated or corrupt"
+    return None
+
+
+def check_folder_weights(folder, fix):
+    """Raise PipelineError naming the first truncated safetensors file in `folder`."""
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        problem = safetensors_problem(f)
+        if problem:
+            raise PipelineError(f"{f}: {problem}; {fix}")
+
+
+def module_names(folder):
+    """The names of the modules that hold weights, from the safetensors headers (or the sharded
+    index) in `folder`, without reading any weights; None when the folder has no safetensors."""
+    folder = Path(folder)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        params = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+    else:
+        files = sorted(folder.glob("*.safetensors"))
+        if not files:
+            return None
+        params = {}
+        for f in files:
+            params.update(_header(f)[0])
+    return {p.rsplit(".", 1)[0] for p in params if p != "__metadata__" and "." in p}
+
+
+def missing_targets(targets, names, kind):
+    """The target modules (PEFT's suffix match) that no module in `names` carries."""
+    allowed = ADDED_MODULES.get(kind, set()) | PEFT_KEYWORDS
+    return [t for t in targets
+            if t not in allowed and not any(n == t or n.endswith("." + t) for n in names)]
+
+
+def context_length(model_config):
+    """The longest sequence a model takes (config.json), or None when it does not say."""
+    for cfg in (model_config, model_config.get("text_config") or {}):
+        for k in CONTEXT_KEYS:
+            if isinstance(cfg.get(k), int) and cfg[k] > 0:
+                return cfg[k]
+    return None
+
+
+# ---------------------------------------------------------------- where a model's files are
+
+def loads_from_hub(config, model):
+    return config["use_hub"] or "source" not in model
+
+
+def source_folder(model):
+    """A local source's folder (path, or a pip package found without importing it); None for GGUF."""
+    import importlib.util
+
+    src = model.get("source") or {}
+    if "path" in src and not src.get("gguf_file"):
+        return Path(src["path"])
+    if "package" in src and not src.get("gguf_file"):
+        spec = importlib.util.find_spec(src["package"])
+        if spec is None or not spec.submodule_search_locations:
+            return None  # models.package_dir names it in the job
+        return Path(list(spec.submodule_search_locations)[0]) / src.get("subdir", "")
+    return None
+
+
+def hub_cache_folder(hub_id):
+    """The cached snapshot folder of a hub model (its config.json's folder), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    hit = try_to_load_from_cache(hub_id, "config.json")
+    return Path(hit).parent if isinstance(hit, str) else None
+
+
+def hub_problem(hub_id):
+    """Why a hub model cannot be served from the cache or the hub (a phrase), or None."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, is_offline_mode
+
+    if hub_cache_folder(hub_id) is not None:
+        return None
+    if is_offline_mode():
+        return f"not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and offline mode is on (HF_HUB_OFFLINE)"
+    try:
+        get_hf_file_metadata(hf_hub_url(hub_id, "config.json"), timeout=10)  # one request, nothing downloaded
+    except Exception as e:  # noqa: BLE001 (any reason the hub cannot serve it is reported as such)
+        text = str(e).strip()
+        return f"the hub cannot serve it ({text.splitlines()[0] if text else type(e).__name__})"
+    return None
+
+
+def hub_error(hub_id, reason):
+    return (f"model hub_id '{hub_id}': {reason}; run once with network access to download it, or set use_hub: false "
+            f"and give the model a local source: (path, package or gguf_package)")
+
+
+def described_folder(config, name, results="results"):
+    """The folder whose config.json and weights describe model `name` as its jobs will load it:
+    the prepared folder, else the local source, else the hub cache; None when none exists yet."""
+    model = config["models"][name]
+    prepared = Path(results) / "models" / name
+    if (prepared / "config.json").is_file():
+        return prepared
+    if loads_from_hub(config, model):
+        return hub_cache_folder(model["hub_id"]) if model.get("hub_id") else None
+    folder = source_folder(model)
+    return folder if folder is not None and (folder / "config.json").is_file() else None
+
+
+# ---------------------------------------------------------------- the checks, on a validated config
+
+def used_models(config):
+    from .config import selected_tasks
+
+    used = {m for t in selected_tasks(config).values()
+            for m in t["models"] + t.get("raw_prompt_models", []) + list(t["finetune"])}
+    study = config.get("tokenizer_study") or {}
+    return sorted(used | set(study.get("models", [])))
+
+
+def _target_lists(method, ft):
+    """(settings block, key, modules) of the target lists a fine-tune entry names."""
+    if method in ("lora", "dora", "qlora"):
+        yield "lora", "target_modules", ft["lora"]["target_modules"]
+    elif method == "ia3":
+        for key in ("target_modules", "feedforward_modules"):
+            if ft["ia3"].get(key):
+                yield "ia3", key, ft["ia3"][key]
+
+
+def check(config, sources, results="results"):
+    """Every check of the module docstring; raise ConfigError with one line naming the config file
+    and key (sources: config.merge_order) or the file on disk, and the fix."""
+    from . import training_grid
+    from .config import ConfigError, _finetune_items, decodings, key_path, selected_tasks, source_of
+
+    def source(*parts):
+        return source_of(parts, sources)
+
+    folders, names = {}, {}
+    for name in used_models(config):
+        model = config["models"][name]
+        prepared = Path(results) / "models" / name
+        try:
+            check_folder_weights(prepared, f"delete {prepared}/ and rerun: prepare_model rebuilds it")
+        except PipelineError as e:
+            raise ConfigError(str(e)) from None
+        # checked even when a prepared folder exists: a changed origin (e.g. use_hub switched on)
+        # reruns prepare_model, which would delete that folder before failing
+        if loads_from_hub(config, model) and model.get("hub_id") and os.environ.get(HUB_CHECK_ENV) != "0":
+            problem = hub_problem(model["hub_id"])
+            if problem:
+                raise ConfigError(f"{source('models', name, 'hub_id')}: models.{name}: {hub_error(model['hub_id'], problem)}")
+        if not loads_from_hub(config, model):
+            folder = source_folder(model)
+            if folder is not None and folder.is_dir() and not any(folder.glob("*.safetensors")) \
+                    and not (folder / "model.safetensors.index.json").is_file():
+                pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+                if pickles:
+                    raise ConfigError(f"{source('models', name, 'source')}: models.{name}.source: {folder} holds "
+                                      f"only pickled weights ({', '.join(pickles)}), which this workflow never "
+                                      f"reads; convert them to safetensors (save_pretrained(..., "
+                                      f"safe_serialization=True)) or point at a safetensors copy")
+        folders[name] = described_folder(config, name, results)
+
+    def model_names(name):
+        if name not in names:
+            names[name] = module_names(folders[name]) if folders[name] else None
+        return names[name]
+
+    def model_context(name):
+        folder = folders[name]
+        if folder is None:
+            return None, None
+        return context_length(json.loads((folder / "config.json").read_text(encoding="utf-8"))), folder
+
+    for task_name, task in selected_tasks(config).items():
+        for adapter_file in sorted(Path(results, task_name).glob("*/*/adapter/*.safetensors")):
+            problem = safetensors_problem(adapter_file)
+            if problem:
+                raise ConfigError(f"{adapter_file}: {problem}; delete {adapter_file.parent}/ and rerun: its "
+                                  f"finetune job rebuilds it")
+        for m, entry, parts in _finetune_items(task_name, task):
+            kind = config["models"][m]["type"]
+            for ft in training_grid.expand(entry).values():
+                for block, key, targets in _target_lists(entry["method"], ft):
+                    have = model_names(m)
+                    missing = missing_targets(targets, have, kind) if have is not None else []
+                    if missing:
+                        ends = sorted({n.rsplit(".", 1)[-1] for n in have if not n.rsplit(".", 1)[-1].isdigit()})
+                        raise ConfigError(
+                            f"{source(*parts, block, key)}: {key_path(parts)}.{block}.{key}: {missing} not in "
+                            f"model '{m}' (its modules with weights are named: {', '.join(ends)}); fix the list")
+                limit, folder = model_context(m)
+                if limit and ft["training"]["max_length"] > limit:
+                    raise ConfigError(
+                        f"{source(*parts, 'training', 'max_length')}: {key_path(parts)}.training.max_length: "
+                        f"{ft['training']['max_length']} is longer than model '{m}' takes ({limit} tokens, "
+                        f"{folder / 'config.json'}); lower it")
+        points = ({f"decodings.{k}": d for k, d in decodings(task).items()} if task["type"] == "generation"
+                  else {"decoding": task["decoding"]})
+        for m in task["models"]:
+            if config["models"][m]["type"] != "causal_lm":
+                continue
+            limit, folder = model_context(m)
+            for where, d in points.items():
+                n = d.get("max_new_tokens")
+                if limit and isinstance(n, int) and n >= limit:
+                    parts = ["tasks", task_name, *where.split("."), "max_new_tokens"]
+                    at = source(*parts) if source(*parts) != "the merged config" else source("tasks", task_name)
+                    raise ConfigError(f"{at}: tasks.{task_name}.{where}.max_new_tokens: {n} new tokens do not fit "
+                                      f"model '{m}' ({limit} tokens of context, {folder / 'config.json'}); lower it")

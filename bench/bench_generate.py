@@ -18,13 +18,29 @@ full --new-tokens; the rates count the new tokens actually generated.
 Run:  python bench/bench_generate.py --size tiny --prompts 16 --new-tokens 16   (CPU, seconds)
       python bench/bench_generate.py --size 7b --prompts 64 --new-tokens 64     (GPU)
 """
+
 import argparse
 
 import torch
+from common import (
+    LORA,
+    StubTokenizer,
+    Timer,
+    add_ratio,
+    build_llama,
+    compare_outputs,
+    default_device,
+    describe,
+    dtype_name,
+    free_memory,
+    generate_one_at_a_time,
+    peak_memory_gib,
+    pipeline_dtype,
+    print_table,
+    reset_peak_memory,
+    synthetic_examples,
+)
 
-from common import (LORA, StubTokenizer, Timer, add_ratio, build_llama, compare_outputs, default_device, describe,
-                    dtype_name, free_memory, generate_one_at_a_time, peak_memory_gib, pipeline_dtype, print_table,
-                    reset_peak_memory, synthetic_examples)
 from lora_pipeline import adapters, inference
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -64,23 +80,36 @@ def timed(name, dt, fn, warm):
     with Timer(args.device) as t:
         outs = fn(prompts)
     n_new = sum(map(len, outs))
-    return {"variant": name, "dtype": dtype_name(dt), "prompts": len(prompts),
-            "new_tokens": n_new, "seconds": t.seconds, "new_tok/s": n_new / t.seconds,
-            "prompts/s": len(prompts) / t.seconds, "peak_mem_GiB": peak_memory_gib(args.device)}, outs
+    return {
+        "variant": name,
+        "dtype": dtype_name(dt),
+        "prompts": len(prompts),
+        "new_tokens": n_new,
+        "seconds": t.seconds,
+        "new_tok/s": n_new / t.seconds,
+        "prompts/s": len(prompts) / t.seconds,
+        "peak_mem_GiB": peak_memory_gib(args.device),
+    }, outs
 
 
-print(f"bench_generate: size {args.size}, device {describe(args.device)}, pipeline {dtype_name(dtype)}"
-      f"{' + LoRA' if args.lora else ''}, {args.prompts} prompts ({min(map(len, prompts))}..{max(map(len, prompts))} "
-      f"tokens), max {args.new_tokens} new tokens, greedy, batch {args.batch}")
+print(
+    f"bench_generate: size {args.size}, device {describe(args.device)}, pipeline {dtype_name(dtype)}"
+    f"{' + LoRA' if args.lora else ''}, {args.prompts} prompts ({min(map(len, prompts))}..{max(map(len, prompts))} "
+    f"tokens), max {args.new_tokens} new tokens, greedy, batch {args.batch}"
+)
 base = {"max_new_tokens": args.new_tokens, "batch_size": args.batch}
 static = dict(base, cache="static", compile=compile_)
-names = {"naive": "naive (fp32, 1 at a time)", "pipe": f"pipeline (batch {args.batch})",
-         "static": "pipeline static cache" + (" +compile" if compile_ else "")}
+names = {
+    "naive": "naive (fp32, 1 at a time)",
+    "pipe": f"pipeline (batch {args.batch})",
+    "static": "pipeline static cache" + (" +compile" if compile_ else ""),
+}
 rows, outputs = [], {}
 
 naive_model = make_model(torch.float32)
-row, outputs["naive"] = timed(names["naive"], torch.float32,
-                              lambda ps: generate_one_at_a_time(naive_model, ps, args.new_tokens), prompts[:2])
+row, outputs["naive"] = timed(
+    names["naive"], torch.float32, lambda ps: generate_one_at_a_time(naive_model, ps, args.new_tokens), prompts[:2]
+)
 rows.append(row)
 if dtype == torch.float32:
     model = naive_model  # same dtype, same weights: one model, and the naive outputs are the reference
@@ -102,10 +131,16 @@ for r, key in zip(rows[1:], ("pipe", "static")):
     r["same_as_1x1"] = f"{same}/{len(prompts)}"
 add_ratio(rows, "new_tok/s", rows[0], "vs_naive")
 print_table(rows)
-print(f"same_as_1x1: prompts whose new token ids equal one-prompt-at-a-time greedy generate in {dtype_name(dtype)} "
-      f"(the pipeline's dtype); peak_mem: "
-      + ("torch.cuda.max_memory_allocated (weights included)" if on_gpu else "process max RSS so far"))
+print(
+    f"same_as_1x1: prompts whose new token ids equal one-prompt-at-a-time greedy generate in {dtype_name(dtype)} "
+    f"(the pipeline's dtype); peak_mem: "
+    + ("torch.cuda.max_memory_allocated (weights included)" if on_gpu else "process max RSS so far")
+)
 for key in ("pipe", "static"):
     same, first = compare_outputs(outputs[key], reference)
-    line = "all identical" if same == len(prompts) else f"{len(prompts) - same} differ, first at new-token positions {first[:20]}"
+    line = (
+        "all identical"
+        if same == len(prompts)
+        else f"{len(prompts) - same} differ, first at new-token positions {first[:20]}"
+    )
     print(f"batched == unbatched, {names[key]}: {same}/{len(prompts)} identical; {line}")

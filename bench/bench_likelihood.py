@@ -21,14 +21,29 @@ argmax; and, where generate-and-parse parsed a label, whether it is the likeliho
 Run:  python bench/bench_likelihood.py --size tiny --examples 16 --labels 6   (CPU, seconds)
       python bench/bench_likelihood.py --size 7b --examples 64 --labels 6     (GPU)
 """
+
 import argparse
 import random
 
 import torch
+from common import (
+    FIRST_ID,
+    StubTokenizer,
+    Timer,
+    add_ratio,
+    build_llama,
+    default_device,
+    describe,
+    dtype_name,
+    free_memory,
+    generate_one_at_a_time,
+    peak_memory_gib,
+    pipeline_dtype,
+    print_table,
+    reset_peak_memory,
+    synthetic_examples,
+)
 
-from common import (FIRST_ID, StubTokenizer, Timer, add_ratio, build_llama, default_device, describe, dtype_name,
-                    free_memory, generate_one_at_a_time, peak_memory_gib, pipeline_dtype, print_table,
-                    reset_peak_memory, synthetic_examples)
 from lora_pipeline import inference, prompting
 
 NEW_TOKENS = 8
@@ -57,19 +72,23 @@ def argmax(scores):
 
 
 def naive_generate_and_parse(model):
-    return lambda ps: [prompting.parse_label(tok.decode(new), label_names)
-                       for new in generate_one_at_a_time(model, ps, NEW_TOKENS)]
+    return lambda ps: [
+        prompting.parse_label(tok.decode(new), label_names) for new in generate_one_at_a_time(model, ps, NEW_TOKENS)
+    ]
 
 
 def batched_generate_and_parse(model):
     decoding = {"max_new_tokens": NEW_TOKENS, "batch_size": args.batch}
-    return lambda ps: [prompting.parse_label(o, label_names)
-                       for o in inference.generate(model, tok, ps, decoding, progress=False)]
+    return lambda ps: [
+        prompting.parse_label(o, label_names) for o in inference.generate(model, tok, ps, decoding, progress=False)
+    ]
 
 
 def likelihood(model):
-    return lambda ps: [label_names[argmax(s)]
-                       for s in inference.label_logprobs(model, ps, label_ids, batch_size=args.batch, progress=False)]
+    return lambda ps: [
+        label_names[argmax(s)]
+        for s in inference.label_logprobs(model, ps, label_ids, batch_size=args.batch, progress=False)
+    ]
 
 
 def timed(name, dt, fn):
@@ -77,14 +96,22 @@ def timed(name, dt, fn):
     reset_peak_memory(args.device)
     with Timer(args.device) as t:
         preds = fn(prompts)
-    return {"variant": name, "dtype": dtype_name(dt), "examples": len(prompts), "seconds": t.seconds,
-            "examples/s": len(prompts) / t.seconds, "parsed": sum(x is not None for x in preds),
-            "peak_mem_GiB": peak_memory_gib(args.device)}, preds
+    return {
+        "variant": name,
+        "dtype": dtype_name(dt),
+        "examples": len(prompts),
+        "seconds": t.seconds,
+        "examples/s": len(prompts) / t.seconds,
+        "parsed": sum(x is not None for x in preds),
+        "peak_mem_GiB": peak_memory_gib(args.device),
+    }, preds
 
 
-print(f"bench_likelihood: size {args.size}, device {describe(args.device)}, pipeline {dtype_name(dtype)}, "
-      f"{args.examples} examples ({min(map(len, prompts))}..{max(map(len, prompts))} tokens), {args.labels} labels "
-      f"of {min(map(len, label_ids))}..{max(map(len, label_ids))} tokens, batch {args.batch}")
+print(
+    f"bench_likelihood: size {args.size}, device {describe(args.device)}, pipeline {dtype_name(dtype)}, "
+    f"{args.examples} examples ({min(map(len, prompts))}..{max(map(len, prompts))} tokens), {args.labels} labels "
+    f"of {min(map(len, label_ids))}..{max(map(len, label_ids))} tokens, batch {args.batch}"
+)
 rows, preds = [], {}
 naive_model = build_llama(args.size, args.vocab, args.device, torch.float32).eval()
 row, preds["naive"] = timed("naive generate+parse", torch.float32, naive_generate_and_parse(naive_model))
@@ -105,8 +132,10 @@ for r, key in zip(rows, ("naive", "batched")):
 add_ratio(rows, "examples/s", rows[0], "vs_naive")
 add_ratio(rows, "examples/s", rows[1], "vs_batched_generate")
 print_table(rows)
-print("parsed: examples with a label found in the output; agree_w_likelihood: of those, how many equal the "
-      "label_logprobs prediction")
+print(
+    "parsed: examples with a label found in the output; agree_w_likelihood: of those, how many equal the "
+    "label_logprobs prediction"
+)
 
 # Correctness: label_logprobs (padded batch, all labels in one pass) vs an unpadded prompt + label forward per label.
 k = min(args.check, len(prompts))
@@ -122,5 +151,7 @@ with torch.no_grad():
             ref.append(sum(float(logp[n - 1 + t, lab[t]]) for t in range(len(lab))))
         worst = max(worst, max(abs(a - b) for a, b in zip(ref, got[i])))
         same_argmax += argmax(ref) == argmax(got[i])
-print(f"label_logprobs vs unpadded per-label forward ({dtype_name(dtype)}), first {k} examples x {args.labels} labels: "
-      f"max |diff| {worst:.2e} nats; same argmax {same_argmax}/{k}")
+print(
+    f"label_logprobs vs unpadded per-label forward ({dtype_name(dtype)}), first {k} examples x {args.labels} labels: "
+    f"max |diff| {worst:.2e} nats; same argmax {same_argmax}/{k}"
+)

@@ -21,13 +21,30 @@ the same packed and padded (same weights).
 Run:  python bench/bench_train.py --size tiny --steps 4 --batch 4            (CPU, seconds)
       python bench/bench_train.py --size 7b --steps 20 --batch 8 --grad-ckpt   (GPU)
 """
+
 import argparse
 
 import torch
+from common import (
+    LORA,
+    PAD_ID,
+    Timer,
+    add_ratio,
+    build_llama,
+    default_device,
+    describe,
+    dtype_name,
+    free_memory,
+    is_oom,
+    n_params,
+    peak_flops,
+    peak_memory_gib,
+    pipeline_dtype,
+    print_table,
+    reset_peak_memory,
+    synthetic_examples,
+)
 
-from common import (LORA, PAD_ID, Timer, add_ratio, build_llama, default_device, describe, dtype_name, free_memory,
-                    is_oom, n_params, peak_flops, peak_memory_gib, pipeline_dtype, print_table, reset_peak_memory,
-                    synthetic_examples)
 from lora_pipeline import adapters, batching
 from lora_pipeline.loss import causal_answer_loss
 
@@ -37,7 +54,12 @@ p.add_argument("--steps", type=int, default=8, help="timed optimizer steps per v
 p.add_argument("--warmup", type=int, default=1, help="untimed steps first (the first batches again)")
 p.add_argument("--batch", type=int, default=8)
 p.add_argument("--seq", type=int, default=512, help="naive pads every example to this length")
-p.add_argument("--pack-length", type=int, default=None, help="row length of the packed variant (default: --seq, as the pipeline uses max_length)")
+p.add_argument(
+    "--pack-length",
+    type=int,
+    default=None,
+    help="row length of the packed variant (default: --seq, as the pipeline uses max_length)",
+)
 p.add_argument("--vocab", type=int, default=32000)
 p.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing in the pipeline variants")
 p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="pipeline dtype")
@@ -46,9 +68,13 @@ p.add_argument("--only", choices=["naive", "pipeline", "packing"], help="run one
 args = p.parse_args()
 
 answer_len = (1, 8)
-examples = synthetic_examples(args.steps * args.batch, args.vocab, seed=0,
-                              prompt_len=(min(32, args.seq - 8), min(480, args.seq - answer_len[1])),
-                              answer_len=answer_len)
+examples = synthetic_examples(
+    args.steps * args.batch,
+    args.vocab,
+    seed=0,
+    prompt_len=(min(32, args.seq - 8), min(480, args.seq - answer_len[1])),
+    answer_len=answer_len,
+)
 lengths = [len(e["input_ids"]) for e in examples]
 real_tokens = sum(lengths)
 batches = batching.epoch_batches(lengths, args.batch, seed=0, epoch=0)  # both pipeline variants
@@ -96,13 +122,21 @@ def run(variant):
     check = None
     if naive:
         order = list(range(len(examples)))
-        runs = [order[i:i + args.batch] for i in range(0, len(order), args.batch)]
-        make = lambda b: pad_to_seq([examples[i] for i in b], args.seq)
-        loss_fn = lambda m, batch: m(**batch).loss
+        runs = [order[i : i + args.batch] for i in range(0, len(order), args.batch)]
+
+        def make(b):
+            return pad_to_seq([examples[i] for i in b], args.seq)
+
+        def loss_fn(m, batch):
+            return m(**batch).loss
+
     else:
         runs = batches
         cfg = PACKED if variant == "pipeline +packing" else PADDED
-        make = lambda b: batching.make_batch([examples[i] for i in b], PAD_ID, cfg)
+
+        def make(b, cfg=cfg):
+            return batching.make_batch([examples[i] for i in b], PAD_ID, cfg)
+
         loss_fn = causal_answer_loss
         if cfg is PACKED:
             check = packed_vs_padded(model, runs[0])  # before any step: the freshly built weights
@@ -116,7 +150,7 @@ def run(variant):
         opt.zero_grad(set_to_none=True)
         return batch["input_ids"].numel()
 
-    for b in runs[:args.warmup]:
+    for b in runs[: args.warmup]:
         step(b)
     computed = 0
     with Timer(args.device) as t:
@@ -124,15 +158,25 @@ def run(variant):
             computed += step(b)
     tok_s = real_tokens / t.seconds
     peak = peak_flops(args.device)
-    row = {"variant": variant + (" +ckpt" if ckpt else ""), "dtype": dtype_name(dtype), "steps": len(runs),
-           "real_tok": real_tokens, "computed_tok": computed, "pad_frac": 1 - real_tokens / computed,
-           "seconds": t.seconds, "real_tok/s": tok_s, "MFU": 4 * matmul_params * tok_s / peak if peak else None,
-           "peak_mem_GiB": peak_memory_gib(args.device)}
+    row = {
+        "variant": variant + (" +ckpt" if ckpt else ""),
+        "dtype": dtype_name(dtype),
+        "steps": len(runs),
+        "real_tok": real_tokens,
+        "computed_tok": computed,
+        "pad_frac": 1 - real_tokens / computed,
+        "seconds": t.seconds,
+        "real_tok/s": tok_s,
+        "MFU": 4 * matmul_params * tok_s / peak if peak else None,
+        "peak_mem_GiB": peak_memory_gib(args.device),
+    }
     return row, check
 
 
-print(f"bench_train: size {args.size}, device {describe(args.device)}, batch {args.batch}, "
-      f"{len(examples)} examples ({real_tokens} real tokens), naive seq {args.seq}, pack length {args.pack_length}")
+print(
+    f"bench_train: size {args.size}, device {describe(args.device)}, batch {args.batch}, "
+    f"{len(examples)} examples ({real_tokens} real tokens), naive seq {args.seq}, pack length {args.pack_length}"
+)
 variants = {"pipeline": "pipeline", "packing": "pipeline +packing", "naive": "naive"}
 rows, check = [], None
 # Pipeline variants first: on CPU peak memory is the process's max RSS so far, so the (smaller)
@@ -151,14 +195,18 @@ for key, variant in variants.items():
     free_memory(args.device)
 add_ratio(rows, "real_tok/s", next((r for r in rows if r["variant"] == "naive"), None), "vs_naive")
 print_table(rows)
-print("real_tok/s: non-pad tokens per second; pad_frac: 1 - real_tok / computed_tok (computed: numel of the "
-      "input_ids fed in); MFU: 4 x matmul params x real_tok/s / peak bf16 FLOP/s (LoRA: forward 2N + "
-      "input-gradient backward 2N); peak_mem: "
-      + ("torch.cuda.max_memory_allocated" if str(args.device).startswith("cuda") else "process max RSS so far"))
+print(
+    "real_tok/s: non-pad tokens per second; pad_frac: 1 - real_tok / computed_tok (computed: numel of the "
+    "input_ids fed in); MFU: 4 x matmul params x real_tok/s / peak bf16 FLOP/s (LoRA: forward 2N + "
+    "input-gradient backward 2N); peak_mem: "
+    + ("torch.cuda.max_memory_allocated" if str(args.device).startswith("cuda") else "process max RSS so far")
+)
 if check:
     padded, packed = check
     tol = 1e-4 if pipeline_dtype(args.device, args.dtype) == torch.float32 else 2e-2
     rel = abs(packed - padded) / abs(padded)
-    print(f"first batch loss, same weights: padded {padded:.6f}, packed {packed:.6f}, "
-          f"|diff| {abs(packed - padded):.2e} ({rel:.1e} relative): {'equal' if rel < tol else 'NOT EQUAL'} "
-          f"(tolerance {tol:g} relative for {dtype_name(pipeline_dtype(args.device, args.dtype))})")
+    print(
+        f"first batch loss, same weights: padded {padded:.6f}, packed {packed:.6f}, "
+        f"|diff| {abs(packed - padded):.2e} ({rel:.1e} relative): {'equal' if rel < tol else 'NOT EQUAL'} "
+        f"(tolerance {tol:g} relative for {dtype_name(pipeline_dtype(args.device, args.dtype))})"
+    )

@@ -17,6 +17,7 @@ Run:  python bench/bench_workflow.py                      (CPU; the full run alo
       python bench/bench_workflow.py --workdir /tmp/wf --timeout 900
       python bench/bench_workflow.py --target results/emotion/data/summary.json   (a seconds-long smoke test)
 """
+
 import argparse
 import os
 import re
@@ -33,8 +34,11 @@ p.add_argument("--workdir", default="/tmp/lora_wf_bench", help="scratch folder (
 p.add_argument("--cores", type=int, default=1, help="as in the README command; each model job already uses every core")
 p.add_argument("--target", default="results/report.html", help="the targets in the table are for report.html")
 p.add_argument("--timeout", type=float, default=0, help="stop a Snakemake run after this many seconds (0: never)")
-p.add_argument("--data-dir", default=os.path.join(REPO, "..", "shared", "data"),
-               help="data_dir written into the copied config (made absolute)")
+p.add_argument(
+    "--data-dir",
+    default=os.path.join(REPO, "..", "shared", "data"),
+    help="data_dir written into the copied config (made absolute)",
+)
 args = p.parse_args()
 
 WORKFLOW = ["Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "envs", "resources"]
@@ -43,9 +47,14 @@ TARGETS = {"full run": 600.0, "no-op rerun": 5.0}
 
 def workflow_files():
     """Paths (relative to the repo) of the workflow's files: tracked, or untracked and not ignored."""
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--"]
-                         + [w for w in WORKFLOW if os.path.exists(os.path.join(REPO, w))],
-                         cwd=REPO, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--"]
+        + [w for w in WORKFLOW if os.path.exists(os.path.join(REPO, w))],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return [f for f in out.split("\0") if f and os.path.isfile(os.path.join(REPO, f))]
 
 
@@ -86,8 +95,11 @@ for f in files:
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     shutil.copy2(os.path.join(REPO, f), dst)
 set_data_dir(os.path.join(args.workdir, "config.yaml"), data_dir)
-print(f"bench_workflow: {len(files)} workflow files copied to {args.workdir}, data_dir {data_dir}, "
-      f"--cores {args.cores}, target {args.target}", flush=True)
+print(
+    f"bench_workflow: {len(files)} workflow files copied to {args.workdir}, data_dir {data_dir}, "
+    f"--cores {args.cores}, target {args.target}",
+    flush=True,
+)
 
 rows = []
 for stage, log_name in (("full run", "full.log"), ("no-op rerun", "noop.log")):
@@ -95,9 +107,14 @@ for stage, log_name in (("full run", "full.log"), ("no-op rerun", "noop.log")):
     seconds, rc, text = snakemake(log_name)
     planned = re.findall(r"^\s*total\s+(\d+)", text, flags=re.M)  # Snakemake's job-stats table
     done = len(re.findall(r"^Finished job", text, flags=re.M))
-    row = {"stage": stage, "seconds": seconds, "target_s": TARGETS[stage],
-           "met": "yes" if rc == 0 and seconds <= TARGETS[stage] else "no", "exit": rc,
-           "jobs": f"{done}/{planned[0] if planned else 0}"}
+    row = {
+        "stage": stage,
+        "seconds": seconds,
+        "target_s": TARGETS[stage],
+        "met": "yes" if rc == 0 and seconds <= TARGETS[stage] else "no",
+        "exit": rc,
+        "jobs": f"{done}/{planned[0] if planned else 0}",
+    }
     rows.append(row)
     if rc != 0:
         print("\n".join(text.splitlines()[-40:]))

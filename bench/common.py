@@ -5,6 +5,7 @@ style), timing, peak memory, peak FLOPs, output comparison and a table printer.
 Not run directly; the bench_*.py scripts import it (`from common import ...`). Importing it puts
 <repo>/workflow_scripts on sys.path, so `from lora_pipeline import training, inference` works.
 """
+
 import os
 import random
 import resource
@@ -18,17 +19,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "workflow_scripts"))
 warnings.filterwarnings("ignore", message=".*removed in v6.*", category=FutureWarning)  # peft on transformers 5: noise
 
-PAD_ID, BOS_ID, EOS_ID = 0, 1, 2   # synthetic token ids are drawn from [FIRST_ID, vocab), never these
+PAD_ID, BOS_ID, EOS_ID = 0, 1, 2  # synthetic token ids are drawn from [FIRST_ID, vocab), never these
 FIRST_ID = 10
 
 SIZES = {
     # name: hidden, layers, heads, kv heads, intermediate
-    "tiny": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
-                 intermediate_size=344),
-    "1b": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
-               intermediate_size=8192),
-    "7b": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
-               intermediate_size=11008),
+    "tiny": dict(
+        hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4, intermediate_size=344
+    ),
+    "1b": dict(
+        hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8, intermediate_size=8192
+    ),
+    "7b": dict(
+        hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32, intermediate_size=11008
+    ),
 }
 
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
@@ -56,8 +60,15 @@ def build_llama(size, vocab=32000, device="cpu", dtype=torch.float32):
     of every dtype hold the same weights up to rounding."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=vocab, max_position_embeddings=4096, pad_token_id=PAD_ID, bos_token_id=BOS_ID,
-                      eos_token_id=EOS_ID, tie_word_embeddings=False, **SIZES[size])
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        max_position_embeddings=4096,
+        pad_token_id=PAD_ID,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+        tie_word_embeddings=False,
+        **SIZES[size],
+    )
     torch.manual_seed(0)
     with torch.device(device):
         model = LlamaForCausalLM._from_config(cfg, dtype=torch.float32, attn_implementation="sdpa")
@@ -77,6 +88,7 @@ def n_params(model, matmul_only=True):
 
 class StubTokenizer:
     """Just what inference.generate needs: pad/eos ids and decode (ids joined by spaces)."""
+
     pad_token_id = PAD_ID
     eos_token_id = EOS_ID
 
@@ -94,8 +106,9 @@ def synthetic_examples(n, vocab=32000, seed=0, prompt_len=(32, 480), answer_len=
     for _ in range(n):
         prompt = [rng.randrange(FIRST_ID, vocab) for _ in range(rng.randint(*prompt_len))]
         answer = [rng.randrange(FIRST_ID, vocab) for _ in range(rng.randint(*answer_len))]
-        out.append({"input_ids": prompt + answer, "labels": [-100] * len(prompt) + answer,
-                    "prompt": prompt, "answer": answer})
+        out.append(
+            {"input_ids": prompt + answer, "labels": [-100] * len(prompt) + answer, "prompt": prompt, "answer": answer}
+        )
     return out
 
 
@@ -107,17 +120,23 @@ def generate_one_at_a_time(model, prompts, max_new_tokens):
     outs = []
     for prompt in prompts:
         ids = torch.tensor([prompt], device=dev)
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                             do_sample=False, pad_token_id=PAD_ID)
-        outs.append(out[0, len(prompt):].tolist())
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=PAD_ID,
+        )
+        outs.append(out[0, len(prompt) :].tolist())
     return outs
 
 
 def compare_outputs(a, b):
     """(number of identical sequences, sorted first differing positions of the others)."""
     same = sum(x == y for x, y in zip(a, b))
-    first = sorted(next((k for k, (u, v) in enumerate(zip(x, y)) if u != v), min(len(x), len(y)))
-                   for x, y in zip(a, b) if x != y)
+    first = sorted(
+        next((k for k, (u, v) in enumerate(zip(x, y)) if u != v), min(len(x), len(y))) for x, y in zip(a, b) if x != y
+    )
     return same, first
 
 

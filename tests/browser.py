@@ -4,6 +4,7 @@ which images fail to load, what the console complains about, and which table com
 
 Nothing is downloaded: the driver path is passed to selenium's Service, so selenium-manager is
 never asked to fetch a driver or a browser."""
+
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -11,8 +12,16 @@ from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def missing():
@@ -43,8 +52,10 @@ def chromium(width=1280, height=900):
     try:
         # the viewport itself is exactly width x height (the window size includes no toolbar
         # in headless mode, but this makes it independent of the Chromium version)
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                               {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
         yield driver
     finally:
         driver.quit()

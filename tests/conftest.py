@@ -1,5 +1,6 @@
 """Shared pytest setup: makes workflow_scripts importable, points at the shared data, and starts
 the local SLURM cluster for the tests that need one (skipped, with the reason, where it cannot start)."""
+
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ START_SCRIPT = REPO / ".ci" / "start_slurm.sh"
 
 
 def _last_error_line(text: str) -> str:
-    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
     for line in reversed(lines):
         if "ERROR" in line:
             return line
@@ -67,8 +68,9 @@ def tiny_run(tmp_path_factory):
     folder while holding a file lock; the others wait and reuse it. (base, work, config). Tests
     that only read results use it as it is; tests that edit the config or run more jobs take their
     own copy (tiny.copy_run), which plans nothing until they change something."""
-    import tiny
     from filelock import FileLock
+
+    import tiny
 
     root = _shared_root(tmp_path_factory)
     base = root / "tiny_run"
@@ -84,9 +86,19 @@ def tiny_run(tmp_path_factory):
 # builds the session's shared finished run (tiny_run) while the other runs the self-contained
 # generation pipeline; then the slow files, longest first; then the rest. So no worker waits on the
 # shared run, and the two end together.
-SLOW_FIRST = ["test_rerun_contract", "test_generation_pipeline", "test_slurm_pipeline", "test_resume",
-              "test_training_grid", "test_hub_cache", "test_methods", "test_pipeline", "test_seeds",
-              "test_reliability", "test_report_browser"]
+SLOW_FIRST = [
+    "test_rerun_contract",
+    "test_generation_pipeline",
+    "test_slurm_pipeline",
+    "test_resume",
+    "test_training_grid",
+    "test_hub_cache",
+    "test_methods",
+    "test_pipeline",
+    "test_seeds",
+    "test_reliability",
+    "test_report_browser",
+]
 
 
 def pytest_collection_modifyitems(config, items):

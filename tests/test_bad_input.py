@@ -1,4 +1,5 @@
 """Bad input stops the workflow at parse time with one line naming the key or file and the fix."""
+
 import pytest
 
 import tiny
@@ -38,7 +39,9 @@ def test_error_names_the_config_file_the_key_came_from(work):
     (w / "study.yaml").write_text(yaml.safe_dump({"tasks": {"emotion": {"decoding": {"num_beams": 0}}}}))
     proc = tiny.snakemake(w, "-n", "--configfile", str(w / "config.yaml"), str(w / "study.yaml"), check=False)
     line = next(x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("Error: "))
-    assert line.startswith(f"Error: {w / 'study.yaml'}: tasks.emotion.decoding.num_beams: 0 is less than the minimum of 1"), line
+    assert line.startswith(
+        f"Error: {w / 'study.yaml'}: tasks.emotion.decoding.num_beams: 0 is less than the minimum of 1"
+    ), line
     proc = tiny.snakemake(w, "-n", "--config", "torch_threads=-1", check=False)
     line = next(x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("Error: "))
     assert line.startswith("Error: --config: torch_threads:"), line
@@ -49,7 +52,10 @@ def test_hub_only_model_without_use_hub(work):
     del c["models"]["tiny_llama"]["source"]
     c["models"]["tiny_llama"]["hub_id"] = "HuggingFaceTB/SmolLM2-135M-Instruct"
     msg = error_of(w, c)
-    assert "config.yaml: models.tiny_llama: only a hub_id ('HuggingFaceTB/SmolLM2-135M-Instruct') while use_hub is false" in msg
+    assert (
+        "config.yaml: models.tiny_llama: only a hub_id ('HuggingFaceTB/SmolLM2-135M-Instruct') while use_hub is false"
+        in msg
+    )
     assert "add a local source:" in msg and "use_hub: true" in msg
     assert not (w / "results").exists() and not (w / "logs").exists()
 
@@ -163,8 +169,13 @@ def test_semicolon_line_without_separator(work, tmp_path):
 
 def test_integer_labels_need_label_map(work):
     w, c = work
-    c["tasks"]["emotion"].update(files={"train": "imdb/asini_imdb_sample.csv"}, format="csv", label_column="label",
-                                 labels=["negative", "positive"], drop_rows_with_label=["label"])
+    c["tasks"]["emotion"].update(
+        files={"train": "imdb/asini_imdb_sample.csv"},
+        format="csv",
+        label_column="label",
+        labels=["negative", "positive"],
+        drop_rows_with_label=["label"],
+    )
     msg = error_of(w, c)
     assert "asini_imdb_sample.csv" in msg and "row 1 has integer label '0'" in msg and "label_map" in msg
     assert not (w / "results").exists()

@@ -1,4 +1,5 @@
 """Data readers on the shared files (every format), the bad-input errors, and prompt handling."""
+
 import json
 
 import pytest
@@ -7,8 +8,16 @@ from conftest import DATA_DIR
 from lora_pipeline import data, prompting
 from lora_pipeline.common import PipelineError
 
-EMOTION = {"type": "classification", "text_column": "text", "label_column": "label_name", "labels": ["sadness", "joy", "love", "anger", "fear", "surprise"],
-           "format": "semicolon", "header": True, "drop_rows_with_label": [], "max_chars": None}
+EMOTION = {
+    "type": "classification",
+    "text_column": "text",
+    "label_column": "label_name",
+    "labels": ["sadness", "joy", "love", "anger", "fear", "surprise"],
+    "format": "semicolon",
+    "header": True,
+    "drop_rows_with_label": [],
+    "max_chars": None,
+}
 
 
 def test_semicolon_emotion_counts():
@@ -20,11 +29,19 @@ def test_semicolon_emotion_counts():
 
 def test_tsv_without_header_and_csv_with_stray_header_and_jsonl():
     ag = dict(EMOTION, label_column="label", labels=["World", "Sports", "Business", "Sci/Tech"])
-    rows = data.normalize(data.read_rows(DATA_DIR / "ag_news/alps_test.tsv", "auto", header=False,
-                                         column_names=["text", "label"]), ag, "ag")
+    rows = data.normalize(
+        data.read_rows(DATA_DIR / "ag_news/alps_test.tsv", "auto", header=False, column_names=["text", "label"]),
+        ag,
+        "ag",
+    )
     assert len(rows) == 7600
-    imdb = dict(EMOTION, label_column="label", labels=["negative", "positive"], drop_rows_with_label=["label"],
-                label_map={"0": "negative", "1": "positive"})
+    imdb = dict(
+        EMOTION,
+        label_column="label",
+        labels=["negative", "positive"],
+        drop_rows_with_label=["label"],
+        label_map={"0": "negative", "1": "positive"},
+    )
     rows = data.normalize(data.read_rows(DATA_DIR / "imdb/asini_imdb_sample.csv"), imdb, "imdb")
     assert 1990 <= len(rows) <= 2000 and {r["label"] for r in rows} == {"negative", "positive"}
     assert not any("<br />" in r["text"] for r in rows)

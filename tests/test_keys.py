@@ -1,6 +1,7 @@
 """Unit tests of lora_pipeline/keys.py, the one place that decides what each stage's cache key is.
 Expectations are written by hand (which script imports what; which setting can change which
 output); tests/test_rerun_contract.py checks the same decisions end to end through snakemake."""
+
 import copy
 from pathlib import Path
 
@@ -14,17 +15,28 @@ SCRIPTS = sorted(p.name for p in (REPO / "workflow_scripts").glob("*.py"))
 
 
 def importers(module):
-    return {s for s in SCRIPTS if any(f.parent.name == "lora_pipeline" and f.name == module for f in keys.code_files(s))}
+    return {
+        s for s in SCRIPTS if any(f.parent.name == "lora_pipeline" and f.name == module for f in keys.code_files(s))
+    }
 
 
 def test_code_fingerprints_follow_the_import_graph():
     assert importers("metrics.py") == {"score.py"}
     assert importers("training.py") == {"finetune.py"}
     # stats holds the bootstrap primitives that generation_metrics (scoring and perplexity) and comparison use
-    assert importers("stats.py") == {"score.py", "compare.py", "score_generation.py", "reference_perplexity.py",
-                                     "build_report.py", "make_figures.py", "grid_sweep.py"}
+    assert importers("stats.py") == {
+        "score.py",
+        "compare.py",
+        "score_generation.py",
+        "reference_perplexity.py",
+        "build_report.py",
+        "make_figures.py",
+        "grid_sweep.py",
+    }
     assert importers("data.py") == {"prepare_data.py", "data_summary.py"}
-    assert "loss.py" in {f.name for f in keys.code_files("reference_perplexity.py")}  # transitively, via generation_metrics
+    assert "loss.py" in {
+        f.name for f in keys.code_files("reference_perplexity.py")
+    }  # transitively, via generation_metrics
     assert keys.code_fingerprint("score.py") != keys.code_fingerprint("compare.py")
 
 
@@ -34,13 +46,26 @@ def loaded_config():
 
 
 def test_decoding_key_keeps_only_what_changes_generated_text():
-    greedy = {"max_new_tokens": 8, "do_sample": False, "temperature": 0.7, "top_k": 5, "top_p": 0.9, "num_beams": 1,
-              "batch_size": 16, "seed": 3, "cache": "static", "compile": True, "repetition_penalty": 1.0}
+    greedy = {
+        "max_new_tokens": 8,
+        "do_sample": False,
+        "temperature": 0.7,
+        "top_k": 5,
+        "top_p": 0.9,
+        "num_beams": 1,
+        "batch_size": 16,
+        "seed": 3,
+        "cache": "static",
+        "compile": True,
+        "repetition_penalty": 1.0,
+    }
     # greedy: no sampling settings, seed or batch size; do_sample: false and num_beams: 1 are the
     # defaults that generate always gets (decoding.to_generate_kwargs), so they are left out
     assert keys.decoding_key(greedy) == {"max_new_tokens": 8, "repetition_penalty": 1.0}
     sampled = dict(greedy, do_sample=True)
-    assert keys.decoding_key(sampled) == {k: v for k, v in sampled.items() if k not in ("cache", "compile", "num_beams")}
+    assert keys.decoding_key(sampled) == {
+        k: v for k, v in sampled.items() if k not in ("cache", "compile", "num_beams")
+    }
     beams = dict(greedy, num_beams=4)
     assert keys.decoding_key(beams)["batch_size"] == 16 and "seed" not in keys.decoding_key(beams)
 
@@ -51,13 +76,23 @@ def test_equivalent_decoding_points_share_one_generation():
     from lora_pipeline import decoding
 
     points = {"greedy": {"max_new_tokens": 48}}
-    points.update(decoding.expand_grid({"top_k": [30, 50], "num_beams": [1, 2], "temperature": [0, 0.7]},
-                                       {"max_new_tokens": 48, "seed": 0}))
+    points.update(
+        decoding.expand_grid(
+            {"top_k": [30, 50], "num_beams": [1, 2], "temperature": [0, 0.7]}, {"max_new_tokens": 48, "seed": 0}
+        )
+    )
     shared = keys.shared_decodings(points)
-    assert shared == {"greedy": "greedy", "topk30_nb1_t0": "greedy", "topk30_nb1_t0.7": "topk30_nb1_t0.7",
-                      "topk30_nb2_t0": "topk30_nb2_t0", "topk30_nb2_t0.7": "topk30_nb2_t0.7",
-                      "topk50_nb1_t0": "greedy", "topk50_nb1_t0.7": "topk50_nb1_t0.7",
-                      "topk50_nb2_t0": "topk30_nb2_t0", "topk50_nb2_t0.7": "topk50_nb2_t0.7"}
+    assert shared == {
+        "greedy": "greedy",
+        "topk30_nb1_t0": "greedy",
+        "topk30_nb1_t0.7": "topk30_nb1_t0.7",
+        "topk30_nb2_t0": "topk30_nb2_t0",
+        "topk30_nb2_t0.7": "topk30_nb2_t0.7",
+        "topk50_nb1_t0": "greedy",
+        "topk50_nb1_t0.7": "topk50_nb1_t0.7",
+        "topk50_nb2_t0": "topk30_nb2_t0",
+        "topk50_nb2_t0.7": "topk50_nb2_t0.7",
+    }
     # a point with its own human evaluation keeps its own scores
     own = keys.shared_decodings(points, human_eval={"m/zeroshot/topk50_nb1_t0": "he.json"})
     assert own["topk50_nb1_t0"] == "topk50_nb1_t0" and own["topk30_nb1_t0"] == "greedy"
@@ -86,8 +121,9 @@ def test_roles_resources_and_sizes_are_in_no_model_key():
     # a GPU request changes a model key only through the dtype it resolves to (precision.resolve)
     gpu = dict(model, resources={"mem_mb": 8000, "gpus": 1})
     assert keys.model_origin(c, model) == keys.model_origin(c, gpu)
-    assert {k: v for k, v in keys.model_settings(gpu).items() if k != "dtype"} == \
-        {k: v for k, v in keys.model_settings(model).items() if k != "dtype"}
+    assert {k: v for k, v in keys.model_settings(gpu).items() if k != "dtype"} == {
+        k: v for k, v in keys.model_settings(model).items() if k != "dtype"
+    }
     assert keys.model_settings(gpu)["dtype"] == "bfloat16"
     assert keys.model_origin(c, model)["origin"] == {"source": model["source"]}
     assert keys.model_origin(dict(c, use_hub=True), model)["origin"] == {"hub_id": model["hub_id"]}

@@ -13,6 +13,7 @@ counts and Snakemake benchmark timings, while adding a method plans only that me
 qlora itself cannot be trained here (no CUDA GPU, no bitsandbytes); what is tested is that it is
 refused before anything imports bitsandbytes.
 """
+
 import copy
 import csv
 import json
@@ -37,9 +38,19 @@ FINETUNES = {
     "full": {"method": "full"},
 }
 CAUSAL_METHODS = list(FINETUNES)
-TRAIN = {"seed": 0, "learning_rate": 0.05, "weight_decay": 0.0, "batch_size": 8, "epochs": 1, "max_steps": 12,
-         "warmup_ratio": 0.0, "eval_every": 100, "patience": 100, "checkpoint_every": 1000,
-         "gradient_checkpointing": False}
+TRAIN = {
+    "seed": 0,
+    "learning_rate": 0.05,
+    "weight_decay": 0.0,
+    "batch_size": 8,
+    "epochs": 1,
+    "max_steps": 12,
+    "warmup_ratio": 0.0,
+    "eval_every": 100,
+    "patience": 100,
+    "checkpoint_every": 1000,
+    "gradient_checkpointing": False,
+}
 LR = {"full": 0.003}  # every weight moves: a smaller step
 LABELS = [" joy", " anger", " melancholy"]  # of different token lengths
 
@@ -60,19 +71,22 @@ def expected_trainable(method, cfg, base_params):
     kv = cfg["num_key_value_heads"] * (h // cfg["num_attention_heads"])  # k/v projection width
     r = LORA["r"]
     lora = layers * (r * (h + h) + r * (h + kv))  # A (r x in) + B (out x r) on q_proj (h -> h) and v_proj (h -> kv)
-    return {"lora": lora,
-            "dora": lora + layers * (h + kv),  # + a magnitude per output feature of q_proj and v_proj
-            "ia3": layers * (kv + kv + ff),  # PEFT's LLaMA default: k_proj, v_proj outputs, down_proj input
-            "prompt_tuning": V * h,  # one embedding per virtual token
-            "prefix_tuning": V * layers * 2 * kv,  # a key and a value per virtual token and layer
-            "full": base_params}[method]
+    return {
+        "lora": lora,
+        "dora": lora + layers * (h + kv),  # + a magnitude per output feature of q_proj and v_proj
+        "ia3": layers * (kv + kv + ff),  # PEFT's LLaMA default: k_proj, v_proj outputs, down_proj input
+        "prompt_tuning": V * h,  # one embedding per virtual token
+        "prefix_tuning": V * layers * 2 * kv,  # a key and a value per virtual token and layer
+        "full": base_params,
+    }[method]
 
 
 def examples(tok, n=8):
     out = []
     for i in range(n):
-        ids, lab = prompting.encode_prompt_answer(tok, f"Text: example {i} " + "x " * (i % 5) + "\nLabel:",
-                                                  [" joy", " anger"][i % 2], max_length=64)
+        ids, lab = prompting.encode_prompt_answer(
+            tok, f"Text: example {i} " + "x " * (i % 5) + "\nLabel:", [" joy", " anger"][i % 2], max_length=64
+        )
         out.append({"input_ids": ids, "labels": lab})
     return out
 
@@ -96,6 +110,7 @@ def assert_safetensors_only(folder):
 
 # ---------------------------------------------------------------- causal LM: every CPU method
 
+
 @pytest.mark.parametrize("method", CAUSAL_METHODS)
 def test_causal_method_trains_saves_and_reloads(llama, tmp_path, method):
     from peft import PeftModel
@@ -112,8 +127,15 @@ def test_causal_method_trains_saves_and_reloads(llama, tmp_path, method):
     assert counts["total"] == base_params + (0 if method == "full" else want)
     assert counts["trainable_share"] == pytest.approx(want / counts["total"])
 
-    log = training.train(model, examples(tok), examples(tok), dict(TRAIN, learning_rate=LR.get(method, 0.05)),
-                         tmp_path / "ckpt", tok.pad_token_id, torch.device("cpu"))
+    log = training.train(
+        model,
+        examples(tok),
+        examples(tok),
+        dict(TRAIN, learning_rate=LR.get(method, 0.05)),
+        tmp_path / "ckpt",
+        tok.pad_token_id,
+        torch.device("cpu"),
+    )
     assert_loss_falls(log)
     embeddings_moved = not torch.equal(model.get_input_embeddings().weight, embed_before)
     assert embeddings_moved == (method == "full")  # the base stays frozen under every PEFT method
@@ -134,14 +156,18 @@ def test_causal_method_trains_saves_and_reloads(llama, tmp_path, method):
         assert peft_type == {"dora": "LORA"}.get(method, method.upper())
         fresh = models.load_causal_lm(folder, SPEC)
         reloaded = PeftModel.from_pretrained(fresh, out).eval()
-    for got in (inference.label_logprobs(reloaded, prompts, label_ids, batch_size=2, progress=False),
-                inference.label_logprobs(models.load_causal_lm(folder, SPEC, adapter=out), prompts, label_ids,
-                                         batch_size=5, progress=False)):
+    for got in (
+        inference.label_logprobs(reloaded, prompts, label_ids, batch_size=2, progress=False),
+        inference.label_logprobs(
+            models.load_causal_lm(folder, SPEC, adapter=out), prompts, label_ids, batch_size=5, progress=False
+        ),
+    ):
         torch.testing.assert_close(torch.tensor(got), torch.tensor(in_process), atol=1e-5, rtol=0)
     if method in ("prompt_tuning", "full"):  # generation goes through PEFT's own generate for prompt tuning
         d = {"max_new_tokens": 3, "batch_size": 2}
-        assert inference.generate(reloaded, tok, prompts, d, progress=False) == \
-            inference.generate(model, tok, prompts, dict(d, batch_size=5), progress=False)
+        assert inference.generate(reloaded, tok, prompts, d, progress=False) == inference.generate(
+            model, tok, prompts, dict(d, batch_size=5), progress=False
+        )
 
 
 @pytest.mark.parametrize("method", ["prompt_tuning", "prefix_tuning"])
@@ -159,7 +185,7 @@ def test_virtual_tokens_match_peft_forward(llama, method):
         for p, row in zip(prompts, scores):
             direct = []
             for lab in label_ids:
-                logits = model(input_ids=torch.tensor([p + lab])).logits[0, -len(p + lab):]  # drop virtual positions
+                logits = model(input_ids=torch.tensor([p + lab])).logits[0, -len(p + lab) :]  # drop virtual positions
                 logp = torch.log_softmax(logits.float(), -1)
                 direct.append(sum(float(logp[len(p) - 1 + k, t]) for k, t in enumerate(lab)))
             assert row == pytest.approx(direct, abs=1e-4)
@@ -183,6 +209,7 @@ def test_virtual_tokens_refuse_packed_batches(llama):
 
 # ---------------------------------------------------------------- encoder: lora and full
 
+
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory):
     """A tiny BERT prepared twice: as a plain checkpoint (CLS pooler) and with a sentence-transformers
@@ -190,8 +217,9 @@ def bert(tmp_path_factory):
     base = tmp_path_factory.mktemp("bert")
     plain = tiny.make_tiny_bert(base / "plain")
     st = tiny.make_tiny_bert(base / "st")
-    (st / "modules.json").write_text(json.dumps([{"idx": 1, "name": "1", "path": "1_Pooling",
-                                                  "type": "sentence_transformers.models.Pooling"}]))
+    (st / "modules.json").write_text(
+        json.dumps([{"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])
+    )
     (st / "1_Pooling").mkdir()
     (st / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
     out = {}
@@ -202,7 +230,10 @@ def bert(tmp_path_factory):
 
 
 ENC_LABELS = ["sadness", "joy", "anger"]
-ENC_FINETUNES = {"lora": {"method": "lora", "lora": dict(LORA, target_modules=["query", "value"])}, "full": {"method": "full"}}
+ENC_FINETUNES = {
+    "lora": {"method": "lora", "lora": dict(LORA, target_modules=["query", "value"])},
+    "full": {"method": "full"},
+}
 
 
 @pytest.mark.parametrize("pooling,method", [("cls", "lora"), ("cls", "full"), ("mean", "full")])
@@ -240,8 +271,9 @@ def test_encoder_method_trains_saves_and_reloads(bert, tmp_path, pooling, method
         reloaded = AutoModelForSequenceClassification.from_pretrained(out, use_safetensors=True).eval()
     elif method == "full":  # mean pooling: the encoder as a transformers checkpoint + the head's weights
         assert {"config.json", "model.safetensors", "classifier.safetensors", "head.json"} <= set(names)
-        reloaded = heads.load_mean_pooling(out, len(ENC_LABELS), seed=99, dtype=torch.float32,
-                                           trust_remote_code=False).eval()
+        reloaded = heads.load_mean_pooling(
+            out, len(ENC_LABELS), seed=99, dtype=torch.float32, trust_remote_code=False
+        ).eval()
     else:
         assert {"adapter_config.json", "adapter_model.safetensors"} <= set(names)
         reloaded = PeftModel.from_pretrained(models.load_classifier(folder, ENC_SPEC, ENC_LABELS, seed=7), out).eval()
@@ -249,11 +281,14 @@ def test_encoder_method_trains_saves_and_reloads(bert, tmp_path, pooling, method
         torch.testing.assert_close(reloaded(input_ids=ids, attention_mask=mask).logits, in_process, atol=1e-5, rtol=0)
     # what predict.py does: the prepared folder plus the run's folder, with another head seed
     via_loader = models.load_classifier(folder, ENC_SPEC, ENC_LABELS, seed=5, adapter=out)
-    got = torch.tensor([lg for _, lg in inference.classify(via_loader, models.load_tokenizer(folder), texts, max_length=32)])
+    got = torch.tensor(
+        [lg for _, lg in inference.classify(via_loader, models.load_tokenizer(folder), texts, max_length=32)]
+    )
     torch.testing.assert_close(got, in_process, atol=1e-5, rtol=0)
 
 
 # ---------------------------------------------------------------- qlora: refused without CUDA, before bitsandbytes
+
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA machine: the refusal is for CPU-only machines")
 def test_qlora_loading_refuses_cpu_without_importing_bitsandbytes(llama):
@@ -267,6 +302,7 @@ def test_qlora_loading_refuses_cpu_without_importing_bitsandbytes(llama):
 
 # ---------------------------------------------------------------- config: shapes, keys, parse-time checks
 
+
 def test_list_of_methods_gives_one_run_per_method_and_seed_and_keeps_lora_keys():
     config = tiny.tiny_config("/models", "/work")
     from lora_pipeline import config as cfg
@@ -277,18 +313,31 @@ def test_list_of_methods_gives_one_run_per_method_and_seed_and_keeps_lora_keys()
     assert lora_key["finetune"]["method"] == "lora" and "ia3" not in lora_key["finetune"]
     listed = copy.deepcopy(config)
     listed["tasks"]["emotion"]["finetune"]["tiny_llama"] = [
-        task["finetune"]["tiny_llama"], {"method": "ia3", "training": {"seeds": [0, 1]}}, {"method": "full"}]
+        task["finetune"]["tiny_llama"],
+        {"method": "ia3", "training": {"seeds": [0, 1]}},
+        {"method": "full"},
+    ]
     cfg.validate(listed, tiny.REPO / "schemas" / "config.schema.yaml")
     lt = listed["tasks"]["emotion"]
-    assert [r for m, r in keys.methods(lt) if m == "tiny_llama" and keys.method_seed(r) is not None] == \
-        ["lora-s0", "ia3-s0", "ia3-s1", "full-s0"]
+    assert [r for m, r in keys.methods(lt) if m == "tiny_llama" and keys.method_seed(r) is not None] == [
+        "lora-s0",
+        "ia3-s0",
+        "ia3-s1",
+        "full-s0",
+    ]
     assert keys.finetune_settings(listed, lt, "tiny_llama", "lora-s0") == lora_key  # adding methods changes no LoRA key
     ia3 = keys.finetune_settings(listed, lt, "tiny_llama", "ia3-s1")
     assert ia3["finetune"]["method"] == "ia3" and ia3["finetune"]["training"]["seed"] == 1
     assert "lora" not in ia3["finetune"] and "prompt" not in ia3["finetune"]  # only its own settings block
     assert "lora" not in keys.finetune_settings(listed, lt, "tiny_llama", "full-s0")["finetune"]
-    assert [keys.parse_run(r) for r in ("lora-s0", "prompt_tuning-s-1", "full-s12", "zeroshot", "raw", "lorax-s0")] == \
-        [("lora", 0), ("prompt_tuning", -1), ("full", 12), None, None, None]
+    assert [keys.parse_run(r) for r in ("lora-s0", "prompt_tuning-s-1", "full-s12", "zeroshot", "raw", "lorax-s0")] == [
+        ("lora", 0),
+        ("prompt_tuning", -1),
+        ("full", 12),
+        None,
+        None,
+        None,
+    ]
     assert keys.run_method("dora") == "dora" and keys.run_method("baseline") is None
 
 
@@ -306,21 +355,25 @@ def test_qlora_without_cuda_is_a_parse_time_error(tmp_path):
     config = tiny.tiny_config(tmp_path / "models", work)  # model folders need not exist for parse-time checks
     config["tasks"]["emotion"]["finetune"]["tiny_llama"]["method"] = "qlora"
     msg = snakemake_error(work, config, env={"LORA_WF_CUDA": "0"})
-    assert msg.startswith("Error: config.yaml: tasks.emotion.finetune.tiny_llama.method: qlora needs a CUDA GPU "
-                          "(bitsandbytes 4-bit); no CUDA GPU found"), msg
+    assert msg.startswith(
+        "Error: config.yaml: tasks.emotion.finetune.tiny_llama.method: qlora needs a CUDA GPU "
+        "(bitsandbytes 4-bit); no CUDA GPU found"
+    ), msg
     assert not (work / "results").exists() and not (work / "logs").exists()
     # the list form names the entry's position; another method on an encoder is refused likewise
     ft = config["tasks"]["emotion"]["finetune"]
     ft["tiny_llama"] = [dict(ft["tiny_llama"], method="lora"), {"method": "qlora"}]
-    assert "tasks.emotion.finetune.tiny_llama[1].method: qlora needs a CUDA GPU" in \
-        snakemake_error(work, config, env={"LORA_WF_CUDA": "0"})
+    assert "tasks.emotion.finetune.tiny_llama[1].method: qlora needs a CUDA GPU" in snakemake_error(
+        work, config, env={"LORA_WF_CUDA": "0"}
+    )
     ft["tiny_llama"] = ft["tiny_llama"][0]
     ft["tiny_bert"]["method"] = "prompt_tuning"
     assert "tasks.emotion.finetune.tiny_bert.method: prompt_tuning is for causal LMs" in snakemake_error(work, config)
     ft["tiny_bert"]["method"] = "lora"
     ft["tiny_llama"] = [ft["tiny_llama"], {"method": "lora"}]
-    assert "tasks.emotion.finetune.tiny_llama[1].method: a second 'lora' fine-tune of 'tiny_llama'" in \
-        snakemake_error(work, config)
+    assert "tasks.emotion.finetune.tiny_llama[1].method: a second 'lora' fine-tune of 'tiny_llama'" in snakemake_error(
+        work, config
+    )
 
 
 # ---------------------------------------------------------------- the pipeline: two methods of one model
@@ -337,12 +390,15 @@ def with_method(config, entry):
     def edit(c):
         ft = c["tasks"]["emotion"]["finetune"]
         ft["tiny_llama"] = [ft["tiny_llama"], entry]
+
     return tiny.edited(config, edit)
 
 
 def test_adding_a_dora_finetune_plans_only_its_jobs(finished):
     work, config = finished
-    tiny.write_config(work, with_method(config, {"method": "dora", "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]}}))
+    tiny.write_config(
+        work, with_method(config, {"method": "dora", "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]}})
+    )
     try:
         assert tiny.planned_jobs(work) == {"finetune": 1, "predict": 1, "score": 1, **TASK_JOBS}
     finally:
@@ -352,9 +408,14 @@ def test_adding_a_dora_finetune_plans_only_its_jobs(finished):
 
 def test_two_methods_of_one_model_give_two_rows_with_their_costs(finished):
     work, config = finished
-    edited = with_method(config, {"method": "prompt_tuning", "prompt": {"num_virtual_tokens": V},
-                                  "training": {"max_steps": 4, "batch_size": 8, "learning_rate": 0.05,
-                                               "max_length": 96, "eval_every": 2}})
+    edited = with_method(
+        config,
+        {
+            "method": "prompt_tuning",
+            "prompt": {"num_virtual_tokens": V},
+            "training": {"max_steps": 4, "batch_size": 8, "learning_rate": 0.05, "max_length": 96, "eval_every": 2},
+        },
+    )
     tiny.write_config(work, edited)
     try:
         assert tiny.planned_jobs(work) == {"finetune": 1, "predict": 1, "score": 1, **TASK_JOBS}
@@ -370,10 +431,13 @@ def test_two_methods_of_one_model_give_two_rows_with_their_costs(finished):
         with safe_open(str(work / "results/models/tiny_llama/model.safetensors"), "pt") as f:
             base_params = sum(_prod(f.get_slice(k).get_shape()) for k in f.keys())
         h, kv = cfg["hidden_size"], cfg["num_key_value_heads"] * cfg["hidden_size"] // cfg["num_attention_heads"]
-        want = {"lora": 2 * (4 * (h + h) + 4 * (h + kv)),  # tiny config: r 4 on q_proj, v_proj, 2 layers
-                "prompt_tuning": V * h}
-        rows = [r for r in csv.DictReader(open(work / "results/metrics.csv")) if r["model"] == "tiny_llama"
-                and r["seed"]]
+        want = {
+            "lora": 2 * (4 * (h + h) + 4 * (h + kv)),  # tiny config: r 4 on q_proj, v_proj, 2 layers
+            "prompt_tuning": V * h,
+        }
+        rows = [
+            r for r in csv.DictReader(open(work / "results/metrics.csv")) if r["model"] == "tiny_llama" and r["seed"]
+        ]
         assert sorted(r["method"] for r in rows) == ["lora", "prompt_tuning"]
         for r in rows:
             assert int(r["trainable_params"]) == want[r["method"]]
@@ -381,19 +445,25 @@ def test_two_methods_of_one_model_give_two_rows_with_their_costs(finished):
             assert float(r["finetune_time_s"]) > 0 and float(r["finetune_peak_rss_mib"]) > 0
             log = tiny.read_json(work / f"results/emotion/tiny_llama/{r['method']}-s0/train_log.json")
             assert log["method"] == r["method"] and log["parameters"]["trainable"] == want[r["method"]]
-            bench = list(csv.DictReader(open(work / f"benchmarks/finetune/emotion/tiny_llama/{r['method']}-s0.tsv"),
-                                        delimiter="\t"))[0]
+            bench = list(
+                csv.DictReader(
+                    open(work / f"benchmarks/finetune/emotion/tiny_llama/{r['method']}-s0.tsv"), delimiter="\t"
+                )
+            )[0]
             assert float(r["finetune_time_s"]) == pytest.approx(float(bench["s"]))
         assert (work / "benchmarks/predict/emotion/tiny_llama/prompt_tuning-s0.tsv").is_file()
 
         html = (work / "results/report.html").read_text()
         assert "LoRA: tiny_llama" in html and "prompt tuning: tiny_llama" in html
-        table = html[html.index("<h3>Fine-tuning</h3>"):]
+        table = html[html.index("<h3>Fine-tuning</h3>") :]
         assert "trainable params" in table and "peak RSS (MiB)" in table
         assert f"{want['prompt_tuning']:,}" in table and f"{want['lora']:,}" in table
         comp = tiny.read_json(work / "results/emotion/comparison.json")
-        assert {(r["model"], r["method"]) for r in comp["rows"] if r["seeds"]} == \
-            {("tiny_llama", "lora"), ("tiny_llama", "prompt_tuning"), ("tiny_bert", "lora")}
+        assert {(r["model"], r["method"]) for r in comp["rows"] if r["seeds"]} == {
+            ("tiny_llama", "lora"),
+            ("tiny_llama", "prompt_tuning"),
+            ("tiny_bert", "lora"),
+        }
         assert {(t["model"], t["method"]) for t in comp["paired"]} >= {("tiny_llama", "prompt_tuning-s0")}
     finally:
         tiny.write_config(work, config)

@@ -1,4 +1,5 @@
 """Classification metrics against values worked out by hand."""
+
 import pytest
 
 from lora_pipeline.metrics import classification_metrics

@@ -2,6 +2,7 @@
 Checks the files, the numbers (metrics recomputed from the predictions), the adapter format,
 the report, metrics.csv, the baseline and the paired tests. The rerun plans after edits are in
 test_rerun_contract.py."""
+
 import base64
 import json
 import re
@@ -19,8 +20,14 @@ def run(tiny_run, tmp_path_factory):
     return tiny.copy_run(tiny_run, tmp_path_factory.mktemp("pipeline"))
 
 
-RUNS = [("tiny_llama", "zeroshot"), ("tiny_bert", "zeroshot"), ("tiny_llama", "raw"), ("tiny_llama", "lora-s0"),
-        ("tiny_bert", "lora-s0"), ("majority", "baseline")]
+RUNS = [
+    ("tiny_llama", "zeroshot"),
+    ("tiny_bert", "zeroshot"),
+    ("tiny_llama", "raw"),
+    ("tiny_llama", "lora-s0"),
+    ("tiny_bert", "lora-s0"),
+    ("majority", "baseline"),
+]
 LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
 
 
@@ -92,7 +99,11 @@ def test_report_is_self_contained_and_escaped(run):
     iv = metrics["intervals"]["accuracy"]
     assert f"{iv['mean']:.3f} [{iv['low']:.3f}, {iv['high']:.3f}]" in html
     # the headline table comes before the data table, and the tokenizer study after the task
-    assert html.index("Results on the test split") < html.index("<h3>Data</h3>") < html.index("Tokenizers across model families")
+    assert (
+        html.index("Results on the test split")
+        < html.index("<h3>Data</h3>")
+        < html.index("Tokenizers across model families")
+    )
     # the footer's hashes are the provenance files' hashes
     prov = tiny.read_json(work / "results/emotion/tiny_bert/lora-s0/provenance.json")
     assert prov["adapter"] in html and prov["model"] in html and prov["data"]["test"] in html
@@ -104,10 +115,19 @@ def test_metrics_csv_has_one_row_per_run(run):
     work, _ = run
     rows = list(csv.DictReader(open(work / "results/metrics.csv")))
     assert sorted((r["model"], r["method"], r["seed"]) for r in rows) == sorted(
-        [("tiny_llama", "zeroshot", ""), ("tiny_bert", "zeroshot", ""), ("tiny_llama", "raw", ""),
-         ("tiny_llama", "lora", "0"), ("tiny_bert", "lora", "0"), ("majority", "baseline", "")])
+        [
+            ("tiny_llama", "zeroshot", ""),
+            ("tiny_bert", "zeroshot", ""),
+            ("tiny_llama", "raw", ""),
+            ("tiny_llama", "lora", "0"),
+            ("tiny_bert", "lora", "0"),
+            ("majority", "baseline", ""),
+        ]
+    )
     for r in rows:
-        m = tiny.read_json(work / f"results/emotion/{r['model']}/{r['method'] + ('-s' + r['seed'] if r['seed'] else '')}/metrics.json")
+        m = tiny.read_json(
+            work / f"results/emotion/{r['model']}/{r['method'] + ('-s' + r['seed'] if r['seed'] else '')}/metrics.json"
+        )
         assert float(r["accuracy"]) == pytest.approx(m["accuracy"])
         assert float(r["accuracy_low"]) <= float(r["accuracy"]) <= float(r["accuracy_high"])
 
@@ -128,8 +148,14 @@ def test_paired_test_pairs_the_same_items(run):
     comp = tiny.read_json(work / "results/emotion/comparison.json")
     by = {(t["model"], t["method"]): t["mcnemar"] for t in comp["paired"]}
     assert set(by) == {("tiny_llama", "lora-s0"), ("tiny_bert", "lora-s0")}
-    zs = {p["id"]: p["pred"] == p["gold"] for p in read_jsonl(work / "results/emotion/tiny_bert/zeroshot/predictions.jsonl")}
-    ft = {p["id"]: p["pred"] == p["gold"] for p in read_jsonl(work / "results/emotion/tiny_bert/lora-s0/predictions.jsonl")}
+    zs = {
+        p["id"]: p["pred"] == p["gold"]
+        for p in read_jsonl(work / "results/emotion/tiny_bert/zeroshot/predictions.jsonl")
+    }
+    ft = {
+        p["id"]: p["pred"] == p["gold"]
+        for p in read_jsonl(work / "results/emotion/tiny_bert/lora-s0/predictions.jsonl")
+    }
     b = sum(zs[i] and not ft[i] for i in zs)
     c = sum(ft[i] and not zs[i] for i in zs)
     assert (by[("tiny_bert", "lora-s0")]["b"], by[("tiny_bert", "lora-s0")]["c"]) == (b, c)
@@ -145,8 +171,10 @@ def test_tokenizer_and_chat_template_study(run):
     llama3_fa = next(r for r in table["rows"] if r["tokenizer"] == "llama3" and r["language"] == "persian")
     assert gpt2_fa["byte_split_share"] > 0.3 and llama3_fa["tokens_per_word"] < gpt2_fa["tokens_per_word"]
     rendered = tiny.read_json(work / "results/tokenizers/chat_templates.json")
-    assert rendered["tiny_llama"] == ("<|system|>You are a helpful assistant.<|end|>\n<|user|>How does this text feel: "
-                                      "'I finally passed my exam!'<|end|>\n<|assistant|>joy<|end|>\n")
+    assert rendered["tiny_llama"] == (
+        "<|system|>You are a helpful assistant.<|end|>\n<|user|>How does this text feel: "
+        "'I finally passed my exam!'<|end|>\n<|assistant|>joy<|end|>\n"
+    )
     assert rendered["tiny_bert"] is None
     html = (work / "results/report.html").read_text()
     assert "Tokenizers across model families" in html and "&lt;|assistant|&gt;joy" in html
@@ -178,8 +206,13 @@ def test_every_model_run_records_its_resolved_dtype(run):
 
     work, _ = run
     expected = precision.resolve("auto")
-    for run_dir in ("tiny_llama/zeroshot", "tiny_llama/raw", "tiny_llama/lora-s0", "tiny_bert/zeroshot",
-                    "tiny_bert/lora-s0"):
+    for run_dir in (
+        "tiny_llama/zeroshot",
+        "tiny_llama/raw",
+        "tiny_llama/lora-s0",
+        "tiny_bert/zeroshot",
+        "tiny_bert/lora-s0",
+    ):
         assert tiny.read_json(work / f"results/emotion/{run_dir}/provenance.json")["dtype"] == expected, run_dir
     log = tiny.read_json(work / "results/emotion/tiny_llama/lora-s0/train_log.json")
     assert log["dtype"] == {"compute": expected, "trained_weights": "float32"}
@@ -189,5 +222,5 @@ def test_every_model_run_records_its_resolved_dtype(run):
     assert [r["dtype"] for r in rows if r["model"] == "majority"] == [""]
     html = (work / "results/report.html").read_text()
     short = {"bfloat16": "bf16", "float32": "fp32"}[expected]
-    headline = html[html.index("Results on the test split"):html.index("<h3>Data</h3>")]
+    headline = html[html.index("Results on the test split") : html.index("<h3>Data</h3>")]
     assert headline.count(f"<td>{short}</td>") == 5, headline  # one per model run, not the baseline

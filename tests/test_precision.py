@@ -2,6 +2,7 @@
 resolved dtype is in every model stage key, that trained weights stay float32, and that bf16 and
 float32 agree within stated tolerances on a tiny model (likelihood scoring, generation, one
 training step). Also the thread count a model job takes under --cores 1 and --cores 2."""
+
 import copy
 
 import pytest
@@ -28,9 +29,15 @@ def test_native_bf16_is_read_from_the_cpu_flags():
     assert not precision.cpu_flags_have_bf16("model name\t: bf16 in a name is no flag\n")
 
 
-@pytest.mark.parametrize("cpu_bf16,gpu,gpus,expected", [
-    (True, False, 0, "bfloat16"), (False, False, 0, "float32"), (False, False, 1, "bfloat16"),
-    (False, True, 0, "bfloat16")])
+@pytest.mark.parametrize(
+    "cpu_bf16,gpu,gpus,expected",
+    [
+        (True, False, 0, "bfloat16"),
+        (False, False, 0, "float32"),
+        (False, False, 1, "bfloat16"),
+        (False, True, 0, "bfloat16"),
+    ],
+)
 def test_auto_resolves_to_bf16_where_the_hardware_has_it(monkeypatch, cpu_bf16, gpu, gpus, expected):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: cpu_bf16)
     monkeypatch.setattr(precision, "machine_has_gpu", lambda: gpu)
@@ -67,8 +74,10 @@ def test_every_model_stage_key_holds_the_resolved_dtype(monkeypatch):
     explicit = copy.deepcopy(c)
     explicit["models"]["tiny_llama"]["dtype"] = "float32"
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    assert keys.inference_settings(explicit, explicit["tasks"]["emotion"], "tiny_llama", "zeroshot") == \
-        stage_keys[False]["predict llama"]
+    assert (
+        keys.inference_settings(explicit, explicit["tasks"]["emotion"], "tiny_llama", "zeroshot")
+        == stage_keys[False]["predict llama"]
+    )
 
 
 def test_a_full_fine_tune_keeps_float32_master_weights_under_auto():
@@ -92,15 +101,18 @@ def _llama(folder, dtype):
 
 def _prompts(n=12, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randint(10, 1000, (int(torch.randint(5, 30, (1,), generator=g)),), generator=g).tolist()
-            for _ in range(n)]
+    return [
+        torch.randint(10, 1000, (int(torch.randint(5, 30, (1,), generator=g)),), generator=g).tolist() for _ in range(n)
+    ]
 
 
 def test_bf16_likelihood_scores_agree_with_float32(tiny_llama_dir):
     labels = [[11, 12], [300], [501, 502, 503], [77]]
     prompts = _prompts()
-    scores = {d: torch.tensor(inference.label_logprobs(_llama(tiny_llama_dir, d), prompts, labels, 4, progress=False))
-              for d in ("float32", "bfloat16")}
+    scores = {
+        d: torch.tensor(inference.label_logprobs(_llama(tiny_llama_dir, d), prompts, labels, 4, progress=False))
+        for d in ("float32", "bfloat16")
+    }
     # tolerance: bf16 keeps 8 bits of mantissa; a label's log-probability (-10 to -33 nats here,
     # spread 9 nats) may move by at most 0.02 nats (measured: 0.002)
     assert (scores["float32"] - scores["bfloat16"]).abs().max() < 0.02
@@ -118,8 +130,14 @@ def test_bf16_generation_follows_float32_logits(tiny_llama_dir):
         ids, mask = inference.left_padded(prompts, 0)
         with torch.no_grad():
             logits[d] = model(input_ids=ids, attention_mask=mask).logits[:, -1].float()
-        first = inference.generate(model, type("T", (), {"pad_token_id": 0, "decode": lambda self, x, **k: ""})(),
-                                   prompts, {"max_new_tokens": 1, "batch_size": 4}, progress=False, with_ids=True)
+        first = inference.generate(
+            model,
+            type("T", (), {"pad_token_id": 0, "decode": lambda self, x, **k: ""})(),
+            prompts,
+            {"max_new_tokens": 1, "batch_size": 4},
+            progress=False,
+            with_ids=True,
+        )
         logits[d + "_tokens"] = [n[0] for _, n in first]
     assert (logits["float32"] - logits["bfloat16"]).abs().max() < 0.005
     top2 = logits["float32"].topk(2, dim=-1).values
@@ -160,14 +178,17 @@ def test_one_bf16_training_step_matches_float32_and_trains_float32_weights(tiny_
     assert 0.8 < g16.norm() / g32.norm() < 1.25
 
 
-@pytest.mark.parametrize("torch_threads,job,affinity,cores,expected", [
-    (0, 1, 2, 1, 2),    # --cores 1 on 2 cores: the one running job takes both
-    (0, 1, 2, 2, 1),    # --cores 2: two one-thread jobs side by side
-    (0, 2, 2, 2, 2),    # a rule asking for 2 threads under --cores 2
-    (0, 4, 4, 4, 4),    # SLURM job with cpus_per_task 4 (its inner snakemake has --cores 4)
-    (0, 1, 16, 4, 4),   # 16 cores, --cores 4: four jobs of four threads
-    (3, 1, 16, 1, 3),   # torch_threads wins
-])
+@pytest.mark.parametrize(
+    "torch_threads,job,affinity,cores,expected",
+    [
+        (0, 1, 2, 1, 2),  # --cores 1 on 2 cores: the one running job takes both
+        (0, 1, 2, 2, 1),  # --cores 2: two one-thread jobs side by side
+        (0, 2, 2, 2, 2),  # a rule asking for 2 threads under --cores 2
+        (0, 4, 4, 4, 4),  # SLURM job with cpus_per_task 4 (its inner snakemake has --cores 4)
+        (0, 1, 16, 4, 4),  # 16 cores, --cores 4: four jobs of four threads
+        (3, 1, 16, 1, 3),  # torch_threads wins
+    ],
+)
 def test_model_jobs_split_the_cores_by_concurrent_jobs(torch_threads, job, affinity, cores, expected):
     assert common.cpu_threads({"torch_threads": torch_threads}, job, affinity, cores) == expected
 

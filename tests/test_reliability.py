@@ -11,6 +11,7 @@ Snakemake used.
   model lacks, max_new_tokens or max_length past the context, an unreachable hub, a truncated
   model.safetensors, a YAML syntax error.
 """
+
 import copy
 import hashlib
 import subprocess
@@ -77,8 +78,11 @@ def finished(tiny_run, tmp_path_factory):
 
 
 def digest(folder):
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -101,12 +105,14 @@ def test_the_only_configfile_overlay_is_named_over_config_yaml(finished, tmp_pat
     config.yaml (read by the Snakefile's configfile:) holds a number for the same key."""
     work, _ = finished
     overlay = tmp_path / "study.yaml"
-    overlay.write_text("tasks:\n  emotion:\n    finetune:\n      tiny_llama:\n        training:\n"
-                       "          learning_rate: 1e-3\n")
+    overlay.write_text(
+        "tasks:\n  emotion:\n    finetune:\n      tiny_llama:\n        training:\n          learning_rate: 1e-3\n"
+    )
     proc = tiny.snakemake(work, "-n", "--configfile", str(overlay), check=False)
     line = next(x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("Error: "))
-    assert line == (f"Error: {overlay}: tasks.emotion.finetune.tiny_llama.training.learning_rate: "
-                    f"'1e-3' is not of type 'number'"), line
+    assert line == (
+        f"Error: {overlay}: tasks.emotion.finetune.tiny_llama.training.learning_rate: '1e-3' is not of type 'number'"
+    ), line
 
 
 def failed_run(work, *args, env=None, targets=("results/report.html",)):
@@ -140,11 +146,16 @@ def test_unreachable_hub_fails_before_prepare_model_deletes_anything(finished, t
     work, _ = finished
     overlay = tmp_path / "hub.yaml"
     overlay.write_text(yaml.safe_dump({"use_hub": True, "models": {"tiny_llama": {"hub_id": "tinyorg/not-cached"}}}))
-    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
-           "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens on port 9: refused at once
+    env = {
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_OFFLINE": "0",
+        "TRANSFORMERS_OFFLINE": "0",
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+    }  # nothing listens on port 9: refused at once
     line = failed_run(work, "--configfile", str(overlay), env=env)
-    assert line.startswith(f"Error: {overlay}: models.tiny_llama: model hub_id 'tinyorg/not-cached': the hub "
-                           f"cannot serve it"), line
+    assert line.startswith(
+        f"Error: {overlay}: models.tiny_llama: model hub_id 'tinyorg/not-cached': the hub cannot serve it"
+    ), line
     assert "run once with network access" in line and "use_hub: false" in line
     offline = dict(env, HF_HUB_OFFLINE="1")
     assert "offline mode is on" in failed_run(work, "--configfile", str(overlay), env=offline)
@@ -157,8 +168,10 @@ def test_truncated_model_weights_are_named_before_any_job(finished):
     weights.write_bytes(whole[: len(whole) // 2])
     try:
         line = failed_run(work)
-        assert line.startswith(f"Error: results/models/tiny_bert/model.safetensors: {len(whole) // 2} bytes where "
-                               f"its header describes {len(whole)}"), line
+        assert line.startswith(
+            f"Error: results/models/tiny_bert/model.safetensors: {len(whole) // 2} bytes where "
+            f"its header describes {len(whole)}"
+        ), line
         assert "delete results/models/tiny_bert/ and rerun" in line
         # a forced rerun of a job that reads it stops at the same line, its outputs kept
         assert failed_run(work, "-f", targets=["results/emotion/tiny_bert/zeroshot/predictions.jsonl"]) == line
@@ -188,8 +201,9 @@ def test_pickle_only_source_folder_is_refused(tmp_path):
     tiny.write_config(work, tiny.tiny_config(models, work))
     proc = tiny.snakemake(work, "-n", check=False)
     line = next(x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("Error: "))
-    assert line.startswith(f"Error: config.yaml: models.tiny_llama.source: {pickled} holds only pickled weights "
-                           f"(pytorch_model.bin)"), line
+    assert line.startswith(
+        f"Error: config.yaml: models.tiny_llama.source: {pickled} holds only pickled weights (pytorch_model.bin)"
+    ), line
 
 
 def test_prepare_model_loads_safetensors_only(tmp_path):
@@ -231,14 +245,17 @@ def test_safetensors_header_check_against_the_library(tmp_path):
 
 def test_a_bad_input_inside_a_job_ends_it_with_one_line(tmp_path):
     """common.log_to turns a PipelineError into one 'Error: ' line on stderr and in the log, exit 1."""
-    script = ("import sys; sys.path.insert(0, sys.argv[1])\n"
-              "from lora_pipeline import common\n"
-              "with common.log_to(sys.argv[2]):\n"
-              "    print('working')\n"
-              "    raise common.PipelineError('results/models/m: corrupt; delete it and rerun')\n")
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from lora_pipeline import common\n"
+        "with common.log_to(sys.argv[2]):\n"
+        "    print('working')\n"
+        "    raise common.PipelineError('results/models/m: corrupt; delete it and rerun')\n"
+    )
     log = tmp_path / "job.log"
-    proc = subprocess.run([sys.executable, "-c", script, str(tiny.REPO / "workflow_scripts"), str(log)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tiny.REPO / "workflow_scripts"), str(log)], capture_output=True, text=True
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip() == "Error: results/models/m: corrupt; delete it and rerun"
     assert log.read_text().splitlines() == ["working", "Error: results/models/m: corrupt; delete it and rerun"]
@@ -255,5 +272,6 @@ def test_in_job_target_check_is_one_line(tiny_run):
     base, _, _ = tiny_run
     model = AutoModelForCausalLM.from_pretrained(base / "models" / "llama", use_safetensors=True)
     with pytest.raises(PipelineError, match=r"\['nope'\] are not in this model; its linear layers are: .*q_proj"):
-        adapters.lora_model(model, {"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "nope"]},
-                            "CAUSAL_LM")
+        adapters.lora_model(
+            model, {"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "nope"]}, "CAUSAL_LM"
+        )

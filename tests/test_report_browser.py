@@ -2,6 +2,7 @@
 1280 px, nothing may spill off the page, every image must load, the console must stay clean, and
 the first table must be a results table. Skips, with the reason, where Chromium, chromedriver or
 selenium is missing (.ci/run installs the Debian packages chromium and chromium-driver)."""
+
 import pytest
 
 import browser
@@ -10,14 +11,15 @@ REASON = browser.missing()
 if REASON:
     pytest.skip(f"no real-browser check: {REASON}", allow_module_level=True)
 
-import tiny  # noqa: E402
 from lora_pipeline import report  # noqa: E402
 
 
 def _page(body):
     """A hand-written page with the report's stylesheet (no report.page: only STYLE and helpers)."""
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>t</title><style>{report.STYLE}</style></head>"
-            f"<body><h1>layout check</h1>{body}</body></html>")
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>t</title><style>{report.STYLE}</style></head>"
+        f"<body><h1>layout check</h1>{body}</body></html>"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +33,14 @@ def wide_png(tmp_path_factory):
 
 def test_wide_cells_images_and_pre_stay_on_the_page(tmp_path, wide_png):
     long = "unbreakable_" * 300  # one word, far wider than 3000 px at 14 px
-    body = ("<h2>wide table</h2>" +
-            report.table(["run", "accuracy", "output"], [["a", "0.5000", long], ["b", "0.2500", "short"]], num_cols=(1,)) +
-            "<h2>many columns</h2>" + report.table([f"column_{i}" for i in range(40)], [list(range(40))],
-                                                   num_cols=range(40)) +
-            report.image(wide_png, "a 2000 px wide image") +
-            f"<pre>{long}</pre><p>inline <code>{long}</code></p>")
+    body = (
+        "<h2>wide table</h2>"
+        + report.table(["run", "accuracy", "output"], [["a", "0.5000", long], ["b", "0.2500", "short"]], num_cols=(1,))
+        + "<h2>many columns</h2>"
+        + report.table([f"column_{i}" for i in range(40)], [list(range(40))], num_cols=range(40))
+        + report.image(wide_png, "a 2000 px wide image")
+        + f"<pre>{long}</pre><p>inline <code>{long}</code></p>"
+    )
     html = tmp_path / "page.html"
     html.write_text(_page(body))
     found = browser.check_report(html)
@@ -50,8 +54,9 @@ def test_wide_cells_images_and_pre_stay_on_the_page(tmp_path, wide_png):
 def test_negative_control_overflow_is_reported(tmp_path):
     """The check can fail: a plain 3000 px div (not in a scroll box) is reported, as is a broken image."""
     html = tmp_path / "bad.html"
-    html.write_text(_page("<div id='too-wide' style='width:3000px'>wide</div>"
-                          "<img alt='broken' src='data:image/png;base64,AAAA'>"))
+    html.write_text(
+        _page("<div id='too-wide' style='width:3000px'>wide</div><img alt='broken' src='data:image/png;base64,AAAA'>")
+    )
     found = browser.check_report(html)
     assert [o["element"] for o in found["overflowing"]] == ["div#too-wide"]
     assert found["overflowing"][0]["right"] > 1280 and found["page_width"] > found["viewport_width"]

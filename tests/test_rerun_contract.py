@@ -4,6 +4,7 @@
 The workflow is a private copy (tiny.copy_workflow), so the code edits (metrics.py, training.py)
 never touch the repository. Every edit is undone after its row.
 """
+
 import shutil
 from pathlib import Path
 
@@ -22,10 +23,17 @@ def jobs(**counts):
 
 def add_task(c):
     c["tasks"]["agnews"] = {
-        "type": "classification", "files": {"train": "ag_news/alps_dev_from_train.tsv", "test": "ag_news/alps_test.tsv"},
-        "header": False, "column_names": ["text", "label"], "labels": ["World", "Sports", "Business", "Sci/Tech"],
-        "sample": {"train": 16, "validation": 8, "test": 8}, "models": ["tiny_bert"],
-        "finetune": {"tiny_bert": {"lora": {"r": 4, "target_modules": ["query", "value"]}, "training": {"max_steps": 2}}}}
+        "type": "classification",
+        "files": {"train": "ag_news/alps_dev_from_train.tsv", "test": "ag_news/alps_test.tsv"},
+        "header": False,
+        "column_names": ["text", "label"],
+        "labels": ["World", "Sports", "Business", "Sci/Tech"],
+        "sample": {"train": 16, "validation": 8, "test": 8},
+        "models": ["tiny_bert"],
+        "finetune": {
+            "tiny_bert": {"lora": {"r": 4, "target_modules": ["query", "value"]}, "training": {"max_steps": 2}}
+        },
+    }
 
 
 def add_model(c):
@@ -44,28 +52,48 @@ def llama_ft(c):
 # edit of the config -> the exact plan
 CONFIG_ROWS = {
     "nothing": (lambda c: None, {}),
-    "decoding.max_new_tokens": (lambda c: emotion(c)["decoding"].update(max_new_tokens=4),
-                                jobs(predict=3, score=3, **TASK_JOBS)),  # the causal LM's zero-shot, raw and LoRA runs
+    "decoding.max_new_tokens": (
+        lambda c: emotion(c)["decoding"].update(max_new_tokens=4),
+        jobs(predict=3, score=3, **TASK_JOBS),
+    ),  # the causal LM's zero-shot, raw and LoRA runs
     # float32: outputs are batch-invariant, the report only; bf16 (dtype auto on a CPU with native
     # bf16): the batch's padding changes rounding, so all 5 predictions (keys.batch_invariant)
-    "decoding.batch_size": (lambda c: emotion(c)["decoding"].update(batch_size=3),
-                            REPORT if keys.batch_invariant(precision.resolve("auto")) else
-                            jobs(predict=5, score=5, **TASK_JOBS)),
+    "decoding.batch_size": (
+        lambda c: emotion(c)["decoding"].update(batch_size=3),
+        REPORT if keys.batch_invariant(precision.resolve("auto")) else jobs(predict=5, score=5, **TASK_JOBS),
+    ),
     "decoding.seed (greedy)": (lambda c: emotion(c)["decoding"].update(seed=7), REPORT),
     "lora r": (lambda c: llama_ft(c)["lora"].update(r=8), jobs(finetune=1, predict=1, score=1, **TASK_JOBS)),
-    "training.learning_rate": (lambda c: llama_ft(c)["training"].update(learning_rate=0.02),
-                               jobs(finetune=1, predict=1, score=1, **TASK_JOBS)),
+    "training.learning_rate": (
+        lambda c: llama_ft(c)["training"].update(learning_rate=0.02),
+        jobs(finetune=1, predict=1, score=1, **TASK_JOBS),
+    ),
     # train only: both fine-tunes, their predictions, the majority baseline (it reads train); not the test split
-    "sample.train": (lambda c: emotion(c)["sample"].update(train=24),
-                     jobs(prepare_data=1, data_summary=1, finetune=2, predict=2, majority_baseline=1, score=3, **TASK_JOBS)),
-    "task seed": (lambda c: emotion(c).update(seed=5),
-                  jobs(prepare_data=3, data_summary=1, finetune=2, predict=5, majority_baseline=1, score=6, task_text=1,
-                       tokenizer_stats=1, **TASK_JOBS)),
+    "sample.train": (
+        lambda c: emotion(c)["sample"].update(train=24),
+        jobs(prepare_data=1, data_summary=1, finetune=2, predict=2, majority_baseline=1, score=3, **TASK_JOBS),
+    ),
+    "task seed": (
+        lambda c: emotion(c).update(seed=5),
+        jobs(
+            prepare_data=3,
+            data_summary=1,
+            finetune=2,
+            predict=5,
+            majority_baseline=1,
+            score=6,
+            task_text=1,
+            tokenizer_stats=1,
+            **TASK_JOBS,
+        ),
+    ),
     "model resources.mem_mb": (lambda c: c["models"]["tiny_llama"].update(resources={"mem_mb": 12000}), REPORT),
     "model role": (lambda c: c["models"]["tiny_llama"].update(role="base"), REPORT),
     "report_title": (lambda c: c.update(report_title="another title"), REPORT),
-    "a new task": (add_task, jobs(prepare_data=3, data_summary=1, finetune=1, predict=2, majority_baseline=1, score=3,
-                                  **TASK_JOBS)),
+    "a new task": (
+        add_task,
+        jobs(prepare_data=3, data_summary=1, finetune=1, predict=2, majority_baseline=1, score=3, **TASK_JOBS),
+    ),
     "a new model in one task": (add_model, jobs(prepare_model=1, predict=1, score=1, chat_templates=1, **TASK_JOBS)),
 }
 

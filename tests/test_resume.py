@@ -2,6 +2,7 @@
 when snakemake is rerun, and ends with the same adapter and the same whole-run token counters as an
 uninterrupted run; inference chunks already on disk are not recomputed; a finished fine-tune removes
 the checkpoints of its superseded resume keys and nothing outside its run folder."""
+
 import json
 
 import pytest
@@ -49,9 +50,12 @@ def runs(tmp_path_factory):
     for work in (killed, clean):
         tiny.write_config(work, resume_config(base / "models", work))
     first = tiny.snakemake(killed, ADAPTER, env={"LORA_WF_KILL_AFTER_STEP": "5"}, check=False)
-    state = {"first_rc": first.returncode, "adapter_after_kill": (killed / ADAPTER).exists(),
-             "checkpoints_after_kill": sorted(p.parent.name for p in (killed / "checkpoints").rglob("COMPLETE")),
-             "counters_after_kill": [json.loads(p.read_text()) for p in (killed / "checkpoints").rglob("counters.json")]}
+    state = {
+        "first_rc": first.returncode,
+        "adapter_after_kill": (killed / ADAPTER).exists(),
+        "checkpoints_after_kill": sorted(p.parent.name for p in (killed / "checkpoints").rglob("COMPLETE")),
+        "counters_after_kill": [json.loads(p.read_text()) for p in (killed / "checkpoints").rglob("counters.json")],
+    }
     tiny.snakemake(killed, ADAPTER)
     tiny.snakemake(clean, ADAPTER)
     return killed, clean, state
@@ -72,7 +76,9 @@ def test_resumed_run_continues_and_matches_uninterrupted(runs):
     log_c = tiny.read_json(clean / "results/emotion/tiny_llama/lora-s0/train_log.json")
     assert log_k["resumed_from"] == [5] and log_c["resumed_from"] == []
     assert [h["step"] for h in log_k["history"]] == list(range(1, 9))  # no restart in the loss curve
-    assert [h["train_loss"] for h in log_k["history"]] == pytest.approx([h["train_loss"] for h in log_c["history"]], rel=1e-5)
+    assert [h["train_loss"] for h in log_k["history"]] == pytest.approx(
+        [h["train_loss"] for h in log_c["history"]], rel=1e-5
+    )
     assert [e["step"] for e in log_k["evals"]] == [e["step"] for e in log_c["evals"]]
     # the counters cover the whole run, the steps before the kill included, not only those after it
     assert log_k["real_tokens"] > 0 and log_k["computed_tokens"] >= log_k["real_tokens"]
@@ -135,8 +141,9 @@ def test_changed_data_never_resumes_an_old_checkpoint(tmp_path):
     assert list((work / RUN_CKPTS / new_key[0]).glob("step-*/COMPLETE"))  # kept: keep_checkpoints
     assert not fake.exists()
     assert all((o / "step-00000003" / "COMPLETE").is_file() for o in others)
-    assert sorted(removed_lines(work)) == [f"removed checkpoints {RUN_CKPTS}/{k} (superseded resume key)"
-                                           for k in sorted(["0123456789ab", old_key])]
+    assert sorted(removed_lines(work)) == [
+        f"removed checkpoints {RUN_CKPTS}/{k} (superseded resume key)" for k in sorted(["0123456789ab", old_key])
+    ]
 
 
 def test_checkpoints_are_deleted_after_success_unless_kept(tmp_path):

@@ -1,6 +1,7 @@
 """Replicates: training.seeds runs one fine-tune and one prediction per seed as separate cached
 jobs; adding a seed runs only that seed; the report shows mean ± sd across seeds, computed here
 by another route (statistics.stdev over the per-seed metrics files)."""
+
 import statistics
 
 import pytest
@@ -48,10 +49,20 @@ def test_mean_and_sd_across_seeds(run):
 
 def test_adding_a_seed_runs_only_that_seed(run):
     work, config, _ = run
-    tiny.write_config(work, tiny.edited(config, lambda c: c["tasks"]["emotion"]["finetune"]["tiny_bert"]["training"]
-                                        .update(seeds=[0, 1, 2])))
+    tiny.write_config(
+        work,
+        tiny.edited(
+            config, lambda c: c["tasks"]["emotion"]["finetune"]["tiny_bert"]["training"].update(seeds=[0, 1, 2])
+        ),
+    )
     try:
-        assert tiny.planned_jobs(work) == {"finetune": 1, "predict": 1, "score": 1, "compare": 1, "figures": 1,
-                                           "report": 1}
+        assert tiny.planned_jobs(work) == {
+            "finetune": 1,
+            "predict": 1,
+            "score": 1,
+            "compare": 1,
+            "figures": 1,
+            "report": 1,
+        }
     finally:
         tiny.write_config(work, config)

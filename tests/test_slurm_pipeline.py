@@ -1,6 +1,7 @@
 """The tiny pipeline through the real local SLURM cluster with profiles/slurm, to a finished report:
 model, data, inference and fine-tune jobs are submitted with sbatch; metrics, figures and the
 report run on the submitting host (localrules). Skipped, with the reason, where no cluster starts."""
+
 import re
 
 import pytest
@@ -19,12 +20,26 @@ def test_pipeline_runs_on_slurm(slurm_cluster, tmp_path):
     task["finetune"] = {"tiny_llama": task["finetune"]["tiny_llama"]}
     c["models"]["tiny_llama"]["resources"] = {"mem_mb": 2000, "runtime": 10}
     tiny.write_config(work, c)
-    proc = tiny.snakemake(work, "--workflow-profile", str(REPO / "profiles/slurm"), "--jobs", "2",
-                          "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
-                          "--latency-wait", "10", "results/report.html", env={"LORA_SLURM_PARTITION": "cpu"})
+    proc = tiny.snakemake(
+        work,
+        "--workflow-profile",
+        str(REPO / "profiles/slurm"),
+        "--jobs",
+        "2",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--seconds-between-status-checks",
+        "2",
+        "--latency-wait",
+        "10",
+        "results/report.html",
+        env={"LORA_SLURM_PARTITION": "cpu"},
+    )
     out = proc.stdout + proc.stderr
     cluster_rules = re.findall(r"^rule (\w+):", out, re.M)
-    assert sorted(cluster_rules) == ["finetune", "predict", "predict"] + ["prepare_data"] * 3 + ["prepare_model"], out[-4000:]
+    assert sorted(cluster_rules) == ["finetune", "predict", "predict"] + ["prepare_data"] * 3 + ["prepare_model"], out[
+        -4000:
+    ]
     assert len(re.findall(r"submitted with SLURM jobid \d+", out)) == 7
     assert (work / "results/report.html").exists()
     for meth in ("zeroshot", "lora-s0"):
@@ -51,15 +66,41 @@ def test_requeued_finetune_resumes_from_checkpoint(slurm_cluster, tmp_path):
     task["finetune"]["tiny_llama"]["training"].update(max_steps=600, checkpoint_every=20, eval_every=200, patience=50)
     c["models"]["tiny_llama"]["resources"] = {"mem_mb": 2000, "runtime": 10}
     tiny.write_config(work, c)
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "1",
-           "--workflow-profile", str(REPO / "profiles/slurm"), "--jobs", "2", "--slurm-init-seconds-before-status-checks", "1",
-           "--seconds-between-status-checks", "2", "--latency-wait", "10", "results/emotion/tiny_llama/lora-s0/adapter"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(__import__("os").environ, LORA_SLURM_PARTITION="cpu"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(work),
+        "--cores",
+        "1",
+        "--workflow-profile",
+        str(REPO / "profiles/slurm"),
+        "--jobs",
+        "2",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--seconds-between-status-checks",
+        "2",
+        "--latency-wait",
+        "10",
+        "results/emotion/tiny_llama/lora-s0/adapter",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(__import__("os").environ, LORA_SLURM_PARTITION="cpu"),
+    )
     requeued, deadline = None, time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if list((work / "checkpoints").rglob("COMPLETE")):
-            running = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i"], capture_output=True, text=True).stdout.split()
+            running = subprocess.run(
+                ["squeue", "-h", "-t", "R", "-o", "%i"], capture_output=True, text=True
+            ).stdout.split()
             if running:
                 requeued = running[0]
                 subprocess.run(["scontrol", "requeue", requeued], check=True)

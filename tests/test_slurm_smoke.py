@@ -6,6 +6,7 @@ with the script's error line as the reason. Set SKIP_SLURM=1 to skip outright.
 
 The profile test at the bottom needs no cluster (dry-run only).
 """
+
 import os
 import re
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm"
 
-SNAKEFILE = r'''
+SNAKEFILE = r"""
 localrules: gather
 
 rule gather:
@@ -30,7 +31,7 @@ rule on_cluster:
     output: "cluster.txt"
     resources: mem_mb=100, runtime=5
     shell: 'echo "SLURM_JOB_ID=${{SLURM_JOB_ID:-none}}" > {output}; echo "host=$(hostname)" >> {output}'
-'''
+"""
 
 
 def _snakemake(args, cwd, env=None, timeout=600):
@@ -48,19 +49,28 @@ def _snakemake(args, cwd, env=None, timeout=600):
 def test_slurm_executor_runs_job_on_cluster(slurm_cluster, tmp_path):
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
     args = [
-        "--snakefile", str(tmp_path / "Snakefile"),
-        "--directory", str(tmp_path),
-        "--executor", "slurm",
-        "--jobs", "2",
-        "--default-resources", "slurm_partition=cpu",
+        "--snakefile",
+        str(tmp_path / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--executor",
+        "slurm",
+        "--jobs",
+        "2",
+        "--default-resources",
+        "slurm_partition=cpu",
         # no slurmdbd on the CI cluster -> sacct is useless, poll with squeue
         # (requires MinJobAge >= 3 * init-seconds; start_slurm.sh sets 600)
-        "--slurm-status-command", "squeue",
+        "--slurm-status-command",
+        "squeue",
         # defaults (40 s first poll) make a trivial job take ~80 s
-        "--slurm-init-seconds-before-status-checks", "1",
-        "--seconds-between-status-checks", "1",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--seconds-between-status-checks",
+        "1",
         "--slurm-keep-successful-logs",
-        "--latency-wait", "10",
+        "--latency-wait",
+        "10",
         "--printshellcmds",
     ]
     t0 = time.monotonic()
@@ -105,8 +115,15 @@ def test_slurm_profile_reads_partition_account_from_env(tmp_path, extra_env, par
     """profiles/slurm parses and takes partition/account from the environment (no cluster needed)."""
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
     proc = _snakemake(
-        ["--workflow-profile", str(PROFILE), "--directory", str(tmp_path),
-         "--snakefile", str(tmp_path / "Snakefile"), "--dry-run"],
+        [
+            "--workflow-profile",
+            str(PROFILE),
+            "--directory",
+            str(tmp_path),
+            "--snakefile",
+            str(tmp_path / "Snakefile"),
+            "--dry-run",
+        ],
         cwd=tmp_path,
         env=_clean_env(**extra_env),
         timeout=120,

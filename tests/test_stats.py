@@ -1,5 +1,6 @@
 """Bootstrap intervals, McNemar, seed aggregation, near-miss label parsing and normalized label
 likelihoods, each checked against hand-worked values, sklearn or a property."""
+
 import math
 import statistics
 
@@ -24,13 +25,16 @@ def _random_case(n, seed, unparsed=0.15):
 
 def _sklearn_scores(gold, pred):
     pred = ["(unparsed)" if p is None else p for p in pred]
-    return {"accuracy": accuracy_score(gold, pred),
-            "macro_f1": f1_score(gold, pred, labels=LABELS, average="macro", zero_division=0),
-            "weighted_f1": f1_score(gold, pred, labels=LABELS, average="weighted", zero_division=0)}
+    return {
+        "accuracy": accuracy_score(gold, pred),
+        "macro_f1": f1_score(gold, pred, labels=LABELS, average="macro", zero_division=0),
+        "weighted_f1": f1_score(gold, pred, labels=LABELS, average="weighted", zero_division=0),
+    }
 
 
 # -----------------------------------------------------------------------------
 # classification_bootstrap
+
 
 def test_bootstrap_interval_hand_worked_four_items():
     # 3 of 4 right: resampled accuracy is k/4, k ~ Binomial(4, 3/4). P(k<=0) = 1/256 < 2.5% < P(k<=1)
@@ -84,7 +88,9 @@ def test_bootstrap_order_invariant_and_seeded():
     gold, pred = _random_case(120, seed=5)
     perm = np.random.default_rng(9).permutation(len(gold))
     a = stats.classification_bootstrap(gold, pred, LABELS, n_resamples=300, seed=2)
-    b = stats.classification_bootstrap([gold[i] for i in perm], [pred[i] for i in perm], LABELS, n_resamples=300, seed=2)
+    b = stats.classification_bootstrap(
+        [gold[i] for i in perm], [pred[i] for i in perm], LABELS, n_resamples=300, seed=2
+    )
     for k in a:
         assert b[k]["mean"] == pytest.approx(a[k]["mean"], abs=1e-12)
     assert stats.classification_bootstrap(gold, pred, LABELS, n_resamples=300, seed=2) == a
@@ -100,6 +106,7 @@ def test_bootstrap_rejects_bad_input():
 # -----------------------------------------------------------------------------
 # paired tests
 
+
 def _pairs(b, c, both=5, neither=2):
     """Correctness lists with b items only A gets right and c only B gets right."""
     a = [True] * b + [False] * c + [True] * both + [False] * neither
@@ -107,8 +114,9 @@ def _pairs(b, c, both=5, neither=2):
     return a, bb
 
 
-@pytest.mark.parametrize("b, c, p", [(0, 6, 2 * 0.5 ** 6), (6, 0, 2 * 0.5 ** 6), (3, 3, 1.0),
-                                     (1, 9, 2 * (1 + 10) / 1024), (0, 0, 1.0)])
+@pytest.mark.parametrize(
+    "b, c, p", [(0, 6, 2 * 0.5**6), (6, 0, 2 * 0.5**6), (3, 3, 1.0), (1, 9, 2 * (1 + 10) / 1024), (0, 0, 1.0)]
+)
 def test_mcnemar_hand_worked(b, c, p):
     a, bb = _pairs(b, c)
     out = stats.mcnemar(a, bb)
@@ -131,6 +139,7 @@ def test_paired_bootstrap_diff():
 # -----------------------------------------------------------------------------
 # seeds
 
+
 def test_mean_sd_against_statistics():
     vals = [0.61, 0.64, 0.58, 0.7]
     out = stats.mean_sd(vals)
@@ -141,8 +150,10 @@ def test_mean_sd_against_statistics():
 
 
 def test_aggregate_seeds():
-    runs = [{"accuracy": 0.5, "macro_f1": 0.4, "weighted_f1": 0.45, "n": 10},
-            {"accuracy": 0.7, "macro_f1": 0.6, "weighted_f1": 0.65, "n": 10}]
+    runs = [
+        {"accuracy": 0.5, "macro_f1": 0.4, "weighted_f1": 0.45, "n": 10},
+        {"accuracy": 0.7, "macro_f1": 0.6, "weighted_f1": 0.65, "n": 10},
+    ]
     agg = stats.aggregate_seeds(runs)
     assert set(agg) == {"accuracy", "macro_f1", "weighted_f1"}
     assert agg["accuracy"]["mean"] == pytest.approx(0.6)
@@ -153,8 +164,18 @@ def test_aggregate_seeds():
 # -----------------------------------------------------------------------------
 # near_miss_label
 
-@pytest.mark.parametrize("output, label", [("I feel sad", "sadness"), ("Angry!", "anger"), ("they were surprised", "surprise"),
-                                           ("fearful", "fear"), ("A joyful day", "joy"), ("loving.", "love")])
+
+@pytest.mark.parametrize(
+    "output, label",
+    [
+        ("I feel sad", "sadness"),
+        ("Angry!", "anger"),
+        ("they were surprised", "surprise"),
+        ("fearful", "fear"),
+        ("A joyful day", "joy"),
+        ("loving.", "love"),
+    ],
+)
 def test_near_miss_label_examples(output, label):
     assert parse_label(output, LABELS) is None
     assert near_miss_label(output, LABELS) == label
@@ -179,6 +200,7 @@ def test_near_miss_label_rejects_and_ordering():
 # -----------------------------------------------------------------------------
 # label_logprobs normalization
 
+
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -194,7 +216,10 @@ def test_label_logprobs_normalization(llama):
     label_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
     assert len({len(t) for t in label_ids}) > 1
     prompts = [tok(p)["input_ids"] for p in ["Text: I am so happy\nLabel:", "Hi", "Text: meh\nLabel:"]]
-    run = lambda **kw: inference.label_logprobs(model, prompts, label_ids, batch_size=2, progress=False, **kw)
+
+    def run(**kw):
+        return inference.label_logprobs(model, prompts, label_ids, batch_size=2, progress=False, **kw)
+
     total = run()
     assert run(normalization="sum") == total
     mean, chars = run(normalization="mean"), run(normalization="chars", label_texts=texts)

@@ -1,6 +1,7 @@
 """The original studies as configs (configs/studies/<study>.{hub,offline}.yaml): every one parses,
 validates and plans exactly the jobs its design implies, the hub versions also through the SLURM
 profile; the published reference rows read the study's own numbers from its output files."""
+
 import json
 from pathlib import Path
 
@@ -20,16 +21,33 @@ def classification(models, finetunes, prepared_models=None, **extra):
     fine-tune per method, a prediction per zero-shot and fine-tuned run, a score per run plus the
     majority baseline's."""
     runs = models + finetunes
-    return {"prepare_data": 3, "data_summary": 1, "prepare_model": prepared_models or models, "finetune": finetunes,
-            "majority_baseline": 1, "predict": runs, "score": runs + 1, **C, **extra}
+    return {
+        "prepare_data": 3,
+        "data_summary": 1,
+        "prepare_model": prepared_models or models,
+        "finetune": finetunes,
+        "majority_baseline": 1,
+        "predict": runs,
+        "score": runs + 1,
+        **C,
+        **extra,
+    }
 
 
 def generation(models, finetunes, decodings):
     """decodings: the distinct generations per run (points with the same generate arguments share one)."""
     runs = models + finetunes
-    return {"prepare_data": 3, "data_summary": 1, "prepare_model": models, "finetune": finetunes,
-            "generate": runs * decodings, "score_generation": runs * decodings, "reference_perplexity": runs,
-            "generation_figures": 1, "report": 1}
+    return {
+        "prepare_data": 3,
+        "data_summary": 1,
+        "prepare_model": models,
+        "finetune": finetunes,
+        "generate": runs * decodings,
+        "score_generation": runs * decodings,
+        "reference_perplexity": runs,
+        "generation_figures": 1,
+        "report": 1,
+    }
 
 
 TOKENIZERS = {"task_text": 1, "tokenizer_stats": 1, "chat_templates": 1}
@@ -68,18 +86,37 @@ NO_HUB_CHECK = {"LORA_WF_HUB_CHECK": "0"}
 
 
 def plan(tmp_path, study, *extra):
-    return tiny.planned_jobs(tmp_path, "results/report.html", "--configfile", str(REPO / "config.yaml"),
-                             str(STUDIES / f"{study}.yaml"), "--config", f"data_dir={DATA_DIR}", *extra,
-                             env=NO_HUB_CHECK)
+    return tiny.planned_jobs(
+        tmp_path,
+        "results/report.html",
+        "--configfile",
+        str(REPO / "config.yaml"),
+        str(STUDIES / f"{study}.yaml"),
+        "--config",
+        f"data_dir={DATA_DIR}",
+        *extra,
+        env=NO_HUB_CHECK,
+    )
 
 
 def test_hub_study_without_its_models_cached_fails_at_parse_time(tmp_path):
-    proc = tiny.snakemake(tmp_path, "-n", "results/report.html", "--configfile", str(REPO / "config.yaml"),
-                          str(STUDIES / "imdb_gpt2.hub.yaml"), "--config", f"data_dir={DATA_DIR}",
-                          env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}, check=False)
+    proc = tiny.snakemake(
+        tmp_path,
+        "-n",
+        "results/report.html",
+        "--configfile",
+        str(REPO / "config.yaml"),
+        str(STUDIES / "imdb_gpt2.hub.yaml"),
+        "--config",
+        f"data_dir={DATA_DIR}",
+        env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"},
+        check=False,
+    )
     line = next(x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("Error: "))
-    assert line.startswith(f"Error: {STUDIES / 'imdb_gpt2.hub.yaml'}: models.gpt2: model hub_id "
-                           f"'openai-community/gpt2': not in the Hugging Face cache"), line
+    assert line.startswith(
+        f"Error: {STUDIES / 'imdb_gpt2.hub.yaml'}: models.gpt2: model hub_id "
+        f"'openai-community/gpt2': not in the Hugging Face cache"
+    ), line
 
 
 @pytest.mark.parametrize("study", sorted(EXPECTED))
@@ -90,8 +127,9 @@ def test_study_plans_exactly_its_jobs(tmp_path, study):
 @pytest.mark.parametrize("study", sorted(s for s in EXPECTED if s.endswith(".hub")))
 def test_hub_study_plans_through_the_slurm_profile(tmp_path, study):
     # the profile turns on the cluster checks: a partition, GPU requests for GPU-sized models, memory
-    assert plan(tmp_path, study, "--workflow-profile", str(REPO / "profiles" / "slurm")) == \
-        {k: v for k, v in EXPECTED[study].items() if v}
+    assert plan(tmp_path, study, "--workflow-profile", str(REPO / "profiles" / "slurm")) == {
+        k: v for k, v in EXPECTED[study].items() if v
+    }
 
 
 def study_config(study):
@@ -101,8 +139,10 @@ def study_config(study):
 @pytest.mark.parametrize("study", ["agnews_distilbert.hub", "agnews_distilbert.offline"])
 def test_agnews_published_rows_are_the_studys_own_numbers(study):
     rows = [published.load(p, DATA_DIR) for p in study_config(study)["tasks"]["agnews"]["published"]]
-    assert [r["metrics"] for r in rows] == [{"accuracy": 0.25, "weighted_f1": 0.1},
-                                            {"accuracy": 0.9181578947368421, "weighted_f1": 0.9181153449606783}]
+    assert [r["metrics"] for r in rows] == [
+        {"accuracy": 0.25, "weighted_f1": 0.1},
+        {"accuracy": 0.9181578947368421, "weighted_f1": 0.9181153449606783},
+    ]
     assert [r["n"] for r in rows] == [7600, 7600]
 
 
@@ -110,9 +150,11 @@ def test_agnews_published_rows_are_the_studys_own_numbers(study):
 def test_alpaca_published_rows_are_the_studys_table(study):
     rows = [published.load(p, DATA_DIR) for p in study_config(study)["tasks"]["alpaca"]["published"]]
     # the study's README table (top_k 50, 5 beams, temperature 1); BLEU x 100 to sacrebleu's scale
-    readme = {"LLaMA-2": (0.137808, 0.38557, 0.897052, 10.0402, 0.919753),
-              "Mistral": (0.110753, 0.304393, 0.855278, 8.10991, 0.845679),
-              "Phi-2": (0.469636, 0.604907, 0.931351, 19.0088, 0.895062)}
+    readme = {
+        "LLaMA-2": (0.137808, 0.38557, 0.897052, 10.0402, 0.919753),
+        "Mistral": (0.110753, 0.304393, 0.855278, 8.10991, 0.845679),
+        "Phi-2": (0.469636, 0.604907, 0.931351, 19.0088, 0.895062),
+    }
     for row, (name, (bleu, rouge, bert, ppl, human)) in zip(rows, readme.items()):
         assert row["run"].startswith(name)
         m = row["metrics"]
@@ -130,16 +172,20 @@ def test_published_errors_name_the_file_and_key(tmp_path):
         published.load({"run": "r", "files": ["m.json"], "metrics": {"accuracy": "accuracy"}}, tmp_path)
     with pytest.raises(published.PublishedError, match=r"metrics.accuracy: .*m\.json: 'name': 'x' is not a number"):
         published.load({"run": "r", "files": ["m.json"], "metrics": {"accuracy": "name"}}, tmp_path)
-    assert published.load({"run": "r", "values": {"bleu": 0.25}, "scale": {"bleu": 100}}, tmp_path)["metrics"] == {"bleu": 25.0}
+    assert published.load({"run": "r", "values": {"bleu": 0.25}, "scale": {"bleu": 100}}, tmp_path)["metrics"] == {
+        "bleu": 25.0
+    }
 
 
 def test_a_bad_published_entry_is_one_line_at_parse_time(tmp_path):
     work = tmp_path / "work"
     config = tiny.tiny_config(tmp_path / "models", work)
-    config["tasks"]["emotion"]["published"] = [{"run": "paper", "files": ["original_work/nope.json"],
-                                                "metrics": {"accuracy": "accuracy"}}]
+    config["tasks"]["emotion"]["published"] = [
+        {"run": "paper", "files": ["original_work/nope.json"], "metrics": {"accuracy": "accuracy"}}
+    ]
     tiny.write_config(work, config)
     proc = tiny.snakemake(work, "-n", "results/report.html", check=False)
     assert proc.returncode != 0
-    assert (f"Error: config.yaml: tasks.emotion.published[0].files: {Path(DATA_DIR) / 'original_work/nope.json'} "
-            f"not found") in proc.stdout + proc.stderr
+    assert (
+        f"Error: config.yaml: tasks.emotion.published[0].files: {Path(DATA_DIR) / 'original_work/nope.json'} not found"
+    ) in proc.stdout + proc.stderr

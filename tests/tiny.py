@@ -1,5 +1,6 @@
 """Tiny assets for the tests: randomly initialized LLaMA-style and BERT-style models with a real
 tokenizer from ../shared/data/tokenizers/, a tiny config, and a snakemake runner."""
+
 import copy
 import json
 import os
@@ -12,8 +13,10 @@ import yaml
 
 from conftest import DATA_DIR, REPO
 
-CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 
 
 def make_tiny_llama(folder, chat=True, seed=0):
@@ -25,9 +28,18 @@ def make_tiny_llama(folder, chat=True, seed=0):
     if chat:
         tok.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.eos_token_id,
+    )
     LlamaForCausalLM(cfg).save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)
     return folder
@@ -40,8 +52,15 @@ def make_tiny_bert(folder, seed=0):
     tok = AutoTokenizer.from_pretrained(DATA_DIR / "tokenizers" / "gpt2")
     tok.pad_token = tok.eos_token
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                     num_attention_heads=2, max_position_embeddings=512, pad_token_id=tok.eos_token_id)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tok.eos_token_id,
+    )
     BertModel(cfg).save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)
     return folder
@@ -54,8 +73,12 @@ def tiny_config(models_dir, workdir):
         "report_title": "tiny <test> report",
         "notes": ["note with <b>markup</b> & ampersand"],
         "models": {
-            "tiny_llama": {"type": "causal_lm", "role": "instruct", "source": {"path": str(Path(models_dir) / "llama")},
-                           "chat_template": True},
+            "tiny_llama": {
+                "type": "causal_lm",
+                "role": "instruct",
+                "source": {"path": str(Path(models_dir) / "llama")},
+                "chat_template": True,
+            },
             "tiny_bert": {"type": "encoder", "role": "encoder", "source": {"path": str(Path(models_dir) / "bert")}},
         },
         "tokenizer_study": {
@@ -68,7 +91,8 @@ def tiny_config(models_dir, workdir):
             "emotion": {
                 "type": "classification",
                 "files": {"train": "emotion/train.txt", "validation": "emotion/val.txt", "test": "emotion/test.txt"},
-                "format": "semicolon", "label_column": "label_name",
+                "format": "semicolon",
+                "label_column": "label_name",
                 "labels": ["sadness", "joy", "love", "anger", "fear", "surprise"],
                 "sample": {"train": 32, "validation": 8, "test": 16},
                 "prompt": {"template": "Emotion of: {text}\nOne of {labels}.\nAnswer:"},
@@ -76,12 +100,29 @@ def tiny_config(models_dir, workdir):
                 "models": ["tiny_llama", "tiny_bert"],
                 "raw_prompt_models": ["tiny_llama"],
                 "finetune": {
-                    "tiny_llama": {"lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-                                   "training": {"epochs": 1, "batch_size": 8, "learning_rate": 0.01, "eval_every": 2,
-                                                "checkpoint_every": 1, "patience": 5, "max_length": 96}},
-                    "tiny_bert": {"lora": {"r": 4, "alpha": 8, "target_modules": ["query", "value"]},
-                                  "training": {"epochs": 2, "batch_size": 8, "learning_rate": 0.01, "eval_every": 2,
-                                               "patience": 5, "max_length": 96}},
+                    "tiny_llama": {
+                        "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+                        "training": {
+                            "epochs": 1,
+                            "batch_size": 8,
+                            "learning_rate": 0.01,
+                            "eval_every": 2,
+                            "checkpoint_every": 1,
+                            "patience": 5,
+                            "max_length": 96,
+                        },
+                    },
+                    "tiny_bert": {
+                        "lora": {"r": 4, "alpha": 8, "target_modules": ["query", "value"]},
+                        "training": {
+                            "epochs": 2,
+                            "batch_size": 8,
+                            "learning_rate": 0.01,
+                            "eval_every": 2,
+                            "patience": 5,
+                            "max_length": 96,
+                        },
+                    },
                 },
             }
         },
@@ -100,8 +141,11 @@ def copy_workflow(dest):
     Path(dest).mkdir(parents=True, exist_ok=True)
     for part in ("Snakefile", "rules", "schemas", "workflow_scripts", "envs", "resources", "profiles"):
         src = REPO / part
-        (shutil.copytree(src, Path(dest) / part, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
-         else shutil.copy2(src, Path(dest) / part))
+        (
+            shutil.copytree(src, Path(dest) / part, ignore=shutil.ignore_patterns("__pycache__"))
+            if src.is_dir()
+            else shutil.copy2(src, Path(dest) / part)
+        )
     return Path(dest) / "Snakefile"
 
 
@@ -111,8 +155,18 @@ CORES = os.environ.get("LORA_WF_TEST_CORES", "2")
 
 
 def snakemake(workdir, *args, env=None, check=True, snakefile=None):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile or REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", CORES, *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(snakefile or REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        CORES,
+        *args,
+    ]
     full_env = dict(os.environ, **(env or {}))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=1800)
     if check and proc.returncode != 0:

@@ -5,6 +5,7 @@ params.conversation: JSON string, a list of {"role", "content"} (system, user, a
 output.rendered: JSON {name: rendered prompt (special tokens visible) | null when the tokenizer
     has no chat template | {"error": message} when its template rejects the conversation}.
 """
+
 import json
 
 from lora_pipeline import common
@@ -23,8 +24,16 @@ def main(tokenizers, conversation, rendered):
             out[name] = ts.chat_template_render(tok, conv)
         except ts.ChatTemplateError as exc:
             out[name] = {"error": str(exc)}
-        print(f"{name}: " + ("no chat template" if out[name] is None else
-                             "template error" if isinstance(out[name], dict) else f"{len(out[name])} chars"))
+        print(
+            f"{name}: "
+            + (
+                "no chat template"
+                if out[name] is None
+                else "template error"
+                if isinstance(out[name], dict)
+                else f"{len(out[name])} chars"
+            )
+        )
     common.write_json(rendered, out)
 
 

@@ -1,5 +1,6 @@
 """Snakemake script: a task's data summary (rule data_summary): rows, label counts and the duplicate
 texts removed, per split, from the three prepared splits and their info files."""
+
 import json
 
 from lora_pipeline import common, data

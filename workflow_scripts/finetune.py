@@ -11,6 +11,7 @@ and a run with any other input starts afresh. After success the run folder's oth
 Causal LMs learn prompt -> label with the loss on the answer tokens only; encoders train the
 method's parameters plus their classification head.
 """
+
 import json
 from pathlib import Path
 
@@ -21,16 +22,22 @@ spec, labels, tcfg = s["model"], s.get("labels"), s["finetune"]["training"]
 method = s["finetune"].get("method", "lora")
 run = Path(snakemake.output.train_log).parent.relative_to("results")
 # how often to checkpoint changes no result (resuming is exact), so it is not in the key: read the config
-entry = keys.finetune_entry(snakemake.config["tasks"][snakemake.wildcards.task], snakemake.wildcards.model, method,
-                            keys.run_point(run.name))
+entry = keys.finetune_entry(
+    snakemake.config["tasks"][snakemake.wildcards.task], snakemake.wildcards.model, method, keys.run_point(run.name)
+)
 tcfg["checkpoint_every"] = entry["training"]["checkpoint_every"]
 use_chat = spec.get("chat_template", False)
 # the matmuls run in the resolved dtype; a full fine-tune loads its weights in its master dtype
 # (float32 under dtype auto) and autocasts (precision.master_dtype)
 compute_dtype = models.DTYPES[spec["dtype"]]
 load_spec = {**spec, "dtype": s["finetune"]["master_dtype"]} if method == "full" else spec
-ckpt_dir = Path(snakemake.config["checkpoint_dir"]) / run / keys.resume_key(
-    s, snakemake.params.code, [snakemake.input.train, snakemake.input.validation], snakemake.input.model)
+ckpt_dir = (
+    Path(snakemake.config["checkpoint_dir"])
+    / run
+    / keys.resume_key(
+        s, snakemake.params.code, [snakemake.input.train, snakemake.input.validation], snakemake.input.model
+    )
+)
 
 with common.log_to(common.snakemake_log(snakemake)):
     common.use_cpu_threads(snakemake.config, snakemake.threads)
@@ -41,12 +48,18 @@ with common.log_to(common.snakemake_log(snakemake)):
         model = models.load_classifier(snakemake.input.model, load_spec, labels, seed=tcfg["seed"])
         print(f"classification head: {model.head_kind}")
         # heads.encode: the tokenization predict.py's classify uses too (same truncation, right padding)
-        examples = {k: [{"input_ids": ids, "labels": labels.index(r["label"])}
-                        for r, ids in zip(rows, heads.encode(tok, [r["text"] for r in rows], tcfg["max_length"]))]
-                    for k, rows in splits.items()}
+        examples = {
+            k: [
+                {"input_ids": ids, "labels": labels.index(r["label"])}
+                for r, ids in zip(rows, heads.encode(tok, [r["text"] for r in rows], tcfg["max_length"]))
+            ]
+            for k, rows in splits.items()
+        }
         task_type = "SEQ_CLS"
     else:
-        model = models.load_causal_lm(snakemake.input.model, load_spec, quantize=adapters.NF4 if method == "qlora" else None)
+        model = models.load_causal_lm(
+            snakemake.input.model, load_spec, quantize=adapters.NF4 if method == "qlora" else None
+        )
         examples = {}
         for k, rows in splits.items():
             examples[k] = []
@@ -64,18 +77,33 @@ with common.log_to(common.snakemake_log(snakemake)):
         print(f"validation loss on {len(examples['validation'])} of {len(splits['validation'])} examples")
     model = adapters.trainable_model(model, s["finetune"], task_type, tcfg["gradient_checkpointing"])
     counts = adapters.parameter_counts(model)
-    print(f"{method}: {counts['trainable']:,} trainable of {counts['total']:,} parameters "
-          f"({100 * counts['trainable_share']:.4f}%)")
+    print(
+        f"{method}: {counts['trainable']:,} trainable of {counts['total']:,} parameters "
+        f"({100 * counts['trainable_share']:.4f}%)"
+    )
     print(f"checkpoints: {ckpt_dir}")
     print(f"compute dtype {spec['dtype']}, trained weights {s['finetune'].get('master_dtype', 'float32')}")
-    log = training.train(model, examples["train"], examples["validation"], tcfg, ckpt_dir,
-                         tok.pad_token_id, models.device(), compute_dtype)
+    log = training.train(
+        model,
+        examples["train"],
+        examples["validation"],
+        tcfg,
+        ckpt_dir,
+        tok.pad_token_id,
+        models.device(),
+        compute_dtype,
+    )
     with common.atomic_dir(snakemake.output.adapter) as tmp:
         adapters.save_trained(model, tmp, method, snakemake.input.model)
     log["method"], log["parameters"] = method, counts
     log["dtype"] = {"compute": spec["dtype"], "trained_weights": s["finetune"].get("master_dtype", "float32")}
-    log["provenance"] = keys.provenance(snakemake.params.code, {k: snakemake.input[k] for k in ("train", "validation")},
-                                        snakemake.input.model, snakemake.output.adapter, spec["dtype"])
+    log["provenance"] = keys.provenance(
+        snakemake.params.code,
+        {k: snakemake.input[k] for k in ("train", "validation")},
+        snakemake.input.model,
+        snakemake.output.adapter,
+        spec["dtype"],
+    )
     common.write_json(snakemake.output.train_log, log)
     for gone in checkpoints.remove_after_success(ckpt_dir, keep_own=snakemake.config["keep_checkpoints"]):
         print(f"removed checkpoints {gone}" + ("" if gone == ckpt_dir else " (superseded resume key)"))

@@ -1,6 +1,7 @@
 """Snakemake script: responses of one model x method (zero-shot or fine-tuned) for a generation task's
 test prompts under one decoding point, batched (length-sorted, left-padded) with a progress bar.
 Also writes a blank human-evaluation template for these outputs. Run by rule generate."""
+
 import json
 import shutil
 from pathlib import Path
@@ -24,18 +25,37 @@ with common.log_to(common.snakemake_log(snakemake)):
     def generate(part):
         ids = [prompting.prompt_ids(tok, prompts[r["id"]]) for r in part]
         outs = inference.generate(model, tok, ids, decoding)
-        return [{"id": r["id"], "instruction": r["instruction"], "input": r["input"], "reference": r["output"],
-                 "output": o.strip()} for r, o in zip(part, outs)]
+        return [
+            {
+                "id": r["id"],
+                "instruction": r["instruction"],
+                "input": r["input"],
+                "reference": r["output"],
+                "output": o.strip(),
+            }
+            for r, o in zip(part, outs)
+        ]
 
     run = Path(snakemake.output.generations).parent.relative_to("results")
-    chunk_dir = Path(snakemake.config["checkpoint_dir"]) / "generate" / run / keys.short_hash(
-        [s, snakemake.params.code, keys.weights_fingerprint(snakemake.input.model, adapter)])
+    chunk_dir = (
+        Path(snakemake.config["checkpoint_dir"])
+        / "generate"
+        / run
+        / keys.short_hash([s, snakemake.params.code, keys.weights_fingerprint(snakemake.input.model, adapter)])
+    )
     out = inference.run_chunked(rows, generate, chunk_dir, snakemake.params.chunk_size)
     common.write_jsonl(snakemake.output.generations, out)
-    human_eval.write_template(snakemake.output.human_eval_template, [prompts[r["id"]] for r in out],
-                              [r["reference"] for r in out], [r["output"] for r in out])
-    common.write_json(snakemake.output.provenance, keys.provenance(
-        snakemake.params.code, {"test": snakemake.input.test}, snakemake.input.model, adapter,
-        s["model"]["dtype"]))
+    human_eval.write_template(
+        snakemake.output.human_eval_template,
+        [prompts[r["id"]] for r in out],
+        [r["reference"] for r in out],
+        [r["output"] for r in out],
+    )
+    common.write_json(
+        snakemake.output.provenance,
+        keys.provenance(
+            snakemake.params.code, {"test": snakemake.input.test}, snakemake.input.model, adapter, s["model"]["dtype"]
+        ),
+    )
     shutil.rmtree(chunk_dir, ignore_errors=True)
     print(f"wrote {len(out)} responses")

@@ -1,6 +1,7 @@
 """Snakemake script: a task's training grids (rule training_grid, rules/figures.smk): every point's
 validation loss and test metrics, the point chosen on validation loss (never on test), and the sweep
 figure (each metric against each swept parameter, with intervals). See lora_pipeline/grid_summary.py."""
+
 import json
 
 from lora_pipeline import common, grid_summary, keys, plots
@@ -24,8 +25,12 @@ with common.log_to(common.snakemake_log(snakemake)):
             per_seed = [common.read_json(tests[r]) for r in runs]
             test[point] = [m if generation else m["intervals"] for m in per_seed]
         summary = grid_summary.summarize(points, val, test, [k for k, _ in metric_names])
-        summary.update(model=model, method=method, seeds=seeds,
-                       test_split=f"decoding {snakemake.params.decoding}" if generation else "test")
+        summary.update(
+            model=model,
+            method=method,
+            seeds=seeds,
+            test_split=f"decoding {snakemake.params.decoding}" if generation else "test",
+        )
         out.append(summary)
         title = f"{plots.METHOD_LABELS[method]}: {model} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})"
         figure.append((title, summary, metric_names))

@@ -1,6 +1,7 @@
 """Snakemake script: a task's figures (rule figures, rules/figures.smk): grouped accuracy/F1 bars with
 intervals (error bars over seeds for replicated fine-tunes), confusion matrices of every run (the
 first seed of a replicated fine-tune), fine-tuning loss and validation perplexity curves."""
+
 import json
 from pathlib import Path
 
@@ -16,9 +17,13 @@ with common.log_to(common.snakemake_log(snakemake)):
     metrics = dict(zip([(m, meth) for m, meth, _ in runs], [common.read_json(p) for p in snakemake.input.metrics]))
     # one confusion matrix per row: a replicated fine-tune's lowest seed
     first = [comparison.representative_run(r) for r in rows]
-    names = [plots.run_label(m, meth, kind[(m, meth)]) + (f" (seed {keys.method_seed(meth)})" if keys.method_seed(meth) is not None
-             else "") for m, meth in first]
+    names = [
+        plots.run_label(m, meth, kind[(m, meth)])
+        + (f" (seed {keys.method_seed(meth)})" if keys.method_seed(meth) is not None else "")
+        for m, meth in first
+    ]
     plots.confusion_grid(names, [metrics[r] for r in first], snakemake.output.confusion)
     logs = [common.read_json(p) for p in snakemake.input.train_logs]
-    plots.training_curves(["/".join(Path(p).parent.parts[-2:]) for p in snakemake.input.train_logs], logs,
-                          snakemake.output.training)
+    plots.training_curves(
+        ["/".join(Path(p).parent.parts[-2:]) for p in snakemake.input.train_logs], logs, snakemake.output.training
+    )

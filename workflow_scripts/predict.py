@@ -6,6 +6,7 @@ A fine-tuned run loads its folder: a PEFT adapter on the base, or a full fine-tu
 Work is saved in chunks under checkpoint_dir so a killed job resumes where it stopped; the chunks
 are keyed on the settings, the code and the weights, so another run's chunks are never reused.
 """
+
 import json
 import shutil
 from pathlib import Path
@@ -27,16 +28,29 @@ with common.log_to(common.snakemake_log(snakemake)):
     tok = models.load_tokenizer(snakemake.input.model, s["model"]["trust_remote_code"])
     if s["model"]["type"] == "encoder":
         # untrained head: initialized from head_seed, the fine-tune's first seed (with an adapter, the trained head loads)
-        model = models.load_classifier(snakemake.input.model, s["model"], labels, seed=s.get("head_seed", 0), adapter=adapter)
+        model = models.load_classifier(
+            snakemake.input.model, s["model"], labels, seed=s.get("head_seed", 0), adapter=adapter
+        )
         head = model.head_kind
         print(f"classification head: {head}")
 
         def predict(part):
             # the fine-tune's tokenization: same truncation (max_length), right padding (heads.encode)
-            out = inference.classify(model, tok, [r["text"] for r in part], max_length=s["max_length"],
-                                     batch_size=batch_size)
-            return [{"id": r["id"], "text": r["text"], "gold": r["label"], "pred": labels[i], "output": labels[i],
-                     "scores": logits, "head": head} for r, (i, logits) in zip(part, out)]
+            out = inference.classify(
+                model, tok, [r["text"] for r in part], max_length=s["max_length"], batch_size=batch_size
+            )
+            return [
+                {
+                    "id": r["id"],
+                    "text": r["text"],
+                    "gold": r["label"],
+                    "pred": labels[i],
+                    "output": labels[i],
+                    "scores": logits,
+                    "head": head,
+                }
+                for r, (i, logits) in zip(part, out)
+            ]
     else:
         model = models.load_causal_lm(snakemake.input.model, s["model"], adapter=adapter)
         answers = [prompting.answer_text(lab, s["prompt"], s["chat_template"]) for lab in labels]
@@ -46,23 +60,54 @@ with common.log_to(common.snakemake_log(snakemake)):
             prompts = [prompting.build_prompt(r["text"], s["prompt"], labels, tok, s["chat_template"]) for r in part]
             ids = [prompting.prompt_ids(tok, p) for p in prompts]
             if s["scoring"] == "likelihood":
-                scores = inference.label_logprobs(model, ids, label_ids, batch_size, normalization=s["likelihood_normalization"],
-                                                  label_texts=answers)
-                return [{"id": r["id"], "text": r["text"], "gold": r["label"], "pred": labels[max(range(len(labels)), key=sc.__getitem__)],
-                         "output": "", "scores": sc} for r, sc in zip(part, scores)]
-            outs = inference.generate(model, tok, ids, dict(s["decoding"], batch_size=s["decoding"].get("batch_size", batch_size)),
-                                      with_ids=True)
-            return [{"id": r["id"], "text": r["text"], "gold": r["label"], "pred": prompting.parse_label(o, labels),
-                     "output": o, "output_ids": new, "output_tokens": [tok.decode([t]) for t in new]}
-                    for r, (o, new) in zip(part, outs)]
+                scores = inference.label_logprobs(
+                    model, ids, label_ids, batch_size, normalization=s["likelihood_normalization"], label_texts=answers
+                )
+                return [
+                    {
+                        "id": r["id"],
+                        "text": r["text"],
+                        "gold": r["label"],
+                        "pred": labels[max(range(len(labels)), key=sc.__getitem__)],
+                        "output": "",
+                        "scores": sc,
+                    }
+                    for r, sc in zip(part, scores)
+                ]
+            outs = inference.generate(
+                model,
+                tok,
+                ids,
+                dict(s["decoding"], batch_size=s["decoding"].get("batch_size", batch_size)),
+                with_ids=True,
+            )
+            return [
+                {
+                    "id": r["id"],
+                    "text": r["text"],
+                    "gold": r["label"],
+                    "pred": prompting.parse_label(o, labels),
+                    "output": o,
+                    "output_ids": new,
+                    "output_tokens": [tok.decode([t]) for t in new],
+                }
+                for r, (o, new) in zip(part, outs)
+            ]
 
     run = Path(snakemake.output.predictions).parent.relative_to("results")
-    chunk_dir = Path(snakemake.config["checkpoint_dir"]) / "predict" / run / keys.short_hash(
-        [s, snakemake.params.code, keys.weights_fingerprint(snakemake.input.model, adapter)])
+    chunk_dir = (
+        Path(snakemake.config["checkpoint_dir"])
+        / "predict"
+        / run
+        / keys.short_hash([s, snakemake.params.code, keys.weights_fingerprint(snakemake.input.model, adapter)])
+    )
     preds = inference.run_chunked(rows, predict, chunk_dir, snakemake.params.chunk_size)
     common.write_jsonl(snakemake.output.predictions, preds)
-    common.write_json(snakemake.output.provenance, keys.provenance(
-        snakemake.params.code, {"test": snakemake.input.test}, snakemake.input.model, adapter,
-        s["model"]["dtype"]))
+    common.write_json(
+        snakemake.output.provenance,
+        keys.provenance(
+            snakemake.params.code, {"test": snakemake.input.test}, snakemake.input.model, adapter, s["model"]["dtype"]
+        ),
+    )
     shutil.rmtree(chunk_dir, ignore_errors=True)
     print(f"wrote {len(preds)} predictions; unparsed: {sum(p['pred'] is None for p in preds)}")

@@ -4,6 +4,7 @@ settings (keys.data_settings) name the split and its sample size; reading, dedup
 splits and stratified subsampling live in lora_pipeline.data. The info file holds the count of
 duplicate rows removed from this split, for the data summary.
 """
+
 import json
 
 from lora_pipeline import common, data
@@ -11,8 +12,9 @@ from lora_pipeline import common, data
 settings = json.loads(snakemake.params.settings)
 split = settings["split"]
 with common.log_to(common.snakemake_log(snakemake)):
-    rows, removed = data.load_split(settings, snakemake.config["data_dir"], split, settings.get("sample"),
-                                    use_hub=settings["source"] == "hub")
+    rows, removed = data.load_split(
+        settings, snakemake.config["data_dir"], split, settings.get("sample"), use_hub=settings["source"] == "hub"
+    )
     common.write_jsonl(snakemake.output.rows, rows)
     common.write_json(snakemake.output.info, {"split": split, "rows": len(rows), "duplicates_removed": removed})
     print(f"{split}: {len(rows)} rows ({removed} duplicates removed before sampling)")

@@ -3,6 +3,7 @@
 Run by rule prepare_model (rules/models.smk): hub id, local folder or GGUF inside a pip package.
 params.spec is keys.model_origin: type, trust_remote_code, dtype and where the weights come from.
 """
+
 import json
 
 from lora_pipeline import common, models

@@ -1,6 +1,7 @@
 """Snakemake script: perplexity of the test references under one model (for a fine-tuned run, with
 its adapter, or its fully fine-tuned weights), the prompt masked so only reference tokens count.
 Run by rule reference_perplexity."""
+
 import json
 
 from lora_pipeline import common, generation_metrics, models, prompting

@@ -1,5 +1,6 @@
 """Snakemake script: the first N test texts of a classification task as one plain text file, so a
 task's dataset can be a text source of the tokenizer study (rule task_text)."""
+
 from lora_pipeline import common
 
 with common.log_to(common.snakemake_log(snakemake)):

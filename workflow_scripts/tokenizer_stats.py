@@ -10,6 +10,7 @@ output.pieces: JSON {"order": [tokenizer names as configured], "sentences": {lan
     "pieces": {tokenizer: {language: [piece]}}} (write_json sorts keys; "order" keeps config order).
 Definitions of every number: lora_pipeline/tokenizer_study.py.
 """
+
 import json
 from pathlib import Path
 
@@ -30,16 +31,32 @@ def main(texts, tokenizers, sentences, table, figure, pieces):
     toks = ts.load_tokenizers(specs)
     rows = ts.stats_table(toks, by_lang)
     for r in rows:
-        print(f"{r['tokenizer']:>14} {r['language']:>10}: {r['n_tokens']} tokens, "
-              f"{r['tokens_per_word']:.2f} tokens/word, byte-split share {r['byte_split_share']:.3f}")
+        print(
+            f"{r['tokenizer']:>14} {r['language']:>10}: {r['n_tokens']} tokens, "
+            f"{r['tokens_per_word']:.2f} tokens/word, byte-split share {r['byte_split_share']:.3f}"
+        )
     common.write_json(table, {"definitions": ts.DEFINITIONS, "tokenizers": specs, "rows": rows})
     ts.plot_stats(rows, figure)
     chosen = {lang: sentences.get(lang) or ts.first_sentence(text) for lang, text in by_lang.items()}
-    common.write_json(pieces, {"order": list(toks), "sentences": chosen, "pieces": {
-        name: {lang: ts.token_pieces(tok, s) for lang, s in chosen.items()} for name, tok in toks.items()}})
+    common.write_json(
+        pieces,
+        {
+            "order": list(toks),
+            "sentences": chosen,
+            "pieces": {
+                name: {lang: ts.token_pieces(tok, s) for lang, s in chosen.items()} for name, tok in toks.items()
+            },
+        },
+    )
 
 
 if "snakemake" in globals():
     with common.log_to(common.snakemake_log(snakemake)):  # noqa: F821
-        main(list(snakemake.input.texts), snakemake.params.tokenizers, snakemake.params.sentence,  # noqa: F821
-             snakemake.output.table, snakemake.output.figure, snakemake.output.pieces)  # noqa: F821
+        main(
+            list(snakemake.input.texts),
+            snakemake.params.tokenizers,
+            snakemake.params.sentence,  # noqa: F821
+            snakemake.output.table,
+            snakemake.output.figure,
+            snakemake.output.pieces,
+        )  # noqa: F821

@@ -30,6 +30,7 @@ PEFT's forward; loss.py and inference.py call the base model directly (to run th
 positions only), so with_virtual_tokens adds them the same way there: virtual tokens at positions
 0..n-1, the text from position n on, every text token attending to all of them.
 """
+
 import json
 import shutil
 from pathlib import Path
@@ -42,22 +43,31 @@ from .models import DTYPES
 
 PEFT_METHODS = ("lora", "dora", "ia3", "prompt_tuning", "prefix_tuning", "qlora")
 QUANTIZATION_FILE = "quantization.json"
-NF4 = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
-       "bnb_4bit_compute_dtype": "bfloat16"}
+NF4 = {
+    "load_in_4bit": True,
+    "bnb_4bit_quant_type": "nf4",
+    "bnb_4bit_use_double_quant": True,
+    "bnb_4bit_compute_dtype": "bfloat16",
+}
 
 
 # ---------------------------------------------------------------- shared steps
+
 
 def _modules_to_save(model, task_type):
     return (list(getattr(model, "head_new_modules", [])) or None) if task_type == "SEQ_CLS" else None
 
 
 def _check_targets(model, targets, what):
-    missing = [t for t in targets if not any(n.split(".")[-1] == t or n.endswith("." + t) for n, _ in model.named_modules())]
+    missing = [
+        t for t in targets if not any(n.split(".")[-1] == t or n.endswith("." + t) for n, _ in model.named_modules())
+    ]
     if missing:
         names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-        raise PipelineError(f"{what} {missing} are not in this model; its linear layers are: {', '.join(names)}; "
-                            f"fix the list in the fine-tune's config")
+        raise PipelineError(
+            f"{what} {missing} are not in this model; its linear layers are: {', '.join(names)}; "
+            f"fix the list in the fine-tune's config"
+        )
 
 
 def _checkpointing(model, gradient_checkpointing, input_grads=True):
@@ -69,14 +79,21 @@ def _checkpointing(model, gradient_checkpointing, input_grads=True):
 
 # ---------------------------------------------------------------- one builder per method
 
+
 def lora_model(model, lora_cfg, task_type, gradient_checkpointing=False, use_dora=False):
     from peft import LoraConfig, get_peft_model
 
     _check_targets(model, lora_cfg["target_modules"], "LoRA target_modules")
     _checkpointing(model, gradient_checkpointing)
-    config = LoraConfig(task_type=task_type, r=lora_cfg["r"], lora_alpha=lora_cfg["alpha"],
-                        lora_dropout=lora_cfg["dropout"], target_modules=list(lora_cfg["target_modules"]),
-                        modules_to_save=_modules_to_save(model, task_type), use_dora=use_dora)
+    config = LoraConfig(
+        task_type=task_type,
+        r=lora_cfg["r"],
+        lora_alpha=lora_cfg["alpha"],
+        lora_dropout=lora_cfg["dropout"],
+        target_modules=list(lora_cfg["target_modules"]),
+        modules_to_save=_modules_to_save(model, task_type),
+        use_dora=use_dora,
+    )
     return get_peft_model(model, config)
 
 
@@ -91,9 +108,12 @@ def ia3_model(model, ia3_cfg, task_type, gradient_checkpointing=False):
     if targets:
         _check_targets(model, targets, "IA3 target_modules")
     _checkpointing(model, gradient_checkpointing)
-    config = IA3Config(task_type=task_type, target_modules=list(targets) if targets else None,
-                       feedforward_modules=list(feedforward) if feedforward is not None else None,
-                       modules_to_save=_modules_to_save(model, task_type))
+    config = IA3Config(
+        task_type=task_type,
+        target_modules=list(targets) if targets else None,
+        feedforward_modules=list(feedforward) if feedforward is not None else None,
+        modules_to_save=_modules_to_save(model, task_type),
+    )
     return get_peft_model(model, config)
 
 
@@ -101,8 +121,11 @@ def prompt_tuning_model(model, prompt_cfg, task_type, gradient_checkpointing=Fal
     from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
 
     _checkpointing(model, gradient_checkpointing, input_grads=False)  # the virtual tokens carry the gradient
-    config = PromptTuningConfig(task_type=task_type, num_virtual_tokens=prompt_cfg["num_virtual_tokens"],
-                                prompt_tuning_init=PromptTuningInit.RANDOM)
+    config = PromptTuningConfig(
+        task_type=task_type,
+        num_virtual_tokens=prompt_cfg["num_virtual_tokens"],
+        prompt_tuning_init=PromptTuningInit.RANDOM,
+    )
     return get_peft_model(model, config)
 
 
@@ -129,13 +152,21 @@ def qlora_model(model, lora_cfg, task_type, gradient_checkpointing=False):
     checkpointing, then LoRA as usual (its weights float32)."""
     from peft import prepare_model_for_kbit_training
 
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
-                                            gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = prepare_model_for_kbit_training(
+        model, use_gradient_checkpointing=gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+    )
     return lora_model(model, lora_cfg, task_type, gradient_checkpointing=False)
 
 
-BUILDERS = {"lora": lora_model, "dora": dora_model, "ia3": ia3_model, "prompt_tuning": prompt_tuning_model,
-            "prefix_tuning": prefix_tuning_model, "full": full_model, "qlora": qlora_model}
+BUILDERS = {
+    "lora": lora_model,
+    "dora": dora_model,
+    "ia3": ia3_model,
+    "prompt_tuning": prompt_tuning_model,
+    "prefix_tuning": prefix_tuning_model,
+    "full": full_model,
+    "qlora": qlora_model,
+}
 
 
 def trainable_model(model, finetune, task_type, gradient_checkpointing=False):
@@ -156,6 +187,7 @@ def trainable_model(model, finetune, task_type, gradient_checkpointing=False):
 def parameter_counts(model):
     """{"trainable", "total", "trainable_share"}: parameters with requires_grad against all of the
     model's parameters (adapters included; a 4-bit weight counts as its unpacked size)."""
+
     def n(p):
         k = p.numel()
         if p.__class__.__name__ == "Params4bit":  # two 4-bit values per stored byte
@@ -168,6 +200,7 @@ def parameter_counts(model):
 
 
 # ---------------------------------------------------------------- saving
+
 
 def save_trained(model, folder, method, base_dir):
     """Write what a fine-tune trained into `folder` (see the module docstring), safetensors only."""
@@ -182,6 +215,7 @@ def save_trained(model, folder, method, base_dir):
 
 
 # ---------------------------------------------------------------- virtual tokens of prompt learning
+
 
 def _prompt_learning_config(model):
     cfg = getattr(model, "active_peft_config", None)

@@ -8,6 +8,7 @@
   step, same loss as padded, no padding.
 - epoch_batches: deterministic per seed and epoch, grouped by length so little compute goes to padding.
 """
+
 import torch
 
 
@@ -18,8 +19,8 @@ def right_padded(seqs, pad_id):
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for row, s in enumerate(seqs):
-        ids[row, :len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[row, :len(s)] = 1
+        ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[row, : len(s)] = 1
     return ids, mask
 
 
@@ -28,7 +29,11 @@ def collate(examples, pad_id):
     ids, mask = right_padded([e["input_ids"] for e in examples], pad_id)
     width = ids.shape[1]
     token_labels = isinstance(examples[0]["labels"], list)
-    labels = torch.full((len(examples), width), -100, dtype=torch.long) if token_labels else torch.zeros(len(examples), dtype=torch.long)
+    labels = (
+        torch.full((len(examples), width), -100, dtype=torch.long)
+        if token_labels
+        else torch.zeros(len(examples), dtype=torch.long)
+    )
     for i, e in enumerate(examples):
         n = len(e["input_ids"])
         if token_labels:
@@ -71,9 +76,9 @@ def collate_packed(examples, pad_id, row_length):
         for i in row:
             e = examples[i]
             n = len(e["input_ids"])
-            ids[r, at:at + n] = torch.tensor(e["input_ids"])
-            pos[r, at:at + n] = torch.arange(n)
-            labels[r, at + 1:at + n] = torch.tensor(e["labels"][1:])
+            ids[r, at : at + n] = torch.tensor(e["input_ids"])
+            pos[r, at : at + n] = torch.arange(n)
+            labels[r, at + 1 : at + n] = torch.tensor(e["labels"][1:])
             at += n
         pos[r, at:] = torch.arange(width - at)
     return {"input_ids": ids, "position_ids": pos, "labels": labels}
@@ -93,7 +98,7 @@ def epoch_batches(lengths, batch_size, seed, epoch):
     window = batch_size * 50
     batches = []
     for w in range(0, len(order), window):
-        chunk = sorted(order[w:w + window], key=lambda i: lengths[i])
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        chunk = sorted(order[w : w + window], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     perm = torch.randperm(len(batches), generator=g).tolist()
     return [batches[i] for i in perm]

@@ -12,6 +12,7 @@ Checkpoints live in checkpoint_dir/<run>/<resume key>/. After a fine-tune succee
 remove_after_success deletes its run folder's other resume keys (superseded settings, code, data or
 weights) and, unless asked to keep it, its own.
 """
+
 import json
 import os
 import random
@@ -54,8 +55,10 @@ def save_checkpoint(ckpt_dir, step, model, best_weights, optimizer, scheduler, s
     rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng, **state},
-               tmp / "trainer_state.pt")
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng, **state},
+        tmp / "trainer_state.pt",
+    )
     if counters is not None:
         (tmp / COUNTERS).write_text(json.dumps(counters))
     for f in tmp.iterdir():
@@ -107,8 +110,15 @@ def remove_after_success(ckpt_dir, keep_own=False):
     a resume key are touched; nothing outside the run folder is. Returns the removed folders."""
     ckpt_dir = Path(ckpt_dir)
     run_dir = ckpt_dir.parent
-    doomed = [d for d in sorted(run_dir.iterdir()) if d != ckpt_dir and KEY_NAME.fullmatch(d.name)
-              and d.is_dir() and not d.is_symlink()] if run_dir.is_dir() else []
+    doomed = (
+        [
+            d
+            for d in sorted(run_dir.iterdir())
+            if d != ckpt_dir and KEY_NAME.fullmatch(d.name) and d.is_dir() and not d.is_symlink()
+        ]
+        if run_dir.is_dir()
+        else []
+    )
     if not keep_own and ckpt_dir.is_dir():
         doomed.append(ckpt_dir)
     for d in doomed:

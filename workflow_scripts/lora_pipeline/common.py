@@ -3,6 +3,7 @@
 Artifacts are written to a temporary file in the same folder and renamed into place, so a
 killed job never leaves a half-written output that looks complete.
 """
+
 import contextlib
 import json
 import os

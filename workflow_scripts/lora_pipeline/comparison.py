@@ -7,6 +7,7 @@
 - Each fine-tuned run against its own model's zero-shot run on the same test items: the exact
   McNemar test (stats.mcnemar) and the paired bootstrap interval of the accuracy difference.
 """
+
 from . import keys, stats
 
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
@@ -30,8 +31,16 @@ def rows_of(runs, metrics):
         parsed = keys.parse_run(method)
         if parsed is None:
             m = metrics[(model, method)]
-            out.append({"model": model, "method": method, "seeds": [], "n": m["n"],
-                        **{k: m["intervals"][k] for k in METRICS}, "unparsed_share": m["unparsed_share"]})
+            out.append(
+                {
+                    "model": model,
+                    "method": method,
+                    "seeds": [],
+                    "n": m["n"],
+                    **{k: m["intervals"][k] for k in METRICS},
+                    "unparsed_share": m["unparsed_share"],
+                }
+            )
             continue
         # the row's method is the fine-tune (lora, dora, ..., or lora-r8_lr0.001 for a grid point), its runs the seeds
         finetune, point, seed = keys.parse_run_point(method)
@@ -63,6 +72,13 @@ def paired_tests(runs, predictions, n_resamples=1000):
         a, b = correct(predictions[(model, "zeroshot")]), correct(predictions[(model, method)])
         if len(a) != len(b):
             raise ValueError(f"{model}: zero-shot and {method} predictions cover different test items")
-        out.append({"model": model, "method": method, "against": "zeroshot", "mcnemar": stats.mcnemar(a, b),
-                    "accuracy_difference": stats.paired_bootstrap_diff(a, b, n_resamples=n_resamples)})
+        out.append(
+            {
+                "model": model,
+                "method": method,
+                "against": "zeroshot",
+                "mcnemar": stats.mcnemar(a, b),
+                "accuracy_difference": stats.paired_bootstrap_diff(a, b, n_resamples=n_resamples),
+            }
+        )
     return out

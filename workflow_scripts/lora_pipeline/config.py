@@ -10,6 +10,7 @@ parse time, for the selected tasks, without importing torch: CUDA counts as pres
 submits to GPU nodes some other way) / LORA_WF_CUDA=0 (treat as absent). bitsandbytes must be
 importable (importlib.util.find_spec; not imported).
 """
+
 import copy
 import difflib
 import importlib.util
@@ -65,7 +66,7 @@ def merge_order(configfiles, cli_configfiles=(), cli_config=None, replace_workfl
     order is the Snakefile's files, the command line's in their order, then --config as
     ("--config", values)."""
     cli = [str(f) for f in cli_configfiles or []]
-    declared = [] if replace_workflow_config else [str(f) for f in list(configfiles)[len(cli):]]
+    declared = [] if replace_workflow_config else [str(f) for f in list(configfiles)[len(cli) :]]
     return declared + cli + ([("--config", cli_config)] if cli_config else [])
 
 
@@ -105,8 +106,10 @@ def _describe(error, files):
         extra = sorted(set(error.instance) - set(allowed))
         guess = difflib.get_close_matches(extra[0], allowed, n=1) if extra else []
         hint = f"; did you mean '{guess[0]}'?" if guess else ""
-        return (f"{source_of(parts + extra[:1], files)}: {where}: unknown key {', '.join(map(repr, extra))}{hint}"
-                f" (allowed keys: {', '.join(allowed)})")
+        return (
+            f"{source_of(parts + extra[:1], files)}: {where}: unknown key {', '.join(map(repr, extra))}{hint}"
+            f" (allowed keys: {', '.join(allowed)})"
+        )
     if error.validator == "required":
         return f"{source_of(parts, files)}: {where}: {error.message}; add it"
     return f"{source_of(parts, files)}: {where}: {error.message}"
@@ -136,6 +139,7 @@ def _cross_check(config, files, finetune_schema):
         if t not in config["tasks"]:
             raise ConfigError(f"{source('run_tasks')}: run_tasks: task '{t}' is not defined under 'tasks'")
     for task_name, task in config["tasks"].items():
+
         def at(*keys, task_name=task_name):  # "<file>: tasks.<task>.<keys>", naming the file that sets those keys
             return f"{source('tasks', task_name, *keys)}: {key_path(['tasks', task_name, *keys])}"
 
@@ -145,14 +149,17 @@ def _cross_check(config, files, finetune_schema):
         for key in ("models", "raw_prompt_models"):
             for m in task.get(key, []):
                 if m not in models:
-                    raise ConfigError(f"{at(key)}: model '{m}' is not defined under 'models' "
-                                      f"(defined: {', '.join(models)})")
+                    raise ConfigError(
+                        f"{at(key)}: model '{m}' is not defined under 'models' (defined: {', '.join(models)})"
+                    )
         _check_finetunes(task_name, task, models, source, finetune_schema)
         for i, entry in enumerate(task.get("published", [])):
             try:
                 published.load(entry, config["data_dir"])
             except published.PublishedError as e:
-                raise ConfigError(f"{source('tasks', task_name, 'published')}: tasks.{task_name}.published[{i}].{e}") from None
+                raise ConfigError(
+                    f"{source('tasks', task_name, 'published')}: tasks.{task_name}.published[{i}].{e}"
+                ) from None
         if not config["use_hub"] and "files" not in task:
             raise ConfigError(f"{where}: no 'files' for the offline run; add files or set use_hub: true")
         if task["type"] == "generation":
@@ -172,28 +179,41 @@ def _cross_check(config, files, finetune_schema):
     if study:
         for m in study["models"]:
             if m not in models:
-                raise ConfigError(f"{source('tokenizer_study')}: tokenizer_study.models: model '{m}' is not defined under 'models'")
+                raise ConfigError(
+                    f"{source('tokenizer_study')}: tokenizer_study.models: model '{m}' is not defined under 'models'"
+                )
         for t in study["task_texts"]:
             if t not in config["tasks"] or config["tasks"][t]["type"] != "classification":
-                raise ConfigError(f"{source('tokenizer_study')}: tokenizer_study.task_texts: '{t}' is not a classification task")
+                raise ConfigError(
+                    f"{source('tokenizer_study')}: tokenizer_study.task_texts: '{t}' is not a classification task"
+                )
         clash = set(study["tokenizers"]) & set(study["models"])
         if clash:
-            raise ConfigError(f"{source('tokenizer_study')}: tokenizer_study: {sorted(clash)} named both as tokenizer and model")
+            raise ConfigError(
+                f"{source('tokenizer_study')}: tokenizer_study: {sorted(clash)} named both as tokenizer and model"
+            )
     for task_name, task in selected_tasks(config).items():
         for m, ft, parts in _finetune_items(task_name, task):
             if ft["method"] == "qlora":
                 problem = qlora_unavailable(config, models[m])
                 if problem:
-                    raise ConfigError(f"{source(*parts)}: {key_path(parts + ['method'])}: qlora needs a CUDA GPU "
-                                      f"(bitsandbytes 4-bit); {problem}")
-    used = {m for t in selected_tasks(config).values() for m in t["models"] + list(t["finetune"])
-            + list(t.get("raw_prompt_models", []))} | set((study or {}).get("models", []))
+                    raise ConfigError(
+                        f"{source(*parts)}: {key_path(parts + ['method'])}: qlora needs a CUDA GPU "
+                        f"(bitsandbytes 4-bit); {problem}"
+                    )
+    used = {
+        m
+        for t in selected_tasks(config).values()
+        for m in t["models"] + list(t["finetune"]) + list(t.get("raw_prompt_models", []))
+    } | set((study or {}).get("models", []))
     for name, model in models.items():
         if "source" not in model and "hub_id" not in model:
             raise ConfigError(f"{source('models', name)}: models.{name}: give a 'source' (local) or a 'hub_id'")
         if name in used and not config["use_hub"] and "source" not in model:
-            raise ConfigError(f"{source('models', name)}: models.{name}: only a hub_id ('{model['hub_id']}') while use_hub "
-                              f"is false; add a local source: (path, package or gguf_package) or set use_hub: true")
+            raise ConfigError(
+                f"{source('models', name)}: models.{name}: only a hub_id ('{model['hub_id']}') while use_hub "
+                f"is false; add a local source: (path, package or gguf_package) or set use_hub: true"
+            )
 
 
 def _finetune_items(task_name, task):
@@ -234,19 +254,24 @@ def _check_finetunes(task_name, task, models, source, finetune_schema):
             raise ConfigError(f"{source(*parts[:3])}: {key_path(parts[:3])}: model '{m}' is not defined under 'models'")
         method, kind = entry["method"], models[m]["type"]
         if method in seen.get(m, ()):
-            raise ConfigError(f"{where}.method: a second '{method}' fine-tune of '{m}'; each method once per model "
-                              f"(its runs are results/{task_name}/{m}/{method}-s<seed>; sweep settings with grid:)")
+            raise ConfigError(
+                f"{where}.method: a second '{method}' fine-tune of '{m}'; each method once per model "
+                f"(its runs are results/{task_name}/{m}/{method}-s<seed>; sweep settings with grid:)"
+            )
         seen.setdefault(m, set()).add(method)
         for name, ft in _grid_points(entry, where, finetune_schema).items():
             at = f"{where}.grid point {name}" if name else where
             if kind == "encoder" and ft["training"]["packing"]:
                 raise ConfigError(f"{at}.training.packing: '{m}' is an encoder; packing is for causal LMs, remove it")
             if kind == "encoder" and method in CAUSAL_ONLY:
-                raise ConfigError(f"{where}.method: {method} is for causal LMs; '{m}' is an encoder "
-                                  f"(use lora, dora, ia3 or full)")
+                raise ConfigError(
+                    f"{where}.method: {method} is for causal LMs; '{m}' is an encoder (use lora, dora, ia3 or full)"
+                )
             if method in PROMPT_LEARNING and ft["training"]["packing"]:
-                raise ConfigError(f"{at}.training.packing: {method} puts its virtual tokens before every row, so "
-                                  f"examples cannot be packed; remove packing")
+                raise ConfigError(
+                    f"{at}.training.packing: {method} puts its virtual tokens before every row, so "
+                    f"examples cannot be packed; remove packing"
+                )
             ia3 = ft["ia3"]
             if method == "ia3" and ia3["target_modules"] and ia3["feedforward_modules"]:
                 extra = sorted(set(ia3["feedforward_modules"]) - set(ia3["target_modules"]))
@@ -256,8 +281,10 @@ def _check_finetunes(task_name, task, models, source, finetune_schema):
                 read = {"training", METHOD_SETTINGS[method]}
                 unused = sorted(k for k in ft["swept"] if k.split(".")[0] not in read)
                 if unused:
-                    raise ConfigError(f"{where}.grid: {unused} not read by method {method}; sweep "
-                                      f"{' or '.join(sorted(b + '.*' for b in read if b))} settings")
+                    raise ConfigError(
+                        f"{where}.grid: {unused} not read by method {method}; sweep "
+                        f"{' or '.join(sorted(b + '.*' for b in read if b))} settings"
+                    )
 
 
 def cuda_available(config, model):
@@ -274,8 +301,10 @@ def cuda_available(config, model):
 def qlora_unavailable(config, model):
     """Why a qlora fine-tune of this model cannot run here (a sentence), or None."""
     if not cuda_available(config, model):
-        return ("no CUDA GPU found (no nvidia-smi on PATH; set LORA_WF_CUDA=1 if the jobs run on GPU nodes, "
-                "or use method: lora)")
+        return (
+            "no CUDA GPU found (no nvidia-smi on PATH; set LORA_WF_CUDA=1 if the jobs run on GPU nodes, "
+            "or use method: lora)"
+        )
     if importlib.util.find_spec("bitsandbytes") is None:
         return "bitsandbytes is not installed (pip install bitsandbytes), or use method: lora"
     return None
@@ -317,8 +346,10 @@ def check_resources(config, default_resources=()):
     used = {m for t in selected_tasks(config).values() for m in t["models"] + list(t["finetune"])}
     slurm = config["executor"] == "slurm"
     if slurm and "slurm_partition" not in default_resources:
-        raise ConfigError("executor slurm: no slurm_partition in default-resources; set it in profiles/slurm/config.yaml "
-                          "(or LORA_SLURM_PARTITION)")
+        raise ConfigError(
+            "executor slurm: no slurm_partition in default-resources; set it in profiles/slurm/config.yaml "
+            "(or LORA_SLURM_PARTITION)"
+        )
     for name in sorted(used):
         model = config["models"][name]
         res = model["resources"]
@@ -331,8 +362,12 @@ def check_resources(config, default_resources=()):
         else:
             have, what = res["mem_mb"] / 1000, "resources.mem_mb"
         if need > have:
-            raise ConfigError(f"models.{name}: {model['params_b']}B parameters in {dtype} need about {need:.0f} GB, "
-                              f"but its jobs ask for {have:.0f} GB ({what}); raise it or pick a smaller model or dtype")
+            raise ConfigError(
+                f"models.{name}: {model['params_b']}B parameters in {dtype} need about {need:.0f} GB, "
+                f"but its jobs ask for {have:.0f} GB ({what}); raise it or pick a smaller model or dtype"
+            )
         if slurm and model["params_b"] >= 1 and res["gpus"] == 0:
-            raise ConfigError(f"models.{name}: a {model['params_b']}B model's jobs request no GPU; "
-                              f"set models.{name}.resources.gpus (and gpu_mem_gb)")
+            raise ConfigError(
+                f"models.{name}: a {model['params_b']}B model's jobs request no GPU; "
+                f"set models.{name}.resources.gpus (and gpu_mem_gb)"
+            )

@@ -13,6 +13,7 @@ sample.validation, and validation never depends on sample.train.
 Only the standard library is used here so that Snakemake can run the checks at parse time, before
 any model loads (datasets is imported only for hub tasks).
 """
+
 import csv
 import io
 import json
@@ -32,8 +33,10 @@ def file_format(path, fmt="auto"):
         return fmt
     ext = Path(path).suffix.lower()
     if ext not in _EXTENSIONS:
-        raise PipelineError(f"{path}: cannot tell the format from '{ext}'; set format: to one of "
-                            f"{', '.join(sorted(set(_EXTENSIONS.values())))}")
+        raise PipelineError(
+            f"{path}: cannot tell the format from '{ext}'; set format: to one of "
+            f"{', '.join(sorted(set(_EXTENSIONS.values())))}"
+        )
     return _EXTENSIONS[ext]
 
 
@@ -45,12 +48,16 @@ def read_text(path, encoding="utf-8"):
     try:
         return raw.decode(encoding)
     except LookupError:
-        raise PipelineError(f"{path}: unknown encoding '{encoding}'; set the task's encoding: to a Python "
-                            f"codec name such as utf-8 or latin-1") from None
+        raise PipelineError(
+            f"{path}: unknown encoding '{encoding}'; set the task's encoding: to a Python "
+            f"codec name such as utf-8 or latin-1"
+        ) from None
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise PipelineError(f"{path}:{line}: not valid {encoding} (byte 0x{raw[e.start]:02x}); re-save the file "
-                            f"as UTF-8 or set the task's encoding: (e.g. latin-1)") from None
+        raise PipelineError(
+            f"{path}:{line}: not valid {encoding} (byte 0x{raw[e.start]:02x}); re-save the file "
+            f"as UTF-8 or set the task's encoding: (e.g. latin-1)"
+        ) from None
 
 
 def read_rows(path, fmt="auto", header=True, column_names=None, encoding="utf-8"):
@@ -99,8 +106,10 @@ def _semicolon_rows(path, f, header, column_names):
         if not line.strip():
             continue
         if ";" not in line:
-            raise PipelineError(f"{path}:{n}: no ';' between text and label; fix the line, or set format: "
-                                f"if this is not a text;label file")
+            raise PipelineError(
+                f"{path}:{n}: no ';' between text and label; fix the line, or set format: "
+                f"if this is not a text;label file"
+            )
         lines.append(line)
     if not lines:
         return []
@@ -114,8 +123,10 @@ def _require_columns(rows, columns, source, rows_word, column_word, keys):
         raise PipelineError(f"{source}: no {rows_word}; point the task at a non-empty file")
     for col in columns:
         if col not in rows[0]:
-            raise PipelineError(f"{source}: no {column_word} '{col}' ({column_word}s: {', '.join(map(str, rows[0]))}); "
-                                f"set {keys} in the config")
+            raise PipelineError(
+                f"{source}: no {column_word} '{col}' ({column_word}s: {', '.join(map(str, rows[0]))}); "
+                f"set {keys} in the config"
+            )
 
 
 def _is_integer(value):
@@ -128,8 +139,10 @@ def label_map_of(task, source):
     mapping = {str(k).strip(): v for k, v in (task.get("label_map") or {}).items()}
     for key, name in mapping.items():
         if name not in labels:
-            raise PipelineError(f"{source}: label_map maps '{key}' to '{name}', which is not one of {labels}; "
-                                f"map each raw value to a name in labels:")
+            raise PipelineError(
+                f"{source}: label_map maps '{key}' to '{name}', which is not one of {labels}; "
+                f"map each raw value to a name in labels:"
+            )
     return mapping
 
 
@@ -140,14 +153,20 @@ def to_label(raw, labels, mapping, source, row):
     if label in labels:
         return label
     if mapping:
-        raise PipelineError(f"{source}: row {row} has label {raw!r}, which is neither a key of label_map nor one of "
-                            f"{labels}; add it to label_map or to drop_rows_with_label")
+        raise PipelineError(
+            f"{source}: row {row} has label {raw!r}, which is neither a key of label_map nor one of "
+            f"{labels}; add it to label_map or to drop_rows_with_label"
+        )
     if _is_integer(value):
-        raise PipelineError(f"{source}: row {row} has integer label '{value}' but labels are names; map each raw value "
-                            f"to a label name with label_map: {{0: <name>, 1: <name>, ...}} "
-                            f"(labels are never mapped by position)")
-    raise PipelineError(f"{source}: row {row} has label {raw!r}, not one of {labels}; "
-                        f"fix the labels: list or add it to drop_rows_with_label")
+        raise PipelineError(
+            f"{source}: row {row} has integer label '{value}' but labels are names; map each raw value "
+            f"to a label name with label_map: {{0: <name>, 1: <name>, ...}} "
+            f"(labels are never mapped by position)"
+        )
+    raise PipelineError(
+        f"{source}: row {row} has label {raw!r}, not one of {labels}; "
+        f"fix the labels: list or add it to drop_rows_with_label"
+    )
 
 
 def normalize(rows, task, source):
@@ -304,8 +323,10 @@ def class_label_names(feature):
 
 def _named_labels(rows, column, names):
     """Integer values of a ClassLabel column replaced by the dataset's declared names."""
+
     def name(v):
         return names[v] if isinstance(v, int) and 0 <= v < len(names) else v
+
     return [dict(r, **{column: name(r[column])}) for r in rows]
 
 
@@ -336,10 +357,16 @@ def _hub_splits(task):
 
 def split_summary(rows, task, duplicates_removed=0):
     if task["type"] == "generation":
-        return {"rows": len(rows), "with_input": sum(bool(r["input"]) for r in rows),
-                "duplicates_removed": duplicates_removed}
-    return {"rows": len(rows), "label_counts": label_counts(rows, task["labels"]),
-            "duplicates_removed": duplicates_removed}
+        return {
+            "rows": len(rows),
+            "with_input": sum(bool(r["input"]) for r in rows),
+            "duplicates_removed": duplicates_removed,
+        }
+    return {
+        "rows": len(rows),
+        "label_counts": label_counts(rows, task["labels"]),
+        "duplicates_removed": duplicates_removed,
+    }
 
 
 def label_counts(rows, labels):

@@ -1,11 +1,17 @@
 """Decoding settings: range checks, grid expansion into named points, and model.generate kwargs.
 Standard library only, so Snakemake can check and expand decodings at parse time."""
+
 import itertools
 
-
 GENERATE_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "num_beams", "repetition_penalty")
-SHORT = {"top_k": "topk", "top_p": "topp", "num_beams": "nb", "temperature": "t", "max_new_tokens": "len",
-         "repetition_penalty": "rp"}
+SHORT = {
+    "top_k": "topk",
+    "top_p": "topp",
+    "num_beams": "nb",
+    "temperature": "t",
+    "max_new_tokens": "len",
+    "repetition_penalty": "rp",
+}
 INT_KEYS = ("top_k", "num_beams", "max_new_tokens")
 
 

@@ -12,6 +12,7 @@
   a grid of settings expanded into named points (topk50_nb5_t1), and the kwargs for
   model.generate. Temperature 0 means greedy decoding.
 """
+
 import math
 
 import numpy as np
@@ -35,14 +36,17 @@ def _check_pairs(hyps, refs):
 # -----------------------------------------------------------------------------
 # BLEU, ROUGE-L, BERTScore
 
+
 def corpus_bleu(hyps, refs) -> float:
     import sacrebleu
+
     hyps, refs = _check_pairs(hyps, refs)
     return float(sacrebleu.corpus_bleu(hyps, [refs]).score)
 
 
 def rouge_l(hyps, refs) -> list:
     from rouge_score import rouge_scorer
+
     hyps, refs = _check_pairs(hyps, refs)
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     return [float(scorer.score(r, h)["rougeL"].fmeasure) for h, r in zip(hyps, refs)]  # score(target, prediction)
@@ -54,16 +58,27 @@ def bertscore_f1(hyps, refs, model_type, num_layers, batch_size=16, device="cpu"
     rescaling (bert_score has no baseline file for a local folder). Beware: bert_score picks
     T5EncoderModel for any model_type containing "t5", so keep that out of the folder path."""
     import bert_score
+
     hyps, refs = _check_pairs(hyps, refs)
     model_type = str(model_type)
-    _, _, f1 = bert_score.score(hyps, refs, model_type=model_type, num_layers=num_layers, lang=None,
-                                batch_size=batch_size, device=device, rescale_with_baseline=False,
-                                idf=False, verbose=False)
+    _, _, f1 = bert_score.score(
+        hyps,
+        refs,
+        model_type=model_type,
+        num_layers=num_layers,
+        lang=None,
+        batch_size=batch_size,
+        device=device,
+        rescale_with_baseline=False,
+        idf=False,
+        verbose=False,
+    )
     return [float(x) for x in f1]
 
 
 # -----------------------------------------------------------------------------
 # perplexity
+
 
 def _pad_id(tokenizer):
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -94,7 +109,7 @@ def perplexity(model, tokenizer, prompts, references, batch_size=8) -> dict:
     encoded = [encode_prompt_reference(tokenizer, p, r) for p, r in zip(prompts, references)]
     nll, ntok = [], []
     for start in range(0, len(encoded), batch_size):
-        batch = encoded[start:start + batch_size]
+        batch = encoded[start : start + batch_size]
         t = collate([{"input_ids": ids, "labels": [-100] * n_prompt + ids[n_prompt:]} for ids, n_prompt in batch], pad)
         t = {k: v.to(dev) for k, v in t.items()}
         tok_nll, rows = answer_token_nll(model, t)  # LM head on reference positions only
@@ -104,7 +119,7 @@ def perplexity(model, tokenizer, prompts, references, batch_size=8) -> dict:
     if empty:
         raise ValueError(f"references {empty[:10]} have no tokens to score (empty reference?)")
     return {
-        "per_example": [math.exp(l / n) for l, n in zip(nll, ntok)],
+        "per_example": [math.exp(loss / n) for loss, n in zip(nll, ntok)],
         "corpus": math.exp(sum(nll) / sum(ntok)),
         "n_tokens": int(sum(ntok)),
     }
@@ -114,6 +129,7 @@ def perplexity(model, tokenizer, prompts, references, batch_size=8) -> dict:
 # bootstrap confidence intervals
 
 # the resampling primitives are shared with the classification intervals (stats.py)
+
 
 def bootstrap_ci(per_example_values, n_resamples=1000, seed=0, alpha=0.05) -> dict:
     """{"mean", "low", "high"}: the sample mean and a percentile bootstrap (1 - alpha) interval."""
@@ -128,6 +144,7 @@ def bootstrap_corpus_bleu_ci(hyps, refs, n_resamples=200, seed=0, alpha=0.05) ->
     n-gram counts (what sacrebleu's own significance tests do), which equals corpus_bleu on the
     resampled lists without re-tokenizing."""
     from sacrebleu.metrics import BLEU
+
     hyps, refs = _check_pairs(hyps, refs)
     bleu = BLEU()
     stats = np.array(bleu._extract_corpus_statistics(hyps, [refs]), dtype=np.int64)

@@ -8,6 +8,7 @@ For each fine-tune with a grid (model x method), every point gets:
 The best point is the one with the lowest mean validation loss. Test metrics are reported next to it
 but never consulted in the choice, so the test split stays a held-out estimate of the chosen point.
 """
+
 from . import stats
 
 
@@ -32,7 +33,13 @@ def summarize(points, val_losses, test_metrics, metric_names):
         losses = val_losses[name]
         if not losses:
             raise ValueError(f"grid point {name}: no validation loss")
-        rows.append({"name": name, "values": values, "val_loss": stats.mean_sd(losses),
-                     "test": {k: _test_summary(test_metrics[name], k) for k in metric_names}})
+        rows.append(
+            {
+                "name": name,
+                "values": values,
+                "val_loss": stats.mean_sd(losses),
+                "test": {k: _test_summary(test_metrics[name], k) for k in metric_names},
+            }
+        )
     best = min(rows, key=lambda r: (r["val_loss"]["mean"], r["name"]))
     return {"swept": swept, "points": rows, "best": best["name"], "chosen_on": "validation loss (mean over seeds)"}

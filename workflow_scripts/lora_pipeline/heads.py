@@ -14,6 +14,7 @@ prediction both use.
 - The head's initial weights come from a seed, so the untrained-head row and the fine-tune's
   starting point are reproducible.
 """
+
 import json
 from pathlib import Path
 
@@ -24,11 +25,11 @@ from .common import PipelineError
 HEAD_FILE = "head.json"
 CLASSIFIER_FILE = "classifier.safetensors"  # a fully fine-tuned mean-pooling head
 POOLINGS = ("mean", "cls")
-HEAD_KINDS = {"mean": "mean pooling (sentence-transformers)",
-              "cls": "CLS pooler (AutoModelForSequenceClassification)"}
+HEAD_KINDS = {"mean": "mean pooling (sentence-transformers)", "cls": "CLS pooler (AutoModelForSequenceClassification)"}
 
 
 # ---------------------------------------------------------------- tokenization (train = predict)
+
 
 def encode(tokenizer, texts, max_length):
     """Token ids of each text, truncated to max_length tokens (special tokens included), no padding.
@@ -45,13 +46,20 @@ def _choose(modules, read_file, where):
     cfg_name = "/".join(p for p in (pooling[0].get("path", "").strip("/"), "config.json") if p)
     cfg = json.loads(read_file(cfg_name))
     if cfg.get("pooling_mode_mean_tokens") or cfg.get("pooling_mode_mean_sqrt_len_tokens"):
-        mode = "pooling_mode_mean_tokens" if cfg.get("pooling_mode_mean_tokens") else "pooling_mode_mean_sqrt_len_tokens"
+        mode = (
+            "pooling_mode_mean_tokens" if cfg.get("pooling_mode_mean_tokens") else "pooling_mode_mean_sqrt_len_tokens"
+        )
         return {"pooling": "mean", "source": f"{where}: sentence-transformers checkpoint, {cfg_name} sets {mode}"}
     if cfg.get("pooling_mode_cls_token"):
-        return {"pooling": "cls", "source": f"{where}: sentence-transformers checkpoint, {cfg_name} sets pooling_mode_cls_token"}
+        return {
+            "pooling": "cls",
+            "source": f"{where}: sentence-transformers checkpoint, {cfg_name} sets pooling_mode_cls_token",
+        }
     modes = sorted(k for k, v in cfg.items() if k.startswith("pooling_mode") and v)
-    return {"pooling": "cls", "source": f"{where}: sentence-transformers pooling {modes or 'unknown'} is not "
-                                        "supported here; CLS pooler"}
+    return {
+        "pooling": "cls",
+        "source": f"{where}: sentence-transformers pooling {modes or 'unknown'} is not supported here; CLS pooler",
+    }
 
 
 def detect_head(where):
@@ -61,27 +69,41 @@ def detect_head(where):
     folder = Path(where)
     if folder.is_dir():
         if not (folder / "modules.json").is_file():
-            return {"pooling": "cls", "source": f"{where}: no modules.json (not a sentence-transformers checkpoint); CLS pooler"}
+            return {
+                "pooling": "cls",
+                "source": f"{where}: no modules.json (not a sentence-transformers checkpoint); CLS pooler",
+            }
         try:
             modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
             return _choose(modules, lambda name: (folder / name).read_text(encoding="utf-8"), str(where))
         except (OSError, ValueError, AttributeError) as e:  # a broken sentence-transformers layout
-            return {"pooling": "cls", "source": f"{where}: modules.json or its pooling config unreadable "
-                                                f"({type(e).__name__}: {e}); CLS pooler"}
+            return {
+                "pooling": "cls",
+                "source": f"{where}: modules.json or its pooling config unreadable "
+                f"({type(e).__name__}: {e}); CLS pooler",
+            }
     try:
         modules = json.loads(_hub_text(where, "modules.json"))
     except Exception as e:  # offline, unreachable, gated, or not there
         # RemoteEntryNotFoundError (EntryNotFoundError in older huggingface_hub): the hub answered that
         # the repository has no such file. LocalEntryNotFoundError is the offline case: nobody was asked.
         if type(e).__name__ in ("RemoteEntryNotFoundError", "EntryNotFoundError"):
-            return {"pooling": "cls", "source": f"hub {where}: no modules.json (not a sentence-transformers checkpoint); CLS pooler"}
-        return {"pooling": "cls", "source": f"hub {where}: could not read modules.json ({type(e).__name__}); "
-                                            "CLS pooler assumed (offline?)"}
+            return {
+                "pooling": "cls",
+                "source": f"hub {where}: no modules.json (not a sentence-transformers checkpoint); CLS pooler",
+            }
+        return {
+            "pooling": "cls",
+            "source": f"hub {where}: could not read modules.json ({type(e).__name__}); CLS pooler assumed (offline?)",
+        }
     try:
         return _choose(modules, lambda name: _hub_text(where, name), f"hub {where}")
     except Exception as e:
-        return {"pooling": "cls", "source": f"hub {where}: has modules.json but its pooling config could not be read "
-                                            f"({type(e).__name__}); CLS pooler assumed"}
+        return {
+            "pooling": "cls",
+            "source": f"hub {where}: has modules.json but its pooling config could not be read "
+            f"({type(e).__name__}); CLS pooler assumed",
+        }
 
 
 def _hub_text(repo, name):
@@ -100,14 +122,20 @@ def read_head(model_dir):
     """The head recorded by materialize; a folder without head.json (prepared before it existed) gets cls."""
     path = Path(model_dir) / HEAD_FILE
     if not path.is_file():
-        return {"pooling": "cls", "source": f"no {HEAD_FILE} in {model_dir} (prepared before head detection); CLS pooler"}
+        return {
+            "pooling": "cls",
+            "source": f"no {HEAD_FILE} in {model_dir} (prepared before head detection); CLS pooler",
+        }
     head = json.loads(path.read_text(encoding="utf-8"))
     if head.get("pooling") not in POOLINGS:
-        raise PipelineError(f"{path}: pooling must be one of {POOLINGS}, got {head.get('pooling')!r}; rerun prepare_model")
+        raise PipelineError(
+            f"{path}: pooling must be one of {POOLINGS}, got {head.get('pooling')!r}; rerun prepare_model"
+        )
     return head
 
 
 # ---------------------------------------------------------------- the mean-pooling head
+
 
 def mean_pool(hidden, attention_mask):
     """Masked mean of hidden states (B, T, H) over the real tokens, in float32 (sentence-transformers'
@@ -147,22 +175,39 @@ class MeanPoolingClassifier(torch.nn.Module):
             self.classifier.weight.copy_(torch.randn(num_labels, hidden, generator=g, dtype=torch.float32) * std)
             self.classifier.bias.zero_()
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None, token_type_ids=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        labels=None,
+        inputs_embeds=None,
+        token_type_ids=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
         from transformers.modeling_outputs import SequenceClassifierOutput
 
         ref = input_ids if input_ids is not None else inputs_embeds[..., 0]
         if attention_mask is None:
             attention_mask = torch.ones(ref.shape[:2], dtype=torch.long, device=ref.device)
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
-                            token_type_ids=token_type_ids, output_attentions=output_attentions,
-                            output_hidden_states=output_hidden_states, return_dict=True)
+        out = self.backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            token_type_ids=token_type_ids,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
         logits = self.classifier(self.dropout(mean_pool(out.last_hidden_state, attention_mask)))
         loss = None
         if labels is not None:
             loss = torch.nn.functional.cross_entropy(logits.float(), labels.view(-1))
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                        attentions=out.attentions)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
 
     def save_pretrained(self, folder, safe_serialization=True):
         """A full fine-tune's folder: the encoder as a transformers checkpoint (config.json +
@@ -172,8 +217,10 @@ class MeanPoolingClassifier(torch.nn.Module):
         if not safe_serialization:
             raise ValueError("only safetensors")
         self.backbone.save_pretrained(folder, safe_serialization=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.classifier.state_dict().items()},
-                  str(Path(folder) / CLASSIFIER_FILE))
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in self.classifier.state_dict().items()},
+            str(Path(folder) / CLASSIFIER_FILE),
+        )
 
     # what the adapters builders and PEFT ask of a transformers model
     def gradient_checkpointing_enable(self, **kwargs):
@@ -192,8 +239,9 @@ def load_mean_pooling(model_dir, num_labels, seed, dtype, trust_remote_code):
     from safetensors.torch import load_file
     from transformers import AutoModel
 
-    backbone = AutoModel.from_pretrained(model_dir, dtype=dtype, use_safetensors=True,
-                                         trust_remote_code=trust_remote_code)
+    backbone = AutoModel.from_pretrained(
+        model_dir, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+    )
     model = MeanPoolingClassifier(backbone, num_labels, seed)
     trained = Path(model_dir) / CLASSIFIER_FILE
     if trained.is_file():

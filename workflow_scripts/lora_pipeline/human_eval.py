@@ -9,6 +9,7 @@ aggregate() gives the mean of each criterion and the mean of those three means, 
 keys as the original *_HE_score.json files. write_template() writes a blank file (scores null)
 for a person to fill in: numbered 1..n, with the prompt, reference and output of each item.
 """
+
 import json
 
 from .common import PipelineError, write_json
@@ -68,8 +69,21 @@ def aggregate(items) -> dict:
 def write_template(path, prompts, references, outputs):
     """A file a person fills in (replace each null with 0, 0.5 or 1), written atomically."""
     if not len(prompts) == len(references) == len(outputs):
-        raise ValueError(f"{len(prompts)} prompts, {len(references)} references and {len(outputs)} outputs; "
-                         "need one of each per item")
-    write_json(path, [{"index": i + 1, "instruction": p, "reference": r, "output": o,
-                       **{c: None for c in CRITERIA}, "comment": ""}
-                      for i, (p, r, o) in enumerate(zip(prompts, references, outputs))])
+        raise ValueError(
+            f"{len(prompts)} prompts, {len(references)} references and {len(outputs)} outputs; "
+            "need one of each per item"
+        )
+    write_json(
+        path,
+        [
+            {
+                "index": i + 1,
+                "instruction": p,
+                "reference": r,
+                "output": o,
+                **{c: None for c in CRITERIA},
+                "comment": "",
+            }
+            for i, (p, r, o) in enumerate(zip(prompts, references, outputs))
+        ],
+    )

@@ -5,6 +5,7 @@ killed job resumes at the first unfinished chunk.
 Generation sorts prompts by length and left-pads each batch, which keeps padding small and
 gives the same greedy outputs as one prompt at a time (checked in tests).
 """
+
 import json
 from pathlib import Path
 
@@ -15,20 +16,21 @@ from . import adapters
 from .common import write_jsonl
 from .decoding import to_generate_kwargs
 
+
 def left_padded(seqs, pad):
     """Token-id lists as one left-padded batch: (ids, attention mask)."""
     width = max(len(p) for p in seqs)
     ids = torch.full((len(seqs), width), pad, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for row, p in enumerate(seqs):
-        ids[row, width - len(p):] = torch.tensor(p)
-        mask[row, width - len(p):] = 1
+        ids[row, width - len(p) :] = torch.tensor(p)
+        mask[row, width - len(p) :] = 1
     return ids, mask
 
 
 def _length_sorted_batches(lengths, batch_size):
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 @torch.no_grad()
@@ -81,8 +83,9 @@ def label_attention_mask(prompt_mask, which, offset, dtype):
 
 
 @torch.no_grad()
-def label_logprobs(model, prompt_token_ids, label_token_ids, batch_size=16, progress=True,
-                   normalization="sum", label_texts=None):
+def label_logprobs(
+    model, prompt_token_ids, label_token_ids, batch_size=16, progress=True, normalization="sum", label_texts=None
+):
     """Sum of log-probabilities of each label's tokens after each prompt: a [n_prompts][n_labels]
     list. One forward pass per batch scores every label: the left-padded prompts are followed by
     all labels' tokens end to end, a 4D mask (label_attention_mask) keeps the labels apart, and
@@ -118,8 +121,11 @@ def label_logprobs(model, prompt_token_ids, label_token_ids, batch_size=16, prog
         # label token k is predicted by the prompt's last position (offset 0) or by token k - 1
         src = torch.where(offset == 0, w - 1, w + torch.arange(len(offset)) - 1)
         keep, col = torch.unique(src, return_inverse=True)
-        inputs = {"input_ids": full_ids.to(dev), "position_ids": full_pos.to(dev),
-                  "attention_mask": label_attention_mask(mask, which, offset, dtype).to(dev)}
+        inputs = {
+            "input_ids": full_ids.to(dev),
+            "position_ids": full_pos.to(dev),
+            "attention_mask": label_attention_mask(mask, which, offset, dtype).to(dev),
+        }
         run, shift = model, 0
         if adapters.virtual_tokens(model):
             inputs, shift = adapters.with_virtual_tokens(model, inputs)
@@ -165,7 +171,7 @@ def run_chunked(rows, predict_fn, chunk_dir, chunk_size=256):
     n_chunks = (len(rows) + chunk_size - 1) // chunk_size
     for c in range(n_chunks):
         path = chunk_dir / f"chunk-{c:05d}.jsonl"
-        part = rows[c * chunk_size:(c + 1) * chunk_size]
+        part = rows[c * chunk_size : (c + 1) * chunk_size]
         if path.exists():
             done = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
             if len(done) == len(part):

@@ -19,6 +19,7 @@ whose output it would have produced.
 
 Standard library only: it runs at Snakemake parse time.
 """
+
 import ast
 import functools
 import hashlib
@@ -32,9 +33,26 @@ from . import precision, training_grid
 SCRIPTS = Path(__file__).resolve().parent.parent  # workflow_scripts/
 PACKAGE = "lora_pipeline"
 
-DATA_KEYS = ["type", "files", "format", "encoding", "header", "column_names", "text_column", "label_column", "labels",
-             "label_map", "drop_rows_with_label", "validation_fraction", "test_fraction", "seed", "max_chars",
-             "instruction_column", "input_column", "output_column"]
+DATA_KEYS = [
+    "type",
+    "files",
+    "format",
+    "encoding",
+    "header",
+    "column_names",
+    "text_column",
+    "label_column",
+    "labels",
+    "label_map",
+    "drop_rows_with_label",
+    "validation_fraction",
+    "test_fraction",
+    "seed",
+    "max_chars",
+    "instruction_column",
+    "input_column",
+    "output_column",
+]
 SPLITS = ("train", "validation", "test")
 SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p")
 ENCODER_MAX_LENGTH = 256  # truncation of an encoder that is not fine-tuned in its task
@@ -50,6 +68,7 @@ def short_hash(obj) -> str:
 
 
 # ---------------------------------------------------------------- code fingerprints
+
 
 def _imported_modules(path):
     """lora_pipeline modules a file imports (absolute or, inside the package, relative)."""
@@ -103,8 +122,15 @@ def code_fingerprint(script) -> str:
 
 FINETUNE_METHODS = ("lora", "dora", "ia3", "prompt_tuning", "prefix_tuning", "full", "qlora")
 # which settings block of a fine-tune entry each method reads (full reads none): only that block is in its key
-METHOD_SETTINGS = {"lora": "lora", "dora": "lora", "qlora": "lora", "ia3": "ia3", "prompt_tuning": "prompt",
-                   "prefix_tuning": "prompt", "full": None}
+METHOD_SETTINGS = {
+    "lora": "lora",
+    "dora": "lora",
+    "qlora": "lora",
+    "ia3": "ia3",
+    "prompt_tuning": "prompt",
+    "prefix_tuning": "prompt",
+    "full": None,
+}
 # a fine-tuned run's name: <method>[-<point>]-s<seed>, e.g. lora-s0, dora-s1, lora-r8_lr0.001-s0 (the
 # regex the rules constrain it to; a training-grid point's name is letters, digits, '_' and '.')
 FINETUNED_RUN = "(" + "|".join(FINETUNE_METHODS) + ")(-[A-Za-z0-9_.]+)?-s-?[0-9]+"
@@ -127,7 +153,7 @@ def finetune_entries(task):
     `point` name and the values it `swept`."""
     out = []
     for model, value in task.get("finetune", {}).items():
-        for ft in (value if isinstance(value, list) else [value]):
+        for ft in value if isinstance(value, list) else [value]:
             out += [(model, point) for point in training_grid.expand(ft).values()]
     return out
 
@@ -138,8 +164,11 @@ def finetune_entry(task, model_name, method, point=None):
     for m, ft in finetune_entries(task):
         if m == model_name and entry_method(ft) == method and ft.get("point") == point:
             return ft
-    raise KeyError(f"no fine-tune of '{model_name}' with method '{method}'"
-                   + (f" and grid point '{point}'" if point else "") + " in this task")
+    raise KeyError(
+        f"no fine-tune of '{model_name}' with method '{method}'"
+        + (f" and grid point '{point}'" if point else "")
+        + " in this task"
+    )
 
 
 def run_group(method, point=None):
@@ -214,8 +243,11 @@ def methods(task):
     per fine-tune entry (model x method x grid point) and seed, in config order."""
     pairs = [(m, "zeroshot") for m in task["models"]]
     pairs += [(m, "raw") for m in task.get("raw_prompt_models", [])]
-    pairs += [(m, run_name(entry_method(ft), s, ft.get("point"))) for m, ft in finetune_entries(task)
-              for s in finetune_seeds(ft)]
+    pairs += [
+        (m, run_name(entry_method(ft), s, ft.get("point")))
+        for m, ft in finetune_entries(task)
+        for s in finetune_seeds(ft)
+    ]
     return pairs
 
 
@@ -235,6 +267,7 @@ def baseline_runs(task):
 
 # ---------------------------------------------------------------- stage keys
 
+
 def data_settings(config, task, split):
     """What one split's rows depend on: every data setting except the other splits' sample sizes."""
     settings = {k: task[k] for k in DATA_KEYS if k in task}
@@ -249,8 +282,12 @@ def data_settings(config, task, split):
 def model_origin(config, model):
     """What a materialized model folder depends on: where the weights come from and how they load."""
     hub = config["use_hub"] or "source" not in model
-    return {"type": model["type"], "trust_remote_code": model["trust_remote_code"], "dtype": model["dtype"],
-            "origin": {"hub_id": model.get("hub_id")} if hub else {"source": model["source"]}}
+    return {
+        "type": model["type"],
+        "trust_remote_code": model["trust_remote_code"],
+        "dtype": model["dtype"],
+        "origin": {"hub_id": model.get("hub_id")} if hub else {"source": model["source"]},
+    }
 
 
 def model_settings(model):
@@ -285,8 +322,11 @@ def finetune_settings(config, task, model_name, run):
     method, point, seed = parse_run_point(run)
     model = config["models"][model_name]
     ft = finetune_entry(task, model_name, method, point)
-    settings = {"task_type": task["type"], "model": model_settings(model),
-                "finetune": {**method_settings(ft), "training": _training_key(ft["training"], seed)}}
+    settings = {
+        "task_type": task["type"],
+        "model": model_settings(model),
+        "finetune": {**method_settings(ft), "training": _training_key(ft["training"], seed)},
+    }
     if method == "full":  # float32 master weights under dtype auto (precision.master_dtype)
         settings["finetune"]["master_dtype"] = precision.master_dtype(model, method)
     if task["type"] == "generation":
@@ -369,8 +409,9 @@ def inference_settings(config, task, model_name, method):
         if method == "zeroshot":
             settings["head_seed"] = head_seed(task, model_name)
         return settings
-    settings.update(prompt=task["prompt"], scoring=task["scoring"],
-                    chat_template=model["chat_template"] and method != "raw")
+    settings.update(
+        prompt=task["prompt"], scoring=task["scoring"], chat_template=model["chat_template"] and method != "raw"
+    )
     if task["scoring"] == "likelihood":
         settings["likelihood_normalization"] = task["likelihood_normalization"]
     else:
@@ -383,8 +424,11 @@ def score_settings(task):
 
 
 def generation_settings(config, task, model_name, decoding):
-    settings = {"model": model_settings(config["models"][model_name]), "prompt_style": task["prompt_style"],
-                "decoding": decoding_key(decoding)}
+    settings = {
+        "model": model_settings(config["models"][model_name]),
+        "prompt_style": task["prompt_style"],
+        "decoding": decoding_key(decoding),
+    }
     if not batch_invariant(settings["model"]["dtype"]):
         settings["decoding"]["batch_size"] = decoding.get("batch_size")  # config.decodings fills it in
     return settings
@@ -395,6 +439,7 @@ def perplexity_settings(config, task, model_name):
 
 
 # ---------------------------------------------------------------- resume key and provenance
+
 
 def file_digest(path) -> str:
     h = hashlib.sha256()
@@ -410,15 +455,23 @@ def weights_fingerprint(model_dir, adapter=None):
     files = sorted(Path(model_dir).glob("*.safetensors")) + sorted(Path(model_dir).glob("head.json"))
     if adapter:
         files += sorted(Path(adapter).glob("*.safetensors"))
-    return [file_digest(f) if f.stat().st_size < 2**28 else f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}"
-            for f in files]
+    return [
+        file_digest(f) if f.stat().st_size < 2**28 else f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}"
+        for f in files
+    ]
 
 
 def resume_key(settings, code, data_files, model_dir) -> str:
     """Identity of a fine-tune's result: its settings, its code, the content of its data splits and
     its base weights. Checkpoints are stored under this key, so a changed input never resumes."""
-    return short_hash({"settings": settings, "code": code, "data": [file_digest(p) for p in data_files],
-                       "weights": weights_fingerprint(model_dir)})
+    return short_hash(
+        {
+            "settings": settings,
+            "code": code,
+            "data": [file_digest(p) for p in data_files],
+            "weights": weights_fingerprint(model_dir),
+        }
+    )
 
 
 def provenance(code, data=None, model_dir=None, adapter=None, dtype=None):

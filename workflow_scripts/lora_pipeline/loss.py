@@ -8,10 +8,10 @@
   inference, and their positions are dropped from the output.
 - batch_loss: that mean for causal LMs, the model's own cross-entropy for encoder classifiers.
 """
+
 import torch
 
 from . import adapters
-
 
 LOSS_CHUNK = 2048  # answer positions per LM-head chunk
 
@@ -50,8 +50,12 @@ def answer_token_nll(model, batch, chunk=LOSS_CHUNK):
     targets, cap = targets[keep], getattr(base.config, "final_logit_softcapping", None)
     if len(targets) <= chunk:
         return _head_nll(head, hidden, targets, cap), rows
-    return torch.cat([checkpoint(_head_nll, head, hidden[i:i + chunk], targets[i:i + chunk], cap, use_reentrant=False)
-                      for i in range(0, len(targets), chunk)]), rows
+    return torch.cat(
+        [
+            checkpoint(_head_nll, head, hidden[i : i + chunk], targets[i : i + chunk], cap, use_reentrant=False)
+            for i in range(0, len(targets), chunk)
+        ]
+    ), rows
 
 
 def causal_answer_loss(model, batch, chunk=LOSS_CHUNK):

@@ -4,6 +4,7 @@ precision/recall/F1, confusion matrix and the share of outputs that could not be
 An unparsed output (pred None) counts as wrong: it lowers accuracy and the recall of its gold
 class, and gets its own column in the confusion matrix.
 """
+
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 UNPARSED = "(unparsed)"
@@ -25,7 +26,9 @@ def classification_metrics(rows, labels):
         "macro_f1": float(f1_score(gold, pred, labels=labels, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(gold, pred, labels=labels, average="weighted", zero_division=0)),
         "unparsed_share": sum(p == UNPARSED for p in pred) / len(pred),
-        "per_class": {lab: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                      for lab, p, r, f, s in zip(labels, prec, rec, f1, support)},
+        "per_class": {
+            lab: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for lab, p, r, f, s in zip(labels, prec, rec, f1, support)
+        },
         "confusion_matrix": {"rows": labels, "columns": labels + [UNPARSED], "counts": cm.tolist()},
     }

@@ -9,6 +9,7 @@ A qlora adapter's quantization.json says its base is loaded in 4-bit, as it was 
 Security: trust_remote_code only when the config asks for it; weights saved and loaded as
 safetensors (use_safetensors=True), so no pickle is ever read.
 """
+
 import importlib.util
 import json
 from pathlib import Path
@@ -149,8 +150,10 @@ def artifact_kind(folder):
         return "peft"
     if (folder / "config.json").is_file():
         return "full"
-    raise PipelineError(f"{folder}: neither adapter_config.json (a PEFT adapter) nor config.json (a full "
-                        f"fine-tune); rerun its finetune job")
+    raise PipelineError(
+        f"{folder}: neither adapter_config.json (a PEFT adapter) nor config.json (a full "
+        f"fine-tune); rerun its finetune job"
+    )
 
 
 def check_weights(model_dir, adapter=None):
@@ -189,7 +192,8 @@ def load_causal_lm(model_dir, spec, adapter=None, quantize=None):
     if quantize:
         kw = {"quantization_config": quantization_config(quantize), "dtype": torch.bfloat16, "device_map": {"": 0}}
     model = AutoModelForCausalLM.from_pretrained(
-        model_dir, use_safetensors=True, trust_remote_code=spec["trust_remote_code"], attn_implementation="sdpa", **kw)
+        model_dir, use_safetensors=True, trust_remote_code=spec["trust_remote_code"], attn_implementation="sdpa", **kw
+    )
     if adapter:
         from peft import PeftModel
 
@@ -218,12 +222,19 @@ def load_classifier(model_dir, spec, labels, seed, adapter=None):
 
         torch.manual_seed(seed)
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)}, dtype=dtype, output_loading_info=True,
-            use_safetensors=True, trust_remote_code=spec["trust_remote_code"])
+            model_dir,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            dtype=dtype,
+            output_loading_info=True,
+            use_safetensors=True,
+            trust_remote_code=spec["trust_remote_code"],
+        )
         model.head_kind = heads.HEAD_KINDS["cls"]
-        model.head_new_modules = sorted({k.rsplit(".", 1)[0] for k in info["missing_keys"]
-                                         if not k.startswith(("classifier.", "score."))})
+        model.head_new_modules = sorted(
+            {k.rsplit(".", 1)[0] for k in info["missing_keys"] if not k.startswith(("classifier.", "score."))}
+        )
     if adapter:
         from peft import PeftModel
 

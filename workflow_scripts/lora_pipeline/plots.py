@@ -1,5 +1,6 @@
 """Figures for the report: grouped accuracy/F1 bars, confusion matrices, training curves.
 Each figure is written atomically as PNG (matplotlib's Agg backend, no display needed)."""
+
 import io
 
 import matplotlib
@@ -10,8 +11,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 from . import keys  # noqa: E402
 from .common import atomic_write_bytes  # noqa: E402
 
-METHOD_LABELS = {"lora": "LoRA", "dora": "DoRA", "ia3": "IA3", "prompt_tuning": "prompt tuning",
-                 "prefix_tuning": "prefix tuning", "full": "full fine-tune", "qlora": "QLoRA"}
+METHOD_LABELS = {
+    "lora": "LoRA",
+    "dora": "DoRA",
+    "ia3": "IA3",
+    "prompt_tuning": "prompt tuning",
+    "prefix_tuning": "prefix tuning",
+    "full": "full fine-tune",
+    "qlora": "QLoRA",
+}
 
 
 def run_label(model, method, kind):
@@ -54,8 +62,14 @@ def scores_bar(labels, rows, path, title=""):
     for i, (lab, row) in enumerate(zip(labels, rows)):
         xs = [k + i * width for k in range(len(keys))]
         bars = [error_bar(row[k]) for k, _ in keys]
-        drawn = ax.bar(xs, [row[k]["mean"] for k, _ in keys], width, yerr=[[b[0] for b in bars], [b[1] for b in bars]],
-                       capsize=2, label=lab)
+        drawn = ax.bar(
+            xs,
+            [row[k]["mean"] for k, _ in keys],
+            width,
+            yerr=[[b[0] for b in bars], [b[1] for b in bars]],
+            capsize=2,
+            label=lab,
+        )
         ax.bar_label(drawn, fmt="%.2f", fontsize=7, padding=6)
     ax.set_xticks([k + width * (len(labels) - 1) / 2 for k in range(len(keys))], [n for _, n in keys])
     ax.set_ylim(0, 1.1)
@@ -76,23 +90,26 @@ def confusion_grid(labels, metrics, path):
     rows = (n + cols - 1) // cols
     titles = [textwrap.fill(str(lab), 34, break_long_words=True, break_on_hyphens=False) for lab in labels]
     title_lines = max((t.count("\n") + 1 for t in titles), default=1)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, (4.6 + 0.15 * title_lines) * rows), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.8 * cols, (4.6 + 0.15 * title_lines) * rows), squeeze=False, layout="constrained"
+    )
     fig.get_layout_engine().set(w_pad=0.1, h_pad=0.15, wspace=0.05, hspace=0.08)
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, title, m in zip(axes.flat, titles, metrics):
         cm = m["confusion_matrix"]
         ax.imshow(cm["counts"], cmap="Blues")
-        ax.set_xticks(range(len(cm["columns"])), cm["columns"], rotation=60, ha="right", rotation_mode="anchor",
-                      fontsize=8)
+        ax.set_xticks(
+            range(len(cm["columns"])), cm["columns"], rotation=60, ha="right", rotation_mode="anchor", fontsize=8
+        )
         ax.set_yticks(range(len(cm["rows"])), cm["rows"], fontsize=8)
         top = max((max(row) for row in cm["counts"] if row), default=0)
         for i, row in enumerate(cm["counts"]):
             for j, v in enumerate(row):
                 if v:
-                    ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
-                            color="white" if v > top / 2 else "black")
+                    ax.text(
+                        j, i, str(v), ha="center", va="center", fontsize=8, color="white" if v > top / 2 else "black"
+                    )
         ax.set_xlabel("predicted", fontsize=9)
         ax.set_ylabel("gold", fontsize=9)
         ax.set_title(title, fontsize=9)
@@ -132,8 +149,10 @@ def generation_bars(labels, metrics, path, title=""):
     for i, (lab, m) in enumerate(zip(labels, metrics)):
         xs = [k + i * width for k in range(len(GEN_METRICS))]
         means = [m[key]["mean"] * s for key, _, s in GEN_METRICS]
-        err = [[max(0.0, (m[key]["mean"] - m[key]["low"]) * s) for key, _, s in GEN_METRICS],
-               [max(0.0, (m[key]["high"] - m[key]["mean"]) * s) for key, _, s in GEN_METRICS]]
+        err = [
+            [max(0.0, (m[key]["mean"] - m[key]["low"]) * s) for key, _, s in GEN_METRICS],
+            [max(0.0, (m[key]["high"] - m[key]["mean"]) * s) for key, _, s in GEN_METRICS],
+        ]
         bars = ax.bar(xs, means, width, yerr=err, capsize=2, label=lab)
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks([k + width * (len(labels) - 1) / 2 for k in range(len(GEN_METRICS))], [n for _, n, _ in GEN_METRICS])
@@ -153,7 +172,9 @@ def decoding_sweep(series, decodings, path):
         ax.text(0.5, 0.5, "no decoding parameter varies: no sweep", ha="center")
         save_fig(fig, path)
         return
-    fig, axes = plt.subplots(len(GEN_METRICS), len(params), figsize=(4 * len(params), 3 * len(GEN_METRICS)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(GEN_METRICS), len(params), figsize=(4 * len(params), 3 * len(GEN_METRICS)), squeeze=False
+    )
     for col, p in enumerate(params):
         for row, (key, name, scale) in enumerate(GEN_METRICS):
             ax = axes[row][col]
@@ -180,8 +201,9 @@ def training_grid(summaries, path):
     summaries: [(title, grid_summary.summarize(...) output, [(metric key, axis name)])]."""
     panels = [(title, s, metrics, p) for title, s, metrics in summaries for p in s["swept"]]
     cols = 1 + max(len(m) for _, _, m in summaries)
-    fig, axes = plt.subplots(len(panels), cols, figsize=(4.2 * cols, 3.4 * len(panels)), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        len(panels), cols, figsize=(4.2 * cols, 3.4 * len(panels)), squeeze=False, layout="constrained"
+    )
     for row, (title, s, metrics, param) in enumerate(panels):
         others = [k for k in s["swept"] if k != param]
         series = {}
@@ -198,19 +220,33 @@ def training_grid(summaries, path):
                 xs = [pos[p["values"][param]] for p in pts]
                 ms = [p["val_loss"] if key == "val_loss" else p["test"][key] for p in pts]
                 bars = [error_bar(m) if ("sd" in m and m["sd"] is not None) or "low" in m else (0.0, 0.0) for m in ms]
-                ax.errorbar(xs, [m["mean"] for m in ms], yerr=[[b[0] for b in bars], [b[1] for b in bars]],
-                            marker="o", capsize=3, label=label)
+                ax.errorbar(
+                    xs,
+                    [m["mean"] for m in ms],
+                    yerr=[[b[0] for b in bars], [b[1] for b in bars]],
+                    marker="o",
+                    capsize=3,
+                    label=label,
+                )
                 for p, x, m in zip(pts, xs, ms):
                     if p["name"] == s["best"]:
-                        ax.plot([x], [m["mean"]], marker="*", markersize=16, color="gold", markeredgecolor="black",
-                                zorder=5, label="best on validation" if key == "val_loss" else None)
+                        ax.plot(
+                            [x],
+                            [m["mean"]],
+                            marker="*",
+                            markersize=16,
+                            color="gold",
+                            markeredgecolor="black",
+                            zorder=5,
+                            label="best on validation" if key == "val_loss" else None,
+                        )
             ax.set_xticks(range(len(xs_all)), [str(x) for x in xs_all])
             ax.set_xlabel(f"{param} (values equally spaced)", fontsize=9)
             ax.set_ylabel(name if key == "val_loss" else f"test {name}", fontsize=9)
             if col == 0:
                 ax.set_title(title, fontsize=9, loc="left")
         axes[row][0].legend(fontsize=7)
-        for ax in axes[row][len(columns):]:
+        for ax in axes[row][len(columns) :]:
             ax.axis("off")
     save_fig(fig, path)
 

@@ -21,6 +21,7 @@ trains the bfloat16 weights themselves.
 
 Standard library only: it runs at Snakemake parse time.
 """
+
 import functools
 import os
 import platform
@@ -51,8 +52,9 @@ def cpu_has_native_bf16() -> bool:
         pass
     if platform.system() == "Darwin":
         try:
-            out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True,
-                                 timeout=5)
+            out = subprocess.run(
+                ["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True, timeout=5
+            )
             return out.stdout.strip() == "1"
         except (OSError, subprocess.SubprocessError):
             return False

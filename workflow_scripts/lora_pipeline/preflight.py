@@ -19,6 +19,7 @@ one, else its local source, else the hub cache. A model none of them describes y
 yet dequantized, a hub model not yet downloaded) is checked by its jobs instead, which fail with
 one line before training starts.
 """
+
 import json
 import os
 from pathlib import Path
@@ -33,6 +34,7 @@ HUB_CHECK_ENV = "LORA_WF_HUB_CHECK"  # "0": the jobs reach the hub from elsewher
 
 
 # ---------------------------------------------------------------- safetensors headers
+
 
 def _header(path):
     """(header dict, header length) of a safetensors file; raises ValueError when it cannot be one."""
@@ -95,8 +97,7 @@ def module_names(folder):
 def missing_targets(targets, names, kind):
     """The target modules (PEFT's suffix match) that no module in `names` carries."""
     allowed = ADDED_MODULES.get(kind, set()) | PEFT_KEYWORDS
-    return [t for t in targets
-            if t not in allowed and not any(n == t or n.endswith("." + t) for n in names)]
+    return [t for t in targets if t not in allowed and not any(n == t or n.endswith("." + t) for n in names)]
 
 
 def context_length(model_config):
@@ -109,6 +110,7 @@ def context_length(model_config):
 
 
 # ---------------------------------------------------------------- where a model's files are
+
 
 def loads_from_hub(config, model):
     return config["use_hub"] or "source" not in model
@@ -154,8 +156,10 @@ def hub_problem(hub_id):
 
 
 def hub_error(hub_id, reason):
-    return (f"model hub_id '{hub_id}': {reason}; run once with network access to download it, or set use_hub: false "
-            f"and give the model a local source: (path, package or gguf_package)")
+    return (
+        f"model hub_id '{hub_id}': {reason}; run once with network access to download it, or set use_hub: false "
+        f"and give the model a local source: (path, package or gguf_package)"
+    )
 
 
 def described_folder(config, name, results="results"):
@@ -173,11 +177,15 @@ def described_folder(config, name, results="results"):
 
 # ---------------------------------------------------------------- the checks, on a validated config
 
+
 def used_models(config):
     from .config import selected_tasks
 
-    used = {m for t in selected_tasks(config).values()
-            for m in t["models"] + t.get("raw_prompt_models", []) + list(t["finetune"])}
+    used = {
+        m
+        for t in selected_tasks(config).values()
+        for m in t["models"] + t.get("raw_prompt_models", []) + list(t["finetune"])
+    }
     study = config.get("tokenizer_study") or {}
     return sorted(used | set(study.get("models", [])))
 
@@ -214,17 +222,25 @@ def check(config, sources, results="results"):
         if loads_from_hub(config, model) and model.get("hub_id") and os.environ.get(HUB_CHECK_ENV) != "0":
             problem = hub_problem(model["hub_id"])
             if problem:
-                raise ConfigError(f"{source('models', name, 'hub_id')}: models.{name}: {hub_error(model['hub_id'], problem)}")
+                raise ConfigError(
+                    f"{source('models', name, 'hub_id')}: models.{name}: {hub_error(model['hub_id'], problem)}"
+                )
         if not loads_from_hub(config, model):
             folder = source_folder(model)
-            if folder is not None and folder.is_dir() and not any(folder.glob("*.safetensors")) \
-                    and not (folder / "model.safetensors.index.json").is_file():
+            if (
+                folder is not None
+                and folder.is_dir()
+                and not any(folder.glob("*.safetensors"))
+                and not (folder / "model.safetensors.index.json").is_file()
+            ):
                 pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
                 if pickles:
-                    raise ConfigError(f"{source('models', name, 'source')}: models.{name}.source: {folder} holds "
-                                      f"only pickled weights ({', '.join(pickles)}), which this workflow never "
-                                      f"reads; convert them to safetensors (save_pretrained(..., "
-                                      f"safe_serialization=True)) or point at a safetensors copy")
+                    raise ConfigError(
+                        f"{source('models', name, 'source')}: models.{name}.source: {folder} holds "
+                        f"only pickled weights ({', '.join(pickles)}), which this workflow never "
+                        f"reads; convert them to safetensors (save_pretrained(..., "
+                        f"safe_serialization=True)) or point at a safetensors copy"
+                    )
         folders[name] = described_folder(config, name, results)
 
     def model_names(name):
@@ -242,8 +258,9 @@ def check(config, sources, results="results"):
         for adapter_file in sorted(Path(results, task_name).glob("*/*/adapter/*.safetensors")):
             problem = safetensors_problem(adapter_file)
             if problem:
-                raise ConfigError(f"{adapter_file}: {problem}; delete {adapter_file.parent}/ and rerun: its "
-                                  f"finetune job rebuilds it")
+                raise ConfigError(
+                    f"{adapter_file}: {problem}; delete {adapter_file.parent}/ and rerun: its finetune job rebuilds it"
+                )
         for m, entry, parts in _finetune_items(task_name, task):
             kind = config["models"][m]["type"]
             for ft in training_grid.expand(entry).values():
@@ -254,15 +271,20 @@ def check(config, sources, results="results"):
                         ends = sorted({n.rsplit(".", 1)[-1] for n in have if not n.rsplit(".", 1)[-1].isdigit()})
                         raise ConfigError(
                             f"{source(*parts, block, key)}: {key_path(parts)}.{block}.{key}: {missing} not in "
-                            f"model '{m}' (its modules with weights are named: {', '.join(ends)}); fix the list")
+                            f"model '{m}' (its modules with weights are named: {', '.join(ends)}); fix the list"
+                        )
                 limit, folder = model_context(m)
                 if limit and ft["training"]["max_length"] > limit:
                     raise ConfigError(
                         f"{source(*parts, 'training', 'max_length')}: {key_path(parts)}.training.max_length: "
                         f"{ft['training']['max_length']} is longer than model '{m}' takes ({limit} tokens, "
-                        f"{folder / 'config.json'}); lower it")
-        points = ({f"decodings.{k}": d for k, d in decodings(task).items()} if task["type"] == "generation"
-                  else {"decoding": task["decoding"]})
+                        f"{folder / 'config.json'}); lower it"
+                    )
+        points = (
+            {f"decodings.{k}": d for k, d in decodings(task).items()}
+            if task["type"] == "generation"
+            else {"decoding": task["decoding"]}
+        )
         for m in task["models"]:
             if config["models"][m]["type"] != "causal_lm":
                 continue
@@ -272,5 +294,7 @@ def check(config, sources, results="results"):
                 if limit and isinstance(n, int) and n >= limit:
                     parts = ["tasks", task_name, *where.split("."), "max_new_tokens"]
                     at = source(*parts) if source(*parts) != "the merged config" else source("tasks", task_name)
-                    raise ConfigError(f"{at}: tasks.{task_name}.{where}.max_new_tokens: {n} new tokens do not fit "
-                                      f"model '{m}' ({limit} tokens of context, {folder / 'config.json'}); lower it")
+                    raise ConfigError(
+                        f"{at}: tasks.{task_name}.{where}.max_new_tokens: {n} new tokens do not fit "
+                        f"model '{m}' ({limit} tokens of context, {folder / 'config.json'}); lower it"
+                    )

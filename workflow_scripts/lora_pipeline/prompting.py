@@ -2,6 +2,7 @@
 template when asked, build the answer text used as the training target, and parse a label
 back out of generated text.
 """
+
 import re
 
 
@@ -93,17 +94,23 @@ def near_miss_label(output, labels, synonyms=None):
     return labels[min(found)[2]] if found else None
 
 
-ALPACA_WITH_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further context. "
-                     "Write a response that appropriately completes the request.\n\n"
-                     "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n")
-ALPACA_NO_INPUT = ("Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
-                   "### Instruction:\n{instruction}\n\n### Response:\n")
+ALPACA_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+ALPACA_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Response:\n"
+)
 
 
 def instruction_prompt(row, style, tokenizer):
     """Prompt for an Alpaca-style record {instruction, input}: the Alpaca format or the chat template."""
     if style == "chat":
         user = row["instruction"] + (f"\n\n{row['input']}" if row["input"] else "")
-        return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+        )
     template = ALPACA_WITH_INPUT if row["input"] else ALPACA_NO_INPUT
     return template.replace("{instruction}", row["instruction"]).replace("{input}", row["input"])

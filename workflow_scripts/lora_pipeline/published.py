@@ -9,6 +9,7 @@ reproduced", without intervals (none were published).
 Standard library only: it runs at Snakemake parse time, so a missing file or key is a one-line
 config error before any job starts.
 """
+
 import json
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def load(entry, data_dir):
     for name, key in (entry.get("metrics") or {}).items():
         found = [(p, d[key]) for p, d in files if isinstance(d, dict) and key in d]
         if not found:
-            raise PublishedError(f"metrics.{name}: key '{key}' is in none of {[str(p) for p, _ in files] or 'the files (none given)'}")
+            raise PublishedError(
+                f"metrics.{name}: key '{key}' is in none of {[str(p) for p, _ in files] or 'the files (none given)'}"
+            )
         values[name] = _number(found[0][1], f"metrics.{name}: {found[0][0]}: '{key}'")
     for name, v in (entry.get("values") or {}).items():
         values[name] = _number(v, f"values.{name}")
@@ -48,5 +51,10 @@ def load(entry, data_dir):
     for name, factor in (entry.get("scale") or {}).items():
         if name in values:
             values[name] *= factor
-    return {"run": entry["run"], "source": entry.get("source", ""), "note": entry.get("note", ""),
-            "n": entry.get("n"), "metrics": values}
+    return {
+        "run": entry["run"],
+        "source": entry.get("source", ""),
+        "note": entry.get("note", ""),
+        "n": entry.get("n"),
+        "metrics": values,
+    }

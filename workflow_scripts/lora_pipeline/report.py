@@ -1,5 +1,6 @@
 """The self-contained HTML report: tables, embedded PNG figures, sample predictions and a
 provenance footer. Every string from data, config or model output goes through html.escape."""
+
 import base64
 import html
 import importlib.metadata
@@ -17,8 +18,18 @@ pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:12px;white-space:p
 code{overflow-wrap:anywhere}
 .note{background:#fff8e1;padding:.6em 1em;border-left:4px solid #f0b400}.ok{color:#1a7f37}.bad{color:#b42318}
 footer{margin-top:3em;font-size:12px;color:#555}"""
-PACKAGES = ["torch", "transformers", "peft", "snakemake", "scikit-learn", "sacrebleu", "rouge-score", "bert-score",
-            "matplotlib", "datasets"]
+PACKAGES = [
+    "torch",
+    "transformers",
+    "peft",
+    "snakemake",
+    "scikit-learn",
+    "sacrebleu",
+    "rouge-score",
+    "bert-score",
+    "matplotlib",
+    "datasets",
+]
 
 
 def esc(x):
@@ -48,8 +59,13 @@ def fmt(x, digits=4):
 
 def git_commit():
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -69,16 +85,26 @@ def provenance(config_text, hashes_html=""):
     """The footer: code version, packages, the configuration, and per run the first 12 hex digits of
     the hashes its key was built from, so two rows (or two reports) can be told to share inputs."""
     versions = ", ".join(f"{k} {v}" for k, v in package_versions().items())
-    hashes = ("<h3>What each run was built from</h3><p>SHA-256 prefixes of the prepared data splits, the model "
-              "weights and the adapter, and the fingerprint of the code the run's stage executes. Equal hashes mean "
-              "equal inputs.</p>" + hashes_html) if hashes_html else ""
-    return (f"<footer><h2>Provenance</h2><p>git commit: <code>{esc(git_commit())}</code></p>"
-            f"<p>packages: {esc(versions)}</p>{hashes}<details><summary>configuration</summary><pre>{esc(config_text)}</pre>"
-            "</details></footer>")
+    hashes = (
+        (
+            "<h3>What each run was built from</h3><p>SHA-256 prefixes of the prepared data splits, the model "
+            "weights and the adapter, and the fingerprint of the code the run's stage executes. Equal hashes mean "
+            "equal inputs.</p>" + hashes_html
+        )
+        if hashes_html
+        else ""
+    )
+    return (
+        f"<footer><h2>Provenance</h2><p>git commit: <code>{esc(git_commit())}</code></p>"
+        f"<p>packages: {esc(versions)}</p>{hashes}<details><summary>configuration</summary><pre>{esc(config_text)}</pre>"
+        "</details></footer>"
+    )
 
 
 def page(title, sections, notes, config_text, hashes_html=""):
     notes_html = "".join(f"<p class='note'>{esc(n)}</p>" for n in notes)
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{STYLE}</style>"
-            f"</head><body><h1>{esc(title)}</h1>{notes_html}{''.join(sections)}{provenance(config_text, hashes_html)}"
-            "</body></html>\n")
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{STYLE}</style>"
+        f"</head><body><h1>{esc(title)}</h1>{notes_html}{''.join(sections)}{provenance(config_text, hashes_html)}"
+        "</body></html>\n"
+    )

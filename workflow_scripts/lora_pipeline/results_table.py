@@ -8,6 +8,7 @@ ia3, prompt_tuning, prefix_tuning, full, qlora) and its seed is given; its cost 
 its train_log.json (trainable parameters and their share of the model) and Snakemake's benchmark
 of its finetune job (wall time in s, peak RSS in MiB).
 """
+
 import csv
 import io
 
@@ -16,10 +17,21 @@ from .common import atomic_write_text, read_json
 
 CLASSIFICATION = ("accuracy", "macro_f1", "weighted_f1")
 GENERATION = ("bleu", "rouge_l", "bertscore_f1")
-COLUMNS = (["task", "model", "role", "method", "grid_point", "seed", "decoding", "dtype", "n"]
-           + [f"{m}{s}" for m in CLASSIFICATION + GENERATION for s in ("", "_low", "_high")]
-           + ["unparsed_share", "near_misses", "mcnemar_p_vs_zeroshot", "reference_perplexity", "human_score",
-              "trainable_params", "trainable_share", "finetune_time_s", "finetune_peak_rss_mib"])
+COLUMNS = (
+    ["task", "model", "role", "method", "grid_point", "seed", "decoding", "dtype", "n"]
+    + [f"{m}{s}" for m in CLASSIFICATION + GENERATION for s in ("", "_low", "_high")]
+    + [
+        "unparsed_share",
+        "near_misses",
+        "mcnemar_p_vs_zeroshot",
+        "reference_perplexity",
+        "human_score",
+        "trainable_params",
+        "trainable_share",
+        "finetune_time_s",
+        "finetune_peak_rss_mib",
+    ]
+)
 
 
 def _with_interval(row, name, m):
@@ -46,8 +58,12 @@ def finetune_cost(task, model, run, base="results", benchmarks="benchmarks"):
     and peak RSS (Snakemake's benchmark)."""
     params = read_json(f"{base}/{task}/{model}/{run}/train_log.json").get("parameters", {})
     bench = read_benchmark(f"{benchmarks}/finetune/{task}/{model}/{run}.tsv")
-    return {"trainable_params": params.get("trainable"), "trainable_share": params.get("trainable_share"),
-            "finetune_time_s": bench["s"], "finetune_peak_rss_mib": bench["max_rss"]}
+    return {
+        "trainable_params": params.get("trainable"),
+        "trainable_share": params.get("trainable_share"),
+        "finetune_time_s": bench["s"],
+        "finetune_peak_rss_mib": bench["max_rss"],
+    }
 
 
 def run_dtype(folder):
@@ -63,16 +79,25 @@ def rows(tasks, base="results", benchmarks="benchmarks"):
     out = []
     for t, entry in tasks.items():
         if entry["type"] == "classification":
-            pvals = {(p["model"], p["method"]): p["mcnemar"]["p"]
-                     for p in read_json(f"{base}/{t}/comparison.json")["paired"]}
+            pvals = {
+                (p["model"], p["method"]): p["mcnemar"]["p"] for p in read_json(f"{base}/{t}/comparison.json")["paired"]
+            }
             for model, method, role in entry["runs"]:
                 m = read_json(f"{base}/{t}/{model}/{method}/metrics.json")
                 seed = keys.method_seed(method)
-                row = {"task": t, "model": model, "role": role, "method": keys.run_method(method) or method,
-                       "grid_point": keys.run_point(method), "seed": seed, "n": m["n"], "unparsed_share": m["unparsed_share"],
-                       "near_misses": m.get("near_misses", {}).get("count"),
-                       "dtype": run_dtype(f"{base}/{t}/{model}/{method}"),
-                       "mcnemar_p_vs_zeroshot": pvals.get((model, method))}
+                row = {
+                    "task": t,
+                    "model": model,
+                    "role": role,
+                    "method": keys.run_method(method) or method,
+                    "grid_point": keys.run_point(method),
+                    "seed": seed,
+                    "n": m["n"],
+                    "unparsed_share": m["unparsed_share"],
+                    "near_misses": m.get("near_misses", {}).get("count"),
+                    "dtype": run_dtype(f"{base}/{t}/{model}/{method}"),
+                    "mcnemar_p_vs_zeroshot": pvals.get((model, method)),
+                }
                 if seed is not None:
                     row.update(finetune_cost(t, model, method, base, benchmarks))
                 for k in CLASSIFICATION:
@@ -86,10 +111,20 @@ def rows(tasks, base="results", benchmarks="benchmarks"):
             for d in entry["decodings"]:
                 folder = f"{base}/{t}/{model}/{method}/gen/{entry.get('shared', {}).get(d, d)}"
                 m = read_json(f"{folder}/metrics.json")
-                row = {"task": t, "model": model, "role": role, "method": keys.run_method(method) or method,
-                       "grid_point": keys.run_point(method), "seed": seed, "decoding": d, "n": m["n"], "reference_perplexity": ppl,
-                       "human_score": (m.get("human") or {}).get("human_evaluation_average"),
-                       "dtype": run_dtype(folder), **cost}
+                row = {
+                    "task": t,
+                    "model": model,
+                    "role": role,
+                    "method": keys.run_method(method) or method,
+                    "grid_point": keys.run_point(method),
+                    "seed": seed,
+                    "decoding": d,
+                    "n": m["n"],
+                    "reference_perplexity": ppl,
+                    "human_score": (m.get("human") or {}).get("human_evaluation_average"),
+                    "dtype": run_dtype(folder),
+                    **cost,
+                }
                 for k in GENERATION:
                     _with_interval(row, k, m[k])
                 out.append(row)

@@ -13,6 +13,7 @@ set counts as wrong and is nobody's prediction; F1 uses zero_division=0 and weig
 by gold support. bootstrap_indices and interval are the resampling primitives that
 generation_metrics' intervals use too (same seed, same draws; numpy's linear quantiles).
 """
+
 import math
 
 import numpy as np
@@ -49,10 +50,10 @@ def _multiplicities(idx):
 def _scores(weights, gold_1h, pred_1h, correct):
     """Metrics for each row of item weights [R, n]: dict of [R] arrays."""
     n = weights.sum(1)
-    support = weights @ gold_1h                # [R, L] gold count per class
-    predicted = weights @ pred_1h              # [R, L] predicted count per class
+    support = weights @ gold_1h  # [R, L] gold count per class
+    predicted = weights @ pred_1h  # [R, L] predicted count per class
     tp = weights @ (gold_1h * correct[:, None])
-    denom = support + predicted                # 2TP + FP + FN
+    denom = support + predicted  # 2TP + FP + FN
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
     return {
         "accuracy": (weights @ correct) / n,
@@ -75,7 +76,7 @@ def classification_bootstrap(gold, pred, labels, n_resamples=1000, seed=0, level
     index = {lab: i for i, lab in enumerate(labels)}
     g = np.array([index[x] for x in gold])
     p = np.array([index.get(x, len(labels)) if x is not None else len(labels) for x in pred])  # L = nobody's
-    eye = np.eye(len(labels) + 1)[:, :len(labels)]
+    eye = np.eye(len(labels) + 1)[:, : len(labels)]
     gold_1h, pred_1h = eye[g], eye[p]
     correct = (g == p).astype(float)
     full = _scores(np.ones((1, len(g))), gold_1h, pred_1h, correct)
@@ -103,7 +104,7 @@ def mcnemar(correct_a, correct_b) -> dict:
         p = 1.0
     else:
         tail = sum(math.comb(m, i) for i in range(min(b, c) + 1))  # exact integers
-        p = min(1.0, 2 * tail / 2 ** m)
+        p = min(1.0, 2 * tail / 2**m)
     return {"b": b, "c": c, "n": int(len(a)), "p": float(p)}
 
 

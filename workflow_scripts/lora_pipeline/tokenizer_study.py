@@ -37,6 +37,7 @@ Definitions (one text, one tokenizer; the text is encoded with ``add_special_tok
 - ``vocab_size``: ``len(tokenizer)``: every id the tokenizer can produce, added and special tokens
   included (LLaMA-3: 128,000 BPE tokens + 256 special = 128,256).
 """
+
 import html
 import json
 import os
@@ -55,17 +56,28 @@ DEFINITIONS = {
     "chars_per_token": "n_chars / n_tokens",
     "bytes_per_token": "n_bytes / n_tokens",
     "byte_split_share": "share of byte pieces: tokens whose bytes alone are not complete UTF-8 "
-                        "(part of a character, e.g. half of a Persian letter)",
+    "(part of a character, e.g. half of a Persian letter)",
     "byte_fallback_share": "share of byte-fallback tokens <0xNN> (SentencePiece-style vocabularies only; "
-                           "includes ASCII ones such as <0x0A> for a newline)",
+    "includes ASCII ones such as <0x0A> for a newline)",
     "unk_share": "share of unknown tokens (never produced by byte-level BPE)",
     "roundtrip_ok": "decode(encode(text)) == text",
     "vocab_size": "len(tokenizer): all ids including added and special tokens",
 }
 
-STAT_COLUMNS = ["n_words", "n_chars", "n_bytes", "n_tokens", "tokens_per_word", "chars_per_token",
-                "bytes_per_token", "byte_split_share", "byte_fallback_share", "unk_share",
-                "roundtrip_ok", "vocab_size"]
+STAT_COLUMNS = [
+    "n_words",
+    "n_chars",
+    "n_bytes",
+    "n_tokens",
+    "tokens_per_word",
+    "chars_per_token",
+    "bytes_per_token",
+    "byte_split_share",
+    "byte_fallback_share",
+    "unk_share",
+    "roundtrip_ok",
+    "vocab_size",
+]
 
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
@@ -87,8 +99,10 @@ def load_tokenizer(spec_name, path_or_id):
         source, kwargs["gguf_file"] = str(path.parent), path.name
     elif path.is_dir():
         if not any((path / f).is_file() for f in _TOKENIZER_FILES):
-            raise PipelineError(f"tokenizer '{spec_name}': folder {where} holds no tokenizer files "
-                                f"(expected one of {', '.join(_TOKENIZER_FILES)})")
+            raise PipelineError(
+                f"tokenizer '{spec_name}': folder {where} holds no tokenizer files "
+                f"(expected one of {', '.join(_TOKENIZER_FILES)})"
+            )
         source = str(path)
     elif path.exists():
         raise PipelineError(f"tokenizer '{spec_name}': {where} is neither a tokenizer folder nor a .gguf file")
@@ -101,8 +115,9 @@ def load_tokenizer(spec_name, path_or_id):
     except Exception as exc:  # noqa: BLE001 - every failure becomes one readable line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         kind = "path" if path.exists() else "hub id (no such local folder either)"
-        raise PipelineError(f"tokenizer '{spec_name}': cannot load {kind} {where}: "
-                            f"{type(exc).__name__}: {first}") from exc
+        raise PipelineError(
+            f"tokenizer '{spec_name}': cannot load {kind} {where}: {type(exc).__name__}: {first}"
+        ) from exc
     if not callable(getattr(tok, "encode", None)):
         raise PipelineError(f"tokenizer '{spec_name}': {where} did not load as a tokenizer")
     return tok
@@ -198,8 +213,8 @@ def show_bytes(data: bytes) -> str:
             out.append(data[i:].decode("utf-8"))
             break
         except UnicodeDecodeError as e:
-            out.append(data[i:i + e.start].decode("utf-8"))
-            out.extend(f"<0x{b:02X}>" for b in data[i + e.start:i + e.end])
+            out.append(data[i : i + e.start].decode("utf-8"))
+            out.extend(f"<0x{b:02X}>" for b in data[i + e.start : i + e.end])
             i += e.end
     return "".join(out)
 
@@ -234,16 +249,18 @@ def token_pieces(tokenizer, sentence) -> list:
     for token_id, token in zip(ids, tokens):
         token = "" if token is None else str(token)
         data, fallback, unk, special = _token_info(token, int(token_id), style, added, unk_id)
-        pieces.append({
-            "id": int(token_id),
-            "token": token,
-            "text": show_bytes(data),
-            "bytes_hex": data.hex(),
-            "byte_piece": not _is_complete_utf8(data),
-            "byte_fallback": fallback,
-            "unk": unk,
-            "special": special,
-        })
+        pieces.append(
+            {
+                "id": int(token_id),
+                "token": token,
+                "text": show_bytes(data),
+                "bytes_hex": data.hex(),
+                "byte_piece": not _is_complete_utf8(data),
+                "byte_fallback": fallback,
+                "unk": unk,
+                "special": special,
+            }
+        )
     return pieces
 
 
@@ -274,8 +291,11 @@ def text_stats(tokenizer, text) -> dict:
 
 def stats_table(tokenizers: dict, texts: dict) -> list:
     """Rows {tokenizer, language, **text_stats} for every tokenizer x language, in input order."""
-    return [{"tokenizer": name, "language": lang, **text_stats(tok, text)}
-            for name, tok in tokenizers.items() for lang, text in texts.items()]
+    return [
+        {"tokenizer": name, "language": lang, **text_stats(tok, text)}
+        for name, tok in tokenizers.items()
+        for lang, text in texts.items()
+    ]
 
 
 def _fmt(value):
@@ -290,8 +310,7 @@ def stats_table_html(rows) -> str:
     """The stats rows as an escaped HTML table (metric definitions in the header tooltips)."""
     cols = ["tokenizer", "language"] + STAT_COLUMNS
     head = "".join(f'<th title="{html.escape(DEFINITIONS.get(c, c))}">{html.escape(c)}</th>' for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>\n"
-                   for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>\n" for r in rows)
     return f'<table class="tokenizer-stats">\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>'
 
 
@@ -330,13 +349,17 @@ def render_pieces_html(name, pieces, direction=None) -> str:
         style = _BYTE_STYLE if p.get("byte_piece") else f"background:{_COLOURS[i % len(_COLOURS)]}"
         text = p["text"].replace("\n", "⏎").replace("\t", "⇥") or "∅"
         title = f"id {p['id']}: {p['token']!r}" + (" (byte piece)" if p.get("byte_piece") else "")
-        spans.append(f'<span class="tok{" tok-byte" if p.get("byte_piece") else ""}" '
-                     f'style="{style};display:inline-block;white-space:pre;unicode-bidi:isolate;padding:0 1px;margin:0 1px;border-radius:2px" '
-                     f'title="{html.escape(title, quote=True)}">{html.escape(text)}</span>')
+        spans.append(
+            f'<span class="tok{" tok-byte" if p.get("byte_piece") else ""}" '
+            f'style="{style};display:inline-block;white-space:pre;unicode-bidi:isolate;padding:0 1px;margin:0 1px;border-radius:2px" '
+            f'title="{html.escape(title, quote=True)}">{html.escape(text)}</span>'
+        )
     n_bytes = sum(bool(p.get("byte_piece")) for p in pieces)
-    return (f'<div class="tok-pieces"><div class="tok-name"><b>{html.escape(str(name))}</b>: '
-            f'{len(pieces)} tokens, {n_bytes} byte pieces</div>'
-            f'<div dir="{direction}" style="line-height:1.9;display:flex;flex-wrap:wrap">{"".join(spans)}</div></div>')
+    return (
+        f'<div class="tok-pieces"><div class="tok-name"><b>{html.escape(str(name))}</b>: '
+        f"{len(pieces)} tokens, {n_bytes} byte pieces</div>"
+        f'<div dir="{direction}" style="line-height:1.9;display:flex;flex-wrap:wrap">{"".join(spans)}</div></div>'
+    )
 
 
 # ------------------------------------------------------------------------------- chat templates

@@ -15,6 +15,7 @@ checkpoints and finding the newest).
   cumulative counters (real and computed tokens, training seconds), so the log's padding_fraction
   and tokens/s cover the whole run, not only the steps after the last resume.
 """
+
 import math
 import os
 import random
@@ -72,8 +73,10 @@ def throughput(counters):
     """The log's figures from the counters: tokens per second and the share of computed tokens that
     were padding (None where undefined)."""
     real, computed, seconds = counters["real_tokens"], counters["computed_tokens"], counters["train_seconds"]
-    return {"train_tokens_per_second": real / seconds if seconds > 0 else None,
-            "padding_fraction": 1 - real / computed if computed else None}
+    return {
+        "train_tokens_per_second": real / seconds if seconds > 0 else None,
+        "padding_fraction": 1 - real / computed if computed else None,
+    }
 
 
 class EarlyStopping:
@@ -121,7 +124,8 @@ def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device, co
     total = cfg["max_steps"] or max(1, math.ceil(cfg["epochs"] * per_epoch))
     warmup = int(cfg["warmup_ratio"] * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+    )
     stopper = EarlyStopping(cfg["patience"])
     log = {"history": [], "evals": [], "resumed_from": [], "total_steps": total, "stopped_early": False}
     step, best_weights, counters = 0, None, new_counters()
@@ -155,26 +159,48 @@ def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device, co
         step += 1
         counters["real_tokens"] += sum(lengths[i] for i in batch_ids)
         counters["computed_tokens"] += batch["input_ids"].numel()
-        log["history"].append({"step": step, "epoch": round(step / per_epoch, 4), "train_loss": float(loss.detach()),
-                               "lr": scheduler.get_last_lr()[0]})
+        log["history"].append(
+            {
+                "step": step,
+                "epoch": round(step / per_epoch, 4),
+                "train_loss": float(loss.detach()),
+                "lr": scheduler.get_last_lr()[0],
+            }
+        )
         bar.update(1)
         if step % cfg["eval_every"] == 0 or step == total:
             val_loss = evaluate(model, val_examples, cfg["batch_size"], pad_id, device, compute_dtype)
             log["evals"].append({"step": step, "val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50))})
             if stopper.update(step, val_loss):
                 best_weights = trainable_state(model)
-            print(f"step {step}: train loss {float(loss.detach()):.4f}, val loss {val_loss:.4f}, "
-                  f"val perplexity {math.exp(min(val_loss, 50)):.3f}")
+            print(
+                f"step {step}: train loss {float(loss.detach()):.4f}, val loss {val_loss:.4f}, "
+                f"val perplexity {math.exp(min(val_loss, 50)):.3f}"
+            )
             log["stopped_early"] = stopper.stop
         if step % cfg["checkpoint_every"] == 0 or stopper.stop or step == total:
             counters["train_seconds"] = seconds_before + time.time() - t0
-            save_checkpoint(ckpt_dir, step, model, best_weights, optimizer, scheduler,
-                            {"step": step, "log": log, "stopper": stopper.state()}, counters=counters)
+            save_checkpoint(
+                ckpt_dir,
+                step,
+                model,
+                best_weights,
+                optimizer,
+                scheduler,
+                {"step": step, "log": log, "stopper": stopper.state()},
+                counters=counters,
+            )
         _maybe_die(step)
     bar.close()
     counters["train_seconds"] = seconds_before + time.time() - t0
-    log.update(best_step=stopper.best_step, best_val_loss=stopper.best, final_step=step, **counters,
-               **throughput(counters), packing=bool(cfg.get("packing")))
+    log.update(
+        best_step=stopper.best_step,
+        best_val_loss=stopper.best,
+        final_step=step,
+        **counters,
+        **throughput(counters),
+        packing=bool(cfg.get("packing")),
+    )
     params_by_name = dict(model.named_parameters())
     for n, t in best_weights.items():
         params_by_name[n].data.copy_(t.to(params_by_name[n].device))

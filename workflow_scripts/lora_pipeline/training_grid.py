@@ -14,19 +14,33 @@ itself: adding a value runs only the new points, removing one reruns only figure
 
 Standard library only: it runs at Snakemake parse time.
 """
+
 import copy
 import itertools
 import re
 
 BLOCKS = ("lora", "ia3", "prompt", "training")
-SHORT = {"lora.r": "r", "lora.alpha": "alpha", "lora.dropout": "do", "lora.bias": "bias",
-         "lora.use_rslora": "rslora", "training.learning_rate": "lr", "training.max_steps": "steps",
-         "training.epochs": "ep", "training.batch_size": "bs", "training.weight_decay": "wd",
-         "training.warmup_ratio": "wu", "training.max_length": "len", "training.patience": "pat",
-         "prompt.num_virtual_tokens": "vt"}
-NOT_SWEPT = {"training.seed": "seeds are their own axis: set training.seeds",
-             "training.seeds": "seeds are their own axis: set training.seeds in the base",
-             "training.checkpoint_every": "it changes no result"}
+SHORT = {
+    "lora.r": "r",
+    "lora.alpha": "alpha",
+    "lora.dropout": "do",
+    "lora.bias": "bias",
+    "lora.use_rslora": "rslora",
+    "training.learning_rate": "lr",
+    "training.max_steps": "steps",
+    "training.epochs": "ep",
+    "training.batch_size": "bs",
+    "training.weight_decay": "wd",
+    "training.warmup_ratio": "wu",
+    "training.max_length": "len",
+    "training.patience": "pat",
+    "prompt.num_virtual_tokens": "vt",
+}
+NOT_SWEPT = {
+    "training.seed": "seeds are their own axis: set training.seeds",
+    "training.seeds": "seeds are their own axis: set training.seeds in the base",
+    "training.checkpoint_every": "it changes no result",
+}
 NAME_CHARS = re.compile(r"[^A-Za-z0-9_.]")
 
 
@@ -52,15 +66,19 @@ def check_grid(grid):
     for key, values in grid.items():
         block, dot, name = key.partition(".")
         if not dot or block not in BLOCKS or not name:
-            raise ValueError(f"grid.{key}: sweep a setting as block.setting with block one of {list(BLOCKS)} "
-                             f"(e.g. lora.r, training.learning_rate)")
+            raise ValueError(
+                f"grid.{key}: sweep a setting as block.setting with block one of {list(BLOCKS)} "
+                f"(e.g. lora.r, training.learning_rate)"
+            )
         if key in NOT_SWEPT:
             raise ValueError(f"grid.{key}: cannot be swept; {NOT_SWEPT[key]}")
         if not isinstance(values, list) or not values:
             raise ValueError(f"grid.{key}: needs a non-empty list of values, got {values!r}")
         if any(isinstance(v, (dict, list)) for v in values):
-            raise ValueError(f"grid.{key}: values must be numbers, strings or booleans (a list-valued setting is "
-                             f"swept by one fine-tune entry per value)")
+            raise ValueError(
+                f"grid.{key}: values must be numbers, strings or booleans (a list-valued setting is "
+                f"swept by one fine-tune entry per value)"
+            )
 
 
 def expand(entry):

@@ -113,7 +113,7 @@ def train_rate(model_dir, tok, dtype_name, rows):
     def step(ids):
         batch = batching.make_batch([examples[i] for i in ids], tok.pad_token_id, {"packing": False})
         with training.autocast("cpu", cdt):
-            loss = batch_loss(model, batch)
+            loss = batch_loss(model, batch, "CAUSAL_LM")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()

@@ -254,7 +254,9 @@ def test_mean_pooling_lora_trains_saves_and_reloads(prepared, tmp_path):
     assert trainable and all(".query." in n or ".value." in n or ".classifier." in n for n in trainable)
     assert any("lora_A" in n for n in trainable) and any(".classifier." in n for n in trainable)
     train, texts = examples(tok)
-    log = training.train(model, train, train, TRAIN, tmp_path / "ckpt", tok.pad_token_id, torch.device("cpu"))
+    log = training.train(
+        model, train, train, TRAIN, tmp_path / "ckpt", tok.pad_token_id, torch.device("cpu"), task_type="SEQ_CLS"
+    )
     assert log["best_val_loss"] < log["evals"][0]["val_loss"] - 0.1  # 1.11 -> 0.97 here
 
     model.eval()

@@ -106,7 +106,7 @@ def test_resume_gives_same_adapter_as_uninterrupted(llama, tmp_path):
     train, val = _examples(tok, 16), _examples(tok, 4)
     cpu = torch.device("cpu")
     m1 = _fresh(llama)
-    log1 = training.train(m1, train, val, CFG, tmp_path / "a", tok.pad_token_id, cpu)
+    log1 = training.train(m1, train, val, CFG, tmp_path / "a", tok.pad_token_id, cpu, task_type="CAUSAL_LM")
     assert log1["final_step"] == 8 and math.isfinite(log1["best_val_loss"])
     ckpts = sorted((tmp_path / "a").glob("step-*"))
     assert [c.name for c in ckpts] == ["step-00000007", "step-00000008"]
@@ -118,7 +118,7 @@ def test_resume_gives_same_adapter_as_uninterrupted(llama, tmp_path):
     (torn / "trainable.safetensors").write_bytes((torn / "trainable.safetensors").read_bytes()[:100])
     m2 = _fresh(llama)
     torch.manual_seed(12345)  # a different RNG state than the original run: the checkpoint must restore it
-    log2 = training.train(m2, train, val, CFG, tmp_path / "b", tok.pad_token_id, cpu)
+    log2 = training.train(m2, train, val, CFG, tmp_path / "b", tok.pad_token_id, cpu, task_type="CAUSAL_LM")
     assert log2["resumed_from"] == [7] and log2["final_step"] == 8
     assert [h["step"] for h in log2["history"]] == list(range(1, 9))
     assert [h["train_loss"] for h in log2["history"]] == pytest.approx([h["train_loss"] for h in log1["history"]])
@@ -241,7 +241,7 @@ def test_chunked_answer_loss_equals_unchunked(llama):
         loss = causal_answer_loss(model, batch, chunk=chunk)
         loss.backward()
         out.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
-    assert n_loss_tokens(batch) > 3  # really more than one chunk
+    assert n_loss_tokens(batch, "CAUSAL_LM") > 3  # really more than one chunk
     torch.testing.assert_close(out[1][0], out[0][0], rtol=1e-5, atol=1e-6)
     for n in out[0][1]:
         torch.testing.assert_close(out[1][1][n], out[0][1][n], rtol=1e-4, atol=1e-7)
@@ -263,6 +263,7 @@ def test_training_with_packing_matches_padded_training(llama, tmp_path):
                 tmp_path / str(packing),
                 tok.pad_token_id,
                 torch.device("cpu"),
+                task_type="CAUSAL_LM",
             )
         )
     assert len(logs[0]["history"]) == len(logs[1]["history"]) == 3
@@ -322,6 +323,7 @@ def test_bfloat16_base_trains_fp32_lora_and_scores_like_fp32(llama, tmp_path):
         tmp_path,
         tok.pad_token_id,
         torch.device("cpu"),
+        task_type="CAUSAL_LM",
     )
     assert log["final_step"] == 2 and all(math.isfinite(h["train_loss"]) for h in log["history"])
     label_ids = [tok(lab, add_special_tokens=False)["input_ids"] for lab in [" joy", " melancholy", " anger"]]
@@ -339,3 +341,22 @@ def test_eval_sample_is_a_fixed_seeded_subset_in_order():
     ids = [e["input_ids"][0] for e in a]
     assert len(set(ids)) == 10 and ids == sorted(ids)
     assert a != training.eval_subsample(examples, 10, seed=4)
+
+
+def test_the_loss_is_chosen_by_task_type_not_by_label_shape():
+    """Per-token labels (as NER's will be) are 2-D like a causal LM's; the loss comes from the task
+    type that finetune.py names, and a batch whose labels do not fit it is an error."""
+    from lora_pipeline import loss
+
+    per_token = {"input_ids": torch.ones(2, 5, dtype=torch.long), "labels": torch.zeros(2, 5, dtype=torch.long)}
+    per_example = {"input_ids": torch.ones(2, 5, dtype=torch.long), "labels": torch.zeros(2, dtype=torch.long)}
+    with pytest.raises(ValueError, match="SEQ_CLS loss reads 1-D labels, got shape"):
+        loss.batch_loss(None, per_token, "SEQ_CLS")
+    with pytest.raises(ValueError, match="CAUSAL_LM loss reads 2-D labels, got shape"):
+        loss.n_loss_tokens(per_example, "CAUSAL_LM")
+    with pytest.raises(ValueError, match="no training loss for task type 'TOKEN_CLS'"):
+        loss.batch_loss(None, per_token, "TOKEN_CLS")
+    # hand-counted: answer tokens after the first position, or one target per example
+    per_token["labels"][0, :3] = -100
+    assert loss.n_loss_tokens(per_token, "CAUSAL_LM") == 2 + 4
+    assert loss.n_loss_tokens(per_example, "SEQ_CLS") == 2

@@ -135,6 +135,7 @@ def test_causal_method_trains_saves_and_reloads(llama, tmp_path, method):
         tmp_path / "ckpt",
         tok.pad_token_id,
         torch.device("cpu"),
+        task_type="CAUSAL_LM",
     )
     assert_loss_falls(log)
     embeddings_moved = not torch.equal(model.get_input_embeddings().weight, embed_before)
@@ -256,7 +257,9 @@ def test_encoder_method_trains_saves_and_reloads(bert, tmp_path, pooling, method
         assert counts["trainable"] == 2 * 2 * LORA["r"] * (32 + 32) + head
         assert counts["total"] == base_params + counts["trainable"]  # PEFT keeps the original head too
     cfg = dict(TRAIN, batch_size=12, learning_rate={"full": 0.002}.get(method, 0.03))
-    log = training.train(model, exs, exs, cfg, tmp_path / "ckpt", tok.pad_token_id, torch.device("cpu"))
+    log = training.train(
+        model, exs, exs, cfg, tmp_path / "ckpt", tok.pad_token_id, torch.device("cpu"), task_type="SEQ_CLS"
+    )
     assert_loss_falls(log)
 
     model.eval()

@@ -167,7 +167,7 @@ def test_one_bf16_training_step_matches_float32_and_trains_float32_weights(tiny_
             if "lora_B" in n:
                 torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(1))
         with training.autocast("cpu", compute):
-            loss = batch_loss(model, batch)
+            loss = batch_loss(model, batch, "CAUSAL_LM")
         assert loss.dtype == torch.float32
         loss.backward()
         out[d] = (float(loss), torch.cat([p.grad.flatten() for p in trained.values()]))

@@ -92,6 +92,7 @@ with common.log_to(common.snakemake_log(snakemake)):
         tok.pad_token_id,
         models.device(),
         compute_dtype,
+        task_type=task_type,
     )
     with common.atomic_dir(snakemake.output.adapter) as tmp:
         adapters.save_trained(model, tmp, method, snakemake.input.model)

@@ -6,7 +6,10 @@
   Reference perplexity (generation_metrics) uses it too. A prompt-learning model's virtual tokens
   (prompt or prefix tuning) are put before the batch here (adapters.with_virtual_tokens), as in
   inference, and their positions are dropped from the output.
-- batch_loss: that mean for causal LMs, the model's own cross-entropy for encoder classifiers.
+- batch_loss: the loss of the task type a fine-tune trains (LOSSES, keyed by PEFT's task type, as
+  finetune.py chooses it from the task and the model kind): that mean for causal LMs (CAUSAL_LM),
+  the model's own cross-entropy for encoder classifiers (SEQ_CLS). It is never inferred from the
+  labels' shape; a batch whose labels do not have the shape its loss reads is an error.
 """
 
 import torch
@@ -65,10 +68,40 @@ def causal_answer_loss(model, batch, chunk=LOSS_CHUNK):
     return nll.sum() / max(len(nll), 1)
 
 
-def batch_loss(model, batch):
-    return causal_answer_loss(model, batch) if batch["labels"].dim() == 2 else model(**batch).loss
+def sequence_classification_loss(model, batch):
+    """The classifier's own cross-entropy over one label per example."""
+    return model(**batch).loss
 
 
-def n_loss_tokens(batch):
-    labels = batch["labels"]
-    return int((labels[:, 1:] != -100).sum()) if labels.dim() == 2 else labels.numel()
+def _causal_targets(labels):
+    return int((labels[:, 1:] != -100).sum())
+
+
+def _one_per_example(labels):
+    return labels.numel()
+
+
+# PEFT task type -> (loss, what it averages over, the labels' dimensions: per token or per example)
+LOSSES = {
+    "CAUSAL_LM": (causal_answer_loss, _causal_targets, 2),
+    "SEQ_CLS": (sequence_classification_loss, _one_per_example, 1),
+}
+
+
+def _loss_of(task_type, batch):
+    if task_type not in LOSSES:
+        raise ValueError(f"no training loss for task type {task_type!r} (known: {', '.join(LOSSES)})")
+    loss, count, dims = LOSSES[task_type]
+    if batch["labels"].dim() != dims:
+        raise ValueError(f"{task_type} loss reads {dims}-D labels, got shape {tuple(batch['labels'].shape)}")
+    return loss, count
+
+
+def batch_loss(model, batch, task_type):
+    """The training loss of `task_type` (LOSSES) on one batch."""
+    return _loss_of(task_type, batch)[0](model, batch)
+
+
+def n_loss_tokens(batch, task_type):
+    """How many targets batch_loss averages over: answer tokens (CAUSAL_LM) or examples (SEQ_CLS)."""
+    return _loss_of(task_type, batch)[1](batch["labels"])

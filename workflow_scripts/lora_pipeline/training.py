@@ -38,15 +38,15 @@ def autocast(device, compute_dtype):
 
 
 @torch.no_grad()
-def evaluate(model, examples, batch_size, pad_id, device, compute_dtype=torch.float32):
+def evaluate(model, examples, batch_size, pad_id, device, compute_dtype=torch.float32, *, task_type):
     """Mean loss per target token (causal) or per example (classifier) on the validation set."""
     model.eval()
     total, count = 0.0, 0
     for b in epoch_batches([len(e["input_ids"]) for e in examples], batch_size, seed=0, epoch=0):
         batch = {k: v.to(device) for k, v in collate([examples[i] for i in b], pad_id).items()}
-        n = n_loss_tokens(batch)
+        n = n_loss_tokens(batch, task_type)
         with autocast(device, compute_dtype):
-            loss = batch_loss(model, batch)
+            loss = batch_loss(model, batch, task_type)
         total += float(loss) * n
         count += n
     model.train()
@@ -110,7 +110,9 @@ def _maybe_die(step):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device, compute_dtype=torch.float32):
+def train(
+    model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device, compute_dtype=torch.float32, *, task_type
+):
     """Train the parameters that require grad in place; returns the training log. The model ends
     holding the weights of the best validation step. compute_dtype: the dtype of the forward and
     backward matmuls (autocast); the trained parameters keep their own (float32) dtype."""
@@ -138,7 +140,7 @@ def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device, co
         log["resumed_from"].append(step)
         print(f"resumed from {ckpt} at step {step}")
     else:
-        val_loss = evaluate(model, val_examples, cfg["batch_size"], pad_id, device, compute_dtype)
+        val_loss = evaluate(model, val_examples, cfg["batch_size"], pad_id, device, compute_dtype, task_type=task_type)
         log["evals"].append({"step": 0, "val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50))})
         stopper.update(0, val_loss)
         best_weights = trainable_state(model)
@@ -150,7 +152,7 @@ def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device, co
         batch_ids = epoch_batches(lengths, cfg["batch_size"], cfg["seed"], epoch)[pos]
         batch = {k: v.to(device) for k, v in make_batch([train_examples[i] for i in batch_ids], pad_id, cfg).items()}
         with autocast(device, compute_dtype):
-            loss = batch_loss(model, batch)
+            loss = batch_loss(model, batch, task_type)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -169,7 +171,9 @@ def train(model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device, co
         )
         bar.update(1)
         if step % cfg["eval_every"] == 0 or step == total:
-            val_loss = evaluate(model, val_examples, cfg["batch_size"], pad_id, device, compute_dtype)
+            val_loss = evaluate(
+                model, val_examples, cfg["batch_size"], pad_id, device, compute_dtype, task_type=task_type
+            )
             log["evals"].append({"step": step, "val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50))})
             if stopper.update(step, val_loss):
                 best_weights = trainable_state(model)

@@ -275,3 +275,20 @@ def test_in_job_target_check_is_one_line(tiny_run):
         adapters.lora_model(
             model, {"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "nope"]}, "CAUSAL_LM"
         )
+
+
+def test_an_unreadable_source_folder_is_one_line(tmp_path):
+    """A local source whose config.json or safetensors header is broken stops the parse with one line."""
+    models = tmp_path / "models"
+    tiny.make_tiny_bert(models / "bert")
+    tiny.make_tiny_llama(models / "llama")
+    (models / "llama" / "config.json").write_text("{not json")
+    work = tmp_path / "work"
+    tiny.write_config(work, tiny.tiny_config(models, work))
+    proc = tiny.snakemake(work, "-n", check=False)
+    out = proc.stdout + proc.stderr
+    lines = [x for x in out.splitlines() if x.startswith("Error: ")]
+    assert lines and lines[0].startswith(f"Error: {models / 'llama' / 'config.json'}: cannot be read as JSON"), out[
+        -2000:
+    ]
+    assert "Traceback" not in out

@@ -104,8 +104,17 @@ def test_requeued_finetune_resumes_from_checkpoint(slurm_cluster, tmp_path):
             if running:
                 requeued = running[0]
                 subprocess.run(["scontrol", "requeue", requeued], check=True)
-                time.sleep(1)
-                subprocess.run(["scontrol", "update", f"JobId={requeued}", "StartTime=now"], check=False)
+                # SLURM holds a requeued job until a begin time in the future; once it is pending
+                # again, move that to now (retried: right after the requeue it may still be completing)
+                for _ in range(30):
+                    time.sleep(1)
+                    state = subprocess.run(
+                        ["squeue", "-h", "-j", requeued, "-o", "%T"], capture_output=True, text=True
+                    ).stdout.strip()
+                    if state == "PENDING":
+                        subprocess.run(["scontrol", "update", f"JobId={requeued}", "StartTime=now"], check=False)
+                    elif state == "RUNNING":
+                        break
                 break
         time.sleep(0.2)
     out, _ = proc.communicate(timeout=600)

@@ -245,14 +245,24 @@ def check(config, sources, results="results"):
 
     def model_names(name):
         if name not in names:
-            names[name] = module_names(folders[name]) if folders[name] else None
+            try:
+                names[name] = module_names(folders[name]) if folders[name] else None
+            except (OSError, ValueError) as e:
+                raise ConfigError(
+                    f"{folders[name]}: a safetensors header of model '{name}' cannot be read ({e}); "
+                    f"fix or replace that folder"
+                ) from None
         return names[name]
 
     def model_context(name):
         folder = folders[name]
         if folder is None:
             return None, None
-        return context_length(json.loads((folder / "config.json").read_text(encoding="utf-8"))), folder
+        try:
+            model_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{folder / 'config.json'}: cannot be read as JSON ({e}); fix or replace it") from None
+        return context_length(model_config), folder
 
     for task_name, task in selected_tasks(config).items():
         for adapter_file in sorted(Path(results, task_name).glob("*/*/adapter/*.safetensors")):

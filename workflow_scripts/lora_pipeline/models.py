@@ -72,10 +72,10 @@ def resolve_source(spec, use_hub):
 
 def _hub_model_error(hub_id, error):
     """One line for a hub id that could not be loaded: offline and not cached, or the hub's own reason."""
-    from huggingface_hub import constants, is_offline_mode
+    from huggingface_hub import is_offline_mode
 
     if is_offline_mode():
-        reason = f"not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and offline mode is on (HF_HUB_OFFLINE)"
+        reason = preflight.offline_reason()
     else:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return preflight.hub_error(hub_id, reason)

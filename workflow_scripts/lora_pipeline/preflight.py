@@ -139,14 +139,21 @@ def hub_cache_folder(hub_id):
     return Path(hit).parent if isinstance(hit, str) else None
 
 
+def offline_reason():
+    """Why a hub model that is not cached cannot load here, when the hub is switched off."""
+    from huggingface_hub import constants
+
+    return f"not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and offline mode is on (HF_HUB_OFFLINE)"
+
+
 def hub_problem(hub_id):
     """Why a hub model cannot be served from the cache or the hub (a phrase), or None."""
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, is_offline_mode
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, is_offline_mode
 
     if hub_cache_folder(hub_id) is not None:
         return None
     if is_offline_mode():
-        return f"not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and offline mode is on (HF_HUB_OFFLINE)"
+        return offline_reason()
     try:
         get_hf_file_metadata(hf_hub_url(hub_id, "config.json"), timeout=10)  # one request, nothing downloaded
     except Exception as e:  # noqa: BLE001 (any reason the hub cannot serve it is reported as such)

@@ -9,6 +9,20 @@ import pytest
 import tiny
 from conftest import REPO
 
+# profiles/slurm, two jobs at a time, quick status polls on the local test cluster
+SLURM_ARGS = [
+    "--workflow-profile",
+    str(REPO / "profiles/slurm"),
+    "--jobs",
+    "2",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "2",
+    "--latency-wait",
+    "10",
+]
+
 
 @pytest.mark.slurm
 def test_pipeline_runs_on_slurm(slurm_cluster, tmp_path):
@@ -22,16 +36,7 @@ def test_pipeline_runs_on_slurm(slurm_cluster, tmp_path):
     tiny.write_config(work, c)
     proc = tiny.snakemake(
         work,
-        "--workflow-profile",
-        str(REPO / "profiles/slurm"),
-        "--jobs",
-        "2",
-        "--slurm-init-seconds-before-status-checks",
-        "1",
-        "--seconds-between-status-checks",
-        "2",
-        "--latency-wait",
-        "10",
+        *SLURM_ARGS,
         "results/report.html",
         env={"LORA_SLURM_PARTITION": "cpu"},
     )
@@ -76,16 +81,7 @@ def test_requeued_finetune_resumes_from_checkpoint(slurm_cluster, tmp_path):
         str(work),
         "--cores",
         "1",
-        "--workflow-profile",
-        str(REPO / "profiles/slurm"),
-        "--jobs",
-        "2",
-        "--slurm-init-seconds-before-status-checks",
-        "1",
-        "--seconds-between-status-checks",
-        "2",
-        "--latency-wait",
-        "10",
+        *SLURM_ARGS,
         "results/emotion/tiny_llama/lora-s0/adapter",
     ]
     proc = subprocess.Popen(

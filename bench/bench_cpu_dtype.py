@@ -18,18 +18,16 @@ packages of requirements-models.txt, as prepare_model does.
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow_scripts"))
 DATA = Path(os.environ.get("LORA_WF_DATA_DIR", REPO.parent / "shared" / "data"))
 
-from lora_pipeline import adapters, batching, inference, models, precision, prompting, training  # noqa: E402
-from lora_pipeline.loss import batch_loss  # noqa: E402
+from finetune_study import adapters, batching, inference, models, precision, prompting, training  # noqa: E402
+from finetune_study.loss import batch_loss  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))

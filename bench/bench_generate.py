@@ -41,7 +41,7 @@ from common import (
     synthetic_examples,
 )
 
-from lora_pipeline import adapters, inference
+from finetune_study import adapters, inference
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 p.add_argument("--size", default="tiny", choices=["tiny", "1b", "7b"])

@@ -44,7 +44,7 @@ from common import (
     synthetic_examples,
 )
 
-from lora_pipeline import inference, prompting
+from finetune_study import inference, prompting
 
 NEW_TOKENS = 8
 

@@ -45,8 +45,8 @@ from common import (
     synthetic_examples,
 )
 
-from lora_pipeline import adapters, batching
-from lora_pipeline.loss import causal_answer_loss
+from finetune_study import adapters, batching
+from finetune_study.loss import causal_answer_loss
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 p.add_argument("--size", default="tiny", choices=["tiny", "1b", "7b"])

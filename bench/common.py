@@ -3,20 +3,18 @@ prompt/answer examples, a tokenizer stub, one-prompt-at-a-time greedy generation
 style), timing, peak memory, peak FLOPs, output comparison and a table printer.
 
 Not run directly; the bench_*.py scripts import it (`from common import ...`). Importing it puts
-<repo>/workflow_scripts on sys.path, so `from lora_pipeline import training, inference` works.
+the installed finetune_study package (pip install -e .), so `from finetune_study import training, inference` works.
 """
 
 import os
 import random
 import resource
-import sys
 import time
 import warnings
 
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "workflow_scripts"))
 warnings.filterwarnings("ignore", message=".*removed in v6.*", category=FutureWarning)  # peft on transformers 5: noise
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2  # synthetic token ids are drawn from [FIRST_ID, vocab), never these
@@ -45,7 +43,7 @@ def default_device():
 def pipeline_dtype(device, name="auto"):
     """The pipeline's dtype, from its own models.resolve_dtype: 'auto' is bf16 on a bf16-capable
     GPU and fp32 otherwise (CPU); any other name is that dtype."""
-    from lora_pipeline.models import resolve_dtype
+    from finetune_study.models import resolve_dtype
 
     return resolve_dtype(name, device)
 

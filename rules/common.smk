@@ -1,21 +1,25 @@
 # Parse-time setup: validate the config against the schema (defaults filled in), check the
 # local data files, and define the small helpers the rule files use.
 import os
-import sys
 from pathlib import Path
 
 from snakemake.utils import min_version
 
 min_version("9.0")
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
-from lora_pipeline import config as cfg  # noqa: E402
-from lora_pipeline import data as data_lib  # noqa: E402
-from lora_pipeline import keys  # noqa: E402
-from lora_pipeline import preflight  # noqa: E402
-from lora_pipeline import published  # noqa: E402
-from lora_pipeline.common import PipelineError  # noqa: E402
-from lora_pipeline.common import WORKFLOW_CORES_ENV  # noqa: E402
+from finetune_study import config as cfg
+from finetune_study import data as data_lib
+from finetune_study import (
+    fingerprints,
+    keys,
+    paths,
+    preflight,
+    runs,
+    study_inputs,
+    tasks,
+)
+from finetune_study.common import PipelineError, WORKFLOW_CORES_ENV
+from finetune_study.report_listing import report_listing
 
 try:
     _settings = workflow.config_settings
@@ -43,22 +47,30 @@ except (cfg.ConfigError, PipelineError) as err:
 os.environ[WORKFLOW_CORES_ENV] = str(workflow.cores)
 
 TASKS = cfg.selected_tasks(config)
-CLASSIFICATION_TASKS = [t for t, v in TASKS.items() if v["type"] == "classification"]
-GENERATION_TASKS = [t for t, v in TASKS.items() if v["type"] == "generation"]
 MODELS = config["models"]
+SCRIPTS = Path(workflow.basedir) / "workflow_scripts"
 
 
-# method: zeroshot, raw, baseline, or a fine-tuned run <method>-s<seed> (keys.FINETUNED_RUN: lora-s0, dora-s1, ...)
+def spec(task_name):
+    """The task type of a task (tasks/<type>.py): what its rules, keys and report need."""
+    return tasks.spec(TASKS[task_name]["type"])
+
+
+def tasks_of_type(name):
+    return [t for t, v in TASKS.items() if v["type"] == name]
+
+
+# method: zeroshot, raw, baseline, or a fine-tuned run <method>-s<seed> (runs.FINETUNED_RUN: lora-s0, dora-s1, ...)
 wildcard_constraints:
     task="[A-Za-z0-9][A-Za-z0-9_.-]*",
     model="[A-Za-z0-9][A-Za-z0-9_.-]*",
-    method=f"zeroshot|raw|baseline|{keys.FINETUNED_RUN}",
+    method=f"zeroshot|raw|baseline|{runs.FINETUNED_RUN}",
     split="train|validation|test",
     decoding="[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 def model_dir(wildcards):
-    return f"results/models/{wildcards.model}"
+    return paths.MODEL_DIR.format(model=wildcards.model)
 
 
 def model_resources(name):
@@ -66,18 +78,19 @@ def model_resources(name):
 
 
 def methods(task_name):
-    """(model, method) pairs of a task, in report order (keys.methods)."""
-    return keys.methods(TASKS[task_name])
+    """(model, method) pairs of a task, in report order (runs.methods)."""
+    return runs.methods(TASKS[task_name])
 
 
-def scored_runs(task_name):
-    """Every run whose metrics a classification task reports: the methods plus the majority baseline."""
-    return methods(task_name) + keys.baseline_runs(TASKS[task_name])
+def code(script, *task_types):
+    """Fingerprint of a script, the finetune_study modules it imports and the parts of these task
+    types it declares (fingerprints.py): part of every stage key."""
+    return fingerprints.code_fingerprint(script, tuple(task_types), str(SCRIPTS))
 
 
-def code(script):
-    """Fingerprint of a script and the lora_pipeline modules it imports: part of every stage key."""
-    return keys.code_fingerprint(script)
+def task_code(script):
+    """code() of a script that runs one task's task-type parts (TASK_PART)."""
+    return lambda w: code(script, TASKS[w.task]["type"])
 
 
 def data_inputs(wildcards):
@@ -90,37 +103,25 @@ def data_inputs(wildcards):
 def predict_inputs(wildcards):
     inputs = {
         "model": model_dir(wildcards),
-        "test": f"results/{wildcards.task}/data/test.jsonl",
+        "test": paths.SPLIT.format(task=wildcards.task, split="test"),
     }
-    if keys.method_seed(wildcards.method) is not None:
-        inputs["adapter"] = (
-            f"results/{wildcards.task}/{wildcards.model}/{wildcards.method}/adapter"
-        )
+    if runs.method_seed(wildcards.method) is not None:
+        inputs["adapter"] = paths.ADAPTER.format(**wildcards)
     return inputs
 
 
 def finetune_logs(task):
     return [
-        f"results/{task}/{m}/{meth}/train_log.json"
-        for m, meth in methods(task)
-        if keys.method_seed(meth) is not None
+        paths.TRAIN_LOG.format(task=task, model=m, method=r)
+        for m, r in runs.finetuned(TASKS[task])
     ]
 
 
 def finetune_benchmarks(task):
     """Snakemake's benchmark of each fine-tune job (wall time s, peak RSS max_rss): the report's cost table."""
     return [
-        f"benchmarks/finetune/{task}/{m}/{meth}.tsv"
-        for m, meth in methods(task)
-        if keys.method_seed(meth) is not None
-    ]
-
-
-def run_label_list(task):
-    """[model, method, model type] per run: what figures draw (no roles: those are report-only)."""
-    return [
-        [m, meth, "baseline" if meth == "baseline" else MODELS[m]["type"]]
-        for m, meth in scored_runs(task)
+        paths.FINETUNE_BENCHMARK.format(task=task, model=m, method=r)
+        for m, r in runs.finetuned(TASKS[task])
     ]
 
 
@@ -129,9 +130,9 @@ def grid_listing(task):
     (points as a list: their grid order survives the canonical, key-sorted params string).
     """
     out = []
-    for (m, method), points in keys.grid_points(TASKS[task]).items():
+    for (m, method), points in runs.grid_points(TASKS[task]).items():
         point = next(iter(points))
-        seeds = keys.finetune_seeds(keys.finetune_entry(TASKS[task], m, method, point))
+        seeds = runs.finetune_seeds(runs.finetune_entry(TASKS[task], m, method, point))
         out.append([m, method, [[p, v] for p, v in points.items()], seeds])
     return out
 
@@ -139,7 +140,7 @@ def grid_listing(task):
 def grid_runs(task):
     """(model, run) of every training-grid run of a task."""
     return [
-        (m, keys.run_name(method, s, p))
+        (m, runs.run_name(method, s, p))
         for m, method, points, seeds in grid_listing(task)
         for p, _ in points
         for s in seeds
@@ -147,44 +148,24 @@ def grid_runs(task):
 
 
 def grid_tasks():
-    return [t for t in TASKS if keys.grid_points(TASKS[t])]
+    return [t for t in TASKS if runs.grid_points(TASKS[t])]
 
 
 def training_grid_inputs(wildcards):
     t = wildcards.task
-    runs = grid_runs(t)
-    if t in GENERATION_TASKS:
-        first = next(iter(cfg.decodings(TASKS[t])))
-        metrics = [f"{gen_folder(t, m, run, first)}/metrics.json" for m, run in runs]
-    else:
-        metrics = [f"results/{t}/{m}/{run}/metrics.json" for m, run in runs]
+    grid = grid_runs(t)
     return {
-        "train_logs": [f"results/{t}/{m}/{run}/train_log.json" for m, run in runs],
-        "metrics": metrics,
-    }
-
-
-def compare_inputs(wildcards):
-    t = wildcards.task
-    return {
-        "metrics": [
-            f"results/{t}/{m}/{meth}/metrics.json" for m, meth in scored_runs(t)
+        "train_logs": [
+            paths.TRAIN_LOG.format(task=t, model=m, method=r) for m, r in grid
         ],
-        "predictions": [
-            f"results/{t}/{m}/{meth}/predictions.jsonl" for m, meth in scored_runs(t)
-        ],
-    }
-
-
-def figure_inputs(wildcards):
-    return {
-        "comparison": f"results/{wildcards.task}/comparison.json",
-        "metrics": compare_inputs(wildcards)["metrics"],
-        "train_logs": finetune_logs(wildcards.task),
+        "metrics": [spec(t).grid_metrics_file(t, TASKS[t], m, r) for m, r in grid],
     }
 
 
 def report_inputs(wildcards):
+    """Every file the report reads: each task's summary, training logs and benchmarks, what its task
+    type's section reads (tasks/<type>.py report_inputs), its training grid, the tokenizer study.
+    """
     inputs = {
         "summaries": [],
         "metrics": [],
@@ -195,186 +176,30 @@ def report_inputs(wildcards):
         "benchmarks": [],
         "comparisons": [],
         "grids": [],
-        "tokenizer_study": study_outputs(),
+        "tokenizer_study": study_inputs.outputs(config),
     }
     for task in TASKS:
-        inputs["summaries"].append(f"results/{task}/data/summary.json")
-        if task in GENERATION_TASKS:
-            shared = shared_decodings(task)
-            for m, meth, d in gen_runs(task):
-                if shared[d] != d:
-                    continue  # the report reads it from the point it shares
-                run = gen_folder(task, m, meth, d)
-                inputs["metrics"].append(f"{run}/metrics.json")
-                inputs["predictions"].append(f"{run}/generations.jsonl")
-                inputs["provenance"].append(f"{run}/provenance.json")
-            inputs["metrics"] += [
-                f"results/{task}/{m}/{meth}/perplexity.json"
-                for m, meth in methods(task)
-            ]
-            inputs["figures"] += [
-                f"results/{task}/figures/{fig}.png"
-                for fig in ("gen_scores", "sweep", "gen_training")
-            ]
-        else:
-            for m, meth in scored_runs(task):
-                inputs["metrics"].append(f"results/{task}/{m}/{meth}/metrics.json")
-                inputs["predictions"].append(
-                    f"results/{task}/{m}/{meth}/predictions.jsonl"
-                )
-                inputs["provenance"].append(
-                    f"results/{task}/{m}/{meth}/provenance.json"
-                )
-            inputs["comparisons"].append(f"results/{task}/comparison.json")
-            inputs["figures"] += [
-                f"results/{task}/figures/{fig}.png"
-                for fig in ("scores", "confusion", "training")
-            ]
+        inputs["summaries"].append(paths.SUMMARY.format(task=task))
+        for name, files in spec(task).report_inputs(task, TASKS[task], config).items():
+            inputs[name] += files
         if task in grid_tasks():
-            inputs["grids"].append(f"results/{task}/training_grid.json")
-            inputs["figures"].append(f"results/{task}/figures/training_grid.png")
+            inputs["grids"].append(paths.TRAINING_GRID.format(task=task))
+            inputs["figures"].append(
+                paths.FIGURE.format(task=task, figure="training_grid")
+            )
         inputs["train_logs"] += finetune_logs(task)
         inputs["benchmarks"] += finetune_benchmarks(task)
     return inputs
 
 
-def gen_runs(task_name):
-    """(model, method, decoding) triples of a generation task, in report order."""
-    names = list(cfg.decodings(TASKS[task_name]))
-    return [(m, meth, d) for m, meth in methods(task_name) for d in names]
-
-
-def shared_decodings(task_name):
-    """{decoding point: the point whose generation it shares} (keys.shared_decodings): equivalent
-    points (same generate arguments) are one generate and one score_generation job."""
-    task = TASKS[task_name]
-    return keys.shared_decodings(cfg.decodings(task), human_eval=task["human_eval"])
-
-
-def gen_folder(task_name, model, method, decoding):
-    """Where a decoding point's generations and scores are: its shared point's folder."""
-    return f"results/{task_name}/{model}/{method}/gen/{shared_decodings(task_name)[decoding]}"
+def report_runs():
+    """The report's run listing (report_listing.py), as canonical text for the report rule's params."""
+    return cfg.canonical(report_listing(config, TASKS))
 
 
 def bertscore_model(task_name):
-    """The BERTScore model's identity: a hub id or folder as configured, else the pip package that
-    holds it and its version (not its install path: moving the venv changes no key)."""
-    import importlib.metadata
-    import importlib.util
-
-    bs = TASKS[task_name]["bertscore"]
-    if "model" in bs:
-        return bs["model"]
-    if importlib.util.find_spec(bs["package"]) is None:
-        raise WorkflowError(
-            f"Error: tasks.{task_name}.bertscore: package '{bs['package']}' is not installed"
-        )
+    """The BERTScore model's identity (tasks/generation.py), one line if its package is missing."""
     try:
-        version = importlib.metadata.version(bs["package"].replace("_", "-"))
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    return {"package": bs["package"], "subdir": bs["subdir"], "version": version}
-
-
-def gen_score_inputs(wildcards):
-    inputs = {
-        "generations": f"results/{wildcards.task}/{wildcards.model}/{wildcards.method}/gen/{wildcards.decoding}/generations.jsonl",
-        "test": f"results/{wildcards.task}/data/test.jsonl",
-    }
-    key = f"{wildcards.model}/{wildcards.method}/{wildcards.decoding}"
-    he = TASKS[wildcards.task]["human_eval"].get(key)
-    if he:
-        inputs["human_eval"] = he
-    return inputs
-
-
-def gen_figure_inputs(wildcards):
-    t = wildcards.task
-    return {
-        "metrics": [
-            f"{gen_folder(t, m, meth, d)}/metrics.json" for m, meth, d in gen_runs(t)
-        ],
-        "perplexity": [
-            f"results/{t}/{m}/{meth}/perplexity.json" for m, meth in methods(t)
-        ],
-        "train_logs": finetune_logs(t),
-    }
-
-
-def report_runs():
-    runs = {}
-    for t, task in TASKS.items():
-        runs_of = scored_runs(t) if task["type"] == "classification" else methods(t)
-        entry = {
-            "type": task["type"],
-            "runs": [
-                [m, meth, "baseline" if meth == "baseline" else MODELS[m]["role"]]
-                for m, meth in runs_of
-            ],
-        }
-        entry["grid"] = bool(keys.grid_points(task))
-        entry["published"] = [
-            published.load(p, config["data_dir"]) for p in task["published"]
-        ]
-        if task["type"] == "generation":
-            entry["decodings"] = cfg.decodings(task)
-            entry["shared"] = shared_decodings(t)
-            entry["human_eval"] = task["human_eval"]
-        else:
-            entry["scoring"] = {
-                m: (
-                    task["scoring"]
-                    if MODELS[m]["type"] == "causal_lm"
-                    else "classification head"
-                )
-                for m in {m for m, _ in runs_of if m in MODELS}
-            }
-            entry["likelihood_normalization"] = task["likelihood_normalization"]
-        runs[t] = entry
-    return cfg.canonical(runs)
-
-
-STUDY = config.get("tokenizer_study")
-MODELS_IN_USE = sorted(
-    {m for t in TASKS.values() for m in t["models"] + list(t["finetune"])}
-)
-
-
-def study_tokenizers():
-    """name -> where, for the tokenizer study: shared folders (under data_dir) or hub ids, then the pipeline's models."""
-    out = {}
-    for name, where in STUDY["tokenizers"].items():
-        local = Path(config["data_dir"]) / where
-        out[name] = (
-            keys.relative(local) if local.exists() or not config["use_hub"] else where
-        )
-    for m in STUDY["models"]:
-        out[m] = f"results/models/{m}"
-    return out
-
-
-def study_task_texts():
-    """task -> number of its test texts in the tokenizer study, for the tasks this run selects (a study
-    config merged over config.yaml may leave the default task's entry behind)."""
-    return {t: n for t, n in STUDY["task_texts"].items() if t in TASKS}
-
-
-def tokenizer_study_inputs(wildcards):
-    base = Path(workflow.basedir)
-    texts = [
-        keys.relative(p if Path(p).is_absolute() else base / p)
-        for p in STUDY["texts"].values()
-    ]
-    texts += [f"results/tokenizers/texts/{t}.txt" for t in study_task_texts()]
-    return {"texts": texts, "models": [f"results/models/{m}" for m in STUDY["models"]]}
-
-
-def study_outputs():
-    if not STUDY:
-        return []
-    return [
-        "results/tokenizers/table.json",
-        "results/tokenizers/stats.png",
-        "results/tokenizers/pieces.json",
-        "results/tokenizers/chat_templates.json",
-    ]
+        return spec(task_name).bertscore_model(task_name, TASKS[task_name])
+    except cfg.ConfigError as err:
+        raise WorkflowError(f"Error: {err}") from None

@@ -6,8 +6,8 @@ rule prepare_data:
     input:
         files=data_inputs,
     output:
-        rows="results/{task}/data/{split}.jsonl",
-        info="results/{task}/data/{split}.info.json",
+        rows=paths.SPLIT,
+        info=paths.SPLIT_INFO,
     log:
         "logs/prepare_data/{task}/{split}.log",
     conda:
@@ -19,17 +19,23 @@ rule prepare_data:
         settings=lambda w: cfg.canonical(
             keys.data_settings(config, TASKS[w.task], w.split)
         ),
-        code=code("prepare_data.py"),
+        code=task_code("prepare_data.py"),
     script:
         "../workflow_scripts/prepare_data.py"
 
 
 rule data_summary:
     input:
-        unpack(lambda w: {s: f"results/{w.task}/data/{s}.jsonl" for s in keys.SPLITS}),
-        info=lambda w: [f"results/{w.task}/data/{s}.info.json" for s in keys.SPLITS],
+        unpack(
+            lambda w: {
+                s: paths.SPLIT.format(task=w.task, split=s) for s in data_lib.SPLITS
+            }
+        ),
+        info=lambda w: [
+            paths.SPLIT_INFO.format(task=w.task, split=s) for s in data_lib.SPLITS
+        ],
     output:
-        summary="results/{task}/data/summary.json",
+        summary=paths.SUMMARY,
     log:
         "logs/data_summary/{task}.log",
     conda:
@@ -41,6 +47,6 @@ rule data_summary:
         settings=lambda w: cfg.canonical(
             {k: TASKS[w.task].get(k) for k in ("type", "labels")}
         ),
-        code=code("data_summary.py"),
+        code=task_code("data_summary.py"),
     script:
         "../workflow_scripts/data_summary.py"

@@ -1,10 +1,11 @@
 # Stage 7: per-task figures: grouped accuracy/F1 bars with intervals (error bars across seeds),
 # confusion matrices, training curves.
+from finetune_study.tasks import classification
 
 
 rule figures:
     input:
-        unpack(figure_inputs),
+        unpack(lambda w: classification.figure_inputs(w.task, TASKS[w.task])),
     output:
         scores="results/{task}/figures/scores.png",
         confusion="results/{task}/figures/confusion.png",
@@ -17,7 +18,7 @@ rule figures:
         mem_mb=2000,
         runtime=5,
     params:
-        runs=lambda w: cfg.canonical(run_label_list(w.task)),
+        runs=lambda w: cfg.canonical(classification.run_labels(TASKS[w.task], MODELS)),
         code=code("make_figures.py"),
     script:
         "../workflow_scripts/make_figures.py"
@@ -29,7 +30,7 @@ rule training_grid:
     input:
         unpack(training_grid_inputs),
     output:
-        summary="results/{task}/training_grid.json",
+        summary=paths.TRAINING_GRID,
         figure="results/{task}/figures/training_grid.png",
     log:
         "logs/training_grid/{task}.log",
@@ -41,12 +42,9 @@ rule training_grid:
     params:
         grids=lambda w: cfg.canonical(grid_listing(w.task)),
         runs=lambda w: [f"{m}/{run}" for m, run in grid_runs(w.task)],
-        task_type=lambda w: TASKS[w.task]["type"],
-        decoding=lambda w: (
-            next(iter(cfg.decodings(TASKS[w.task])))
-            if w.task in GENERATION_TASKS
-            else None
-        ),
+        metrics=lambda w: cfg.canonical(spec(w.task).GRID_METRICS),
+        metrics_field=lambda w: spec(w.task).GRID_METRICS_FIELD,
+        test_split=lambda w: spec(w.task).grid_test_split(TASKS[w.task]),
         code=code("grid_sweep.py"),
     script:
         "../workflow_scripts/grid_sweep.py"

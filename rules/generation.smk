@@ -1,14 +1,15 @@
 # Generation tasks (instruction tuning): responses per model x method x decoding point, their
 # BLEU / ROUGE-L / BERTScore (+ bootstrap intervals, human scores), reference perplexity, figures.
+from finetune_study.tasks import generation
 
 
 rule generate:
     input:
         unpack(predict_inputs),
     output:
-        generations="results/{task}/{model}/{method}/gen/{decoding}/generations.jsonl",
-        human_eval_template="results/{task}/{model}/{method}/gen/{decoding}/human_eval_template.json",
-        provenance="results/{task}/{model}/{method}/gen/{decoding}/provenance.json",
+        generations=paths.GENERATIONS,
+        human_eval_template=paths.HUMAN_EVAL_TEMPLATE,
+        provenance=paths.GEN_PROVENANCE,
     log:
         "logs/generate/{task}/{model}/{method}/{decoding}.log",
     benchmark:
@@ -22,11 +23,11 @@ rule generate:
         gpu=lambda w: model_resources(w.model)["gpus"],
     params:
         settings=lambda w: cfg.canonical(
-            keys.generation_settings(
+            generation.generation_settings(
                 config,
                 TASKS[w.task],
                 w.model,
-                cfg.decodings(TASKS[w.task])[w.decoding],
+                generation.decodings(TASKS[w.task])[w.decoding],
             )
         ),
         code=code("generate.py"),
@@ -39,7 +40,7 @@ rule reference_perplexity:
     input:
         unpack(predict_inputs),
     output:
-        perplexity="results/{task}/{model}/{method}/perplexity.json",
+        perplexity=paths.PERPLEXITY,
     log:
         "logs/reference_perplexity/{task}/{model}/{method}.log",
     conda:
@@ -51,7 +52,7 @@ rule reference_perplexity:
         gpu=lambda w: model_resources(w.model)["gpus"],
     params:
         settings=lambda w: cfg.canonical(
-            keys.perplexity_settings(config, TASKS[w.task], w.model)
+            generation.perplexity_settings(config, TASKS[w.task], w.model)
         ),
         code=code("reference_perplexity.py"),
     script:
@@ -60,9 +61,13 @@ rule reference_perplexity:
 
 rule score_generation:
     input:
-        unpack(gen_score_inputs),
+        unpack(
+            lambda w: generation.score_inputs(
+                w.task, TASKS[w.task], w.model, w.method, w.decoding
+            )
+        ),
     output:
-        metrics="results/{task}/{model}/{method}/gen/{decoding}/metrics.json",
+        metrics=paths.GEN_METRICS,
     log:
         "logs/score_generation/{task}/{model}/{method}/{decoding}.log",
     conda:
@@ -82,7 +87,7 @@ rule score_generation:
 
 rule generation_figures:
     input:
-        unpack(gen_figure_inputs),
+        unpack(lambda w: generation.figure_inputs(w.task, TASKS[w.task])),
     output:
         scores="results/{task}/figures/gen_scores.png",
         sweep="results/{task}/figures/sweep.png",
@@ -96,9 +101,12 @@ rule generation_figures:
         runtime=5,
     params:
         runs=lambda w: cfg.canonical(
-            [[m, meth, d, MODELS[m]["type"]] for m, meth, d in gen_runs(w.task)]
+            [
+                [m, meth, d, MODELS[m]["type"]]
+                for m, meth, d in generation.gen_runs(TASKS[w.task])
+            ]
         ),
-        decodings=lambda w: cfg.canonical(cfg.decodings(TASKS[w.task])),
+        decodings=lambda w: cfg.canonical(generation.decodings(TASKS[w.task])),
         code=code("make_generation_figures.py"),
     script:
         "../workflow_scripts/make_generation_figures.py"

@@ -2,20 +2,21 @@
 # ("<method>-s<seed>": a PEFT adapter on the base, or a full fine-tune's model), plus the
 # majority-class baseline. One row per example: raw output, parsed label, gold label.
 # provenance.json holds the hashes the run was built from.
+from finetune_study.tasks import classification
 
 
 rule predict:
     input:
         unpack(predict_inputs),
     output:
-        predictions="results/{task}/{model}/{method}/predictions.jsonl",
-        provenance="results/{task}/{model}/{method}/provenance.json",
+        predictions=paths.PREDICTIONS,
+        provenance=paths.PROVENANCE,
     log:
         "logs/predict/{task}/{model}/{method}.log",
     benchmark:
         "benchmarks/predict/{task}/{model}/{method}.tsv"
     wildcard_constraints:
-        method=f"zeroshot|raw|{keys.FINETUNED_RUN}",
+        method=f"zeroshot|raw|{runs.FINETUNED_RUN}",
     conda:
         "../envs/workflow.yaml"
     threads: lambda w: model_resources(w.model)["cpus_per_task"]
@@ -25,7 +26,7 @@ rule predict:
         gpu=lambda w: model_resources(w.model)["gpus"],
     params:
         settings=lambda w: cfg.canonical(
-            keys.inference_settings(config, TASKS[w.task], w.model, w.method)
+            classification.inference_settings(config, TASKS[w.task], w.model, w.method)
         ),
         code=code("predict.py"),
         chunk_size=256,

@@ -1,13 +1,14 @@
 # Stage 6: accuracy, macro/weighted F1 with 95% bootstrap intervals, per-class precision/recall,
 # confusion matrix, parse failures and near-misses; then per task the comparison of runs: mean
 # and sd across seeds, and each fine-tuned run against its own zero-shot row (paired McNemar test).
+from finetune_study.tasks import classification
 
 
 rule score:
     input:
-        predictions="results/{task}/{model}/{method}/predictions.jsonl",
+        predictions=paths.PREDICTIONS,
     output:
-        metrics="results/{task}/{model}/{method}/metrics.json",
+        metrics=paths.METRICS,
     log:
         "logs/score/{task}/{model}/{method}.log",
     conda:
@@ -16,7 +17,7 @@ rule score:
         mem_mb=1000,
         runtime=5,
     params:
-        settings=lambda w: cfg.canonical(keys.score_settings(TASKS[w.task])),
+        settings=lambda w: cfg.canonical(classification.score_settings(TASKS[w.task])),
         code=code("score.py"),
     script:
         "../workflow_scripts/score.py"
@@ -24,9 +25,9 @@ rule score:
 
 rule compare:
     input:
-        unpack(compare_inputs),
+        unpack(lambda w: classification.compare_inputs(w.task, TASKS[w.task])),
     output:
-        comparison="results/{task}/comparison.json",
+        comparison=paths.COMPARISON,
     log:
         "logs/compare/{task}.log",
     conda:
@@ -35,7 +36,9 @@ rule compare:
         mem_mb=1000,
         runtime=5,
     params:
-        runs=lambda w: cfg.canonical([list(r) for r in scored_runs(w.task)]),
+        runs=lambda w: cfg.canonical(
+            [list(r) for r in classification.scored_runs(TASKS[w.task])]
+        ),
         bootstrap=lambda w: TASKS[w.task]["bootstrap"],
         code=code("compare.py"),
     script:

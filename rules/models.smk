@@ -4,7 +4,7 @@
 
 rule prepare_model:
     output:
-        model=directory("results/models/{model}"),
+        model=directory(paths.MODEL_DIR),
     log:
         "logs/prepare_model/{model}.log",
     conda:

@@ -20,8 +20,8 @@ rule report:
     input:
         unpack(report_inputs),
     output:
-        html="results/report.html",
-        table="results/metrics.csv",
+        html=paths.REPORT,
+        table=paths.METRICS_TABLE,
     log:
         "logs/report.log",
     conda:
@@ -32,6 +32,6 @@ rule report:
     params:
         config=lambda w: cfg.canonical(config),
         runs=lambda w: report_runs(),
-        code=code("build_report.py"),
+        code=code("build_report.py", *tasks.TASK_TYPES),
     script:
         "../workflow_scripts/build_report.py"

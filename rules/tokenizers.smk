@@ -15,7 +15,7 @@ rule task_text:
         mem_mb=1000,
         runtime=5,
     params:
-        n=lambda w: study_task_texts()[w.task],
+        n=lambda w: study_inputs.task_texts(config, TASKS)[w.task],
         code=code("task_text.py"),
     script:
         "../workflow_scripts/task_text.py"
@@ -23,7 +23,7 @@ rule task_text:
 
 rule tokenizer_stats:
     input:
-        unpack(tokenizer_study_inputs),
+        unpack(lambda w: study_inputs.inputs(config, TASKS, workflow.basedir)),
     output:
         table="results/tokenizers/table.json",
         figure="results/tokenizers/stats.png",
@@ -36,8 +36,8 @@ rule tokenizer_stats:
         mem_mb=4000,
         runtime=15,
     params:
-        tokenizers=lambda w: cfg.canonical(study_tokenizers()),
-        sentence=lambda w: cfg.canonical(STUDY["sentences"]),
+        tokenizers=lambda w: cfg.canonical(study_inputs.tokenizers(config)),
+        sentence=lambda w: cfg.canonical(config["tokenizer_study"]["sentences"]),
         code=code("tokenizer_stats.py"),
     script:
         "../workflow_scripts/tokenizer_stats.py"
@@ -45,7 +45,9 @@ rule tokenizer_stats:
 
 rule chat_templates:
     input:
-        models=lambda w: [f"results/models/{m}" for m in MODELS_IN_USE],
+        models=lambda w: [
+            paths.MODEL_DIR.format(model=m) for m in study_inputs.models_in_use(TASKS)
+        ],
     output:
         rendered="results/tokenizers/chat_templates.json",
     log:
@@ -57,9 +59,12 @@ rule chat_templates:
         runtime=5,
     params:
         tokenizers=lambda w: cfg.canonical(
-            {m: f"results/models/{m}" for m in MODELS_IN_USE}
+            {
+                m: paths.MODEL_DIR.format(model=m)
+                for m in study_inputs.models_in_use(TASKS)
+            }
         ),
-        conversation=lambda w: cfg.canonical(STUDY["conversation"]),
+        conversation=lambda w: cfg.canonical(config["tokenizer_study"]["conversation"]),
         code=code("chat_templates.py"),
     script:
         "../workflow_scripts/chat_templates.py"

@@ -3,14 +3,12 @@ the local SLURM cluster for the tests that need one (skipped, with the reason, w
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow_scripts"))
 DATA_DIR = Path(os.environ.get("LORA_WF_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from conftest import DATA_DIR
-from lora_pipeline import data, prompting
-from lora_pipeline.common import PipelineError
+from finetune_study import data, prompting
+from finetune_study.common import PipelineError
+from finetune_study.tasks import classification_data
 
 EMOTION = {
     "type": "classification",
@@ -23,7 +24,7 @@ EMOTION = {
 def test_semicolon_emotion_counts():
     rows = data.normalize(data.read_rows(DATA_DIR / "emotion/train.txt", "semicolon"), EMOTION, "train")
     assert len(rows) == 16000
-    counts = data.label_counts(rows, EMOTION["labels"])
+    counts = classification_data.label_counts(rows, EMOTION["labels"])
     assert counts["joy"] == 5362 and counts["surprise"] == 572  # dair-ai/emotion train split
 
 

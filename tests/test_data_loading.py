@@ -8,8 +8,9 @@ from collections import Counter
 import pytest
 
 from conftest import DATA_DIR
-from lora_pipeline import data
-from lora_pipeline.common import PipelineError
+from finetune_study import data
+from finetune_study.common import PipelineError
+from finetune_study.tasks import classification_data
 
 LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
 EMOTION = {
@@ -248,9 +249,9 @@ def test_stratified_sample_counts(tmp_path):
     for seed in range(5):  # every seed: a plain random sample would miss these counts most of the time
         splits, _ = data.load_splits(semicolon_task(files, sample={"train": 4, "test": 5}, seed=seed), tmp_path)
         zero = dict.fromkeys(LABELS, 0)
-        assert data.label_counts(splits["train"], LABELS) == zero | {"sadness": 2, "joy": 1, "love": 1}
+        assert classification_data.label_counts(splits["train"], LABELS) == zero | {"sadness": 2, "joy": 1, "love": 1}
         # 5 of (5, 3, 2): quotas 2.5, 1.5, 1.0; sadness and joy tie at .5, the earlier label gets the extra row
-        assert data.label_counts(splits["test"], LABELS) == zero | {"sadness": 3, "joy": 1, "love": 1}
+        assert classification_data.label_counts(splits["test"], LABELS) == zero | {"sadness": 3, "joy": 1, "love": 1}
         assert len(splits["validation"]) == 10
 
 
@@ -259,8 +260,8 @@ def test_stratified_sample_keeps_emotion_shares():
     n = 300
     splits, _ = data.load_splits(dict(EMOTION, sample={"train": n, "validation": n, "test": n}), DATA_DIR)
     for split in data.SPLITS:
-        total = data.label_counts(full[split], LABELS)
-        got = data.label_counts(splits[split], LABELS)
+        total = classification_data.label_counts(full[split], LABELS)
+        got = classification_data.label_counts(splits[split], LABELS)
         assert sum(got.values()) == n
         for label in LABELS:
             assert abs(got[label] / n - total[label] / len(full[split])) <= 1 / n, (split, label)

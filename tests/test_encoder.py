@@ -13,7 +13,7 @@ import torch
 
 import tiny
 from conftest import REPO
-from lora_pipeline import adapters, batching, heads, inference, models, training
+from finetune_study import adapters, batching, heads, inference, models, training
 
 SPEC = {"type": "encoder", "trust_remote_code": False, "dtype": "float32"}
 LABELS = ["sadness", "joy", "anger"]
@@ -335,7 +335,7 @@ class _Stop(Exception):
 
 
 def test_scripts_seed_the_head_and_predict_like_training(prepared, tmp_path, monkeypatch):
-    from lora_pipeline import common
+    from finetune_study import common
 
     calls = []
     real_load, real_classify = models.load_classifier, inference.classify
@@ -368,6 +368,7 @@ def test_scripts_seed_the_head_and_predict_like_training(prepared, tmp_path, mon
 
     settings = {
         "task_type": "classification",
+        "peft_task_type": "SEQ_CLS",
         "model": SPEC,
         "labels": LABELS,
         "prompt": {},

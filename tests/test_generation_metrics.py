@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import DATA_DIR
-from lora_pipeline import decoding as dec
-from lora_pipeline import generation_metrics as gm
-from lora_pipeline import human_eval as he
+from finetune_study import decoding as dec
+from finetune_study import generation_metrics as gm
+from finetune_study import human_eval as he
 
 HE_DIR = DATA_DIR / "original_work" / "fatemehhaji_section_2"
 HE_FILES = sorted(HE_DIR.glob("*_HE.json"))

@@ -8,7 +8,7 @@ import pytest
 import sacrebleu
 
 import tiny
-from lora_pipeline.common import read_jsonl
+from finetune_study.common import read_jsonl
 
 
 def gen_config(models_dir, work, he_path):

@@ -25,7 +25,7 @@ import pytest
 
 import tiny
 from conftest import DATA_DIR
-from lora_pipeline.common import read_jsonl
+from finetune_study.common import read_jsonl
 
 LLAMA_ID, BERT_ID, DATA_ID, MISSING_ID = (
     "tinyorg/tiny-llama",

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import tiny
-from lora_pipeline import adapters, batching, checkpoints, inference, prompting, training
-from lora_pipeline.loss import causal_answer_loss, n_loss_tokens
+from finetune_study import adapters, batching, checkpoints, inference, prompting, training
+from finetune_study.loss import causal_answer_loss, n_loss_tokens
 
 
 @pytest.fixture(scope="module")
@@ -298,7 +298,7 @@ def test_label_likelihood_with_lora_and_many_labels_picks_direct_argmax(llama):
 
 
 def test_auto_dtype_on_cpu_follows_native_bf16(monkeypatch):
-    from lora_pipeline import models, precision
+    from finetune_study import models, precision
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     assert models.resolve_dtype("auto", "cpu") == torch.float32
@@ -346,7 +346,7 @@ def test_eval_sample_is_a_fixed_seeded_subset_in_order():
 def test_the_loss_is_chosen_by_task_type_not_by_label_shape():
     """Per-token labels (as NER's will be) are 2-D like a causal LM's; the loss comes from the task
     type that finetune.py names, and a batch whose labels do not fit it is an error."""
-    from lora_pipeline import loss
+    from finetune_study import loss
 
     per_token = {"input_ids": torch.ones(2, 5, dtype=torch.long), "labels": torch.zeros(2, 5, dtype=torch.long)}
     per_example = {"input_ids": torch.ones(2, 5, dtype=torch.long), "labels": torch.zeros(2, dtype=torch.long)}

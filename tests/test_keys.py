@@ -1,4 +1,4 @@
-"""Unit tests of lora_pipeline/keys.py, the one place that decides what each stage's cache key is.
+"""Unit tests of finetune_study/keys.py, the one place that decides what each stage's cache key is.
 Expectations are written by hand (which script imports what; which setting can change which
 output); tests/test_rerun_contract.py checks the same decisions end to end through snakemake."""
 
@@ -8,20 +8,26 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO
-from lora_pipeline import config as cfg
-from lora_pipeline import keys
+from finetune_study import config as cfg
+from finetune_study import fingerprints, keys, paths, runs, tasks
+from finetune_study.tasks import classification
 
 SCRIPTS = sorted(p.name for p in (REPO / "workflow_scripts").glob("*.py"))
 
 
 def importers(module):
+    """The scripts whose code fingerprint holds finetune_study/<module> (for any task type they run)."""
     return {
-        s for s in SCRIPTS if any(f.parent.name == "lora_pipeline" and f.name == module for f in keys.code_files(s))
+        s
+        for s in SCRIPTS
+        if any(
+            f.parent.name == "finetune_study" and f.name == module for f in fingerprints.code_files(s, tasks.TASK_TYPES)
+        )
     }
 
 
 def test_code_fingerprints_follow_the_import_graph():
-    assert importers("metrics.py") == {"score.py"}
+    assert importers("classification_metrics.py") == {"score.py"}
     assert importers("training.py") == {"finetune.py"}
     # stats holds the bootstrap primitives that generation_metrics (scoring and perplexity) and comparison use
     assert importers("stats.py") == {
@@ -35,9 +41,9 @@ def test_code_fingerprints_follow_the_import_graph():
     }
     assert importers("data.py") == {"prepare_data.py", "data_summary.py"}
     assert "loss.py" in {
-        f.name for f in keys.code_files("reference_perplexity.py")
+        f.name for f in fingerprints.code_files("reference_perplexity.py")
     }  # transitively, via generation_metrics
-    assert keys.code_fingerprint("score.py") != keys.code_fingerprint("compare.py")
+    assert fingerprints.code_fingerprint("score.py") != fingerprints.code_fingerprint("compare.py")
 
 
 def loaded_config():
@@ -73,7 +79,7 @@ def test_decoding_key_keeps_only_what_changes_generated_text():
 def test_equivalent_decoding_points_share_one_generation():
     """The Alpaca miniature's sweep: at temperature 0 top_k does nothing, so topk30_nb1_t0 and
     topk50_nb1_t0 are greedy, and topk30_nb2_t0 / topk50_nb2_t0 are one beam search (hand-worked)."""
-    from lora_pipeline import decoding
+    from finetune_study import decoding
 
     points = {"greedy": {"max_new_tokens": 48}}
     points.update(
@@ -132,19 +138,19 @@ def test_roles_resources_and_sizes_are_in_no_model_key():
 def test_inference_keys():
     c = loaded_config()
     task = c["tasks"]["emotion"]
-    enc = keys.inference_settings(c, task, "minilm_l6", "zeroshot")
+    enc = classification.inference_settings(c, task, "minilm_l6", "zeroshot")
     assert "decoding" not in enc and enc["max_length"] == 128 and enc["head_seed"] == 0  # the fine-tune's first seed
-    lik = keys.inference_settings(c, task, "smollm2_135m_instruct", "zeroshot")
+    lik = classification.inference_settings(c, task, "smollm2_135m_instruct", "zeroshot")
     assert lik["scoring"] == "likelihood" and "decoding" not in lik and lik["likelihood_normalization"] == "mean"
-    raw = keys.inference_settings(c, task, "smollm2_135m_instruct", "raw")
+    raw = classification.inference_settings(c, task, "smollm2_135m_instruct", "raw")
     assert raw["chat_template"] is False and lik["chat_template"] is True
 
 
 def test_finetune_key_per_seed_without_checkpoint_settings():
     c = loaded_config()
     task = c["tasks"]["emotion"]
-    runs = [m for m, meth in keys.methods(task) if m == "minilm_l6" and meth != "zeroshot"]
-    assert len(runs) == 3  # seeds 0, 1, 2
+    finetuned = [m for m, meth in runs.methods(task) if m == "minilm_l6" and meth != "zeroshot"]
+    assert len(finetuned) == 3  # seeds 0, 1, 2
     s0 = keys.finetune_settings(c, task, "minilm_l6", "lora-s0")
     s1 = keys.finetune_settings(c, task, "minilm_l6", "lora-s1")
     assert s0 != s1 and s0["finetune"]["training"]["seed"] == 0 and s1["finetune"]["training"]["seed"] == 1
@@ -154,6 +160,6 @@ def test_finetune_key_per_seed_without_checkpoint_settings():
 
 def test_relative_paths_under_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert keys.relative(tmp_path / "resources" / "a.txt") == str(Path("resources") / "a.txt")
-    assert keys.relative("/elsewhere/b.txt") == "/elsewhere/b.txt"
-    assert keys.relative("../shared/data") == "../shared/data"
+    assert paths.relative(tmp_path / "resources" / "a.txt") == str(Path("resources") / "a.txt")
+    assert paths.relative("/elsewhere/b.txt") == "/elsewhere/b.txt"
+    assert paths.relative("../shared/data") == "../shared/data"

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 import tiny
-from lora_pipeline import adapters, batching, heads, inference, keys, models, prompting, training
+from finetune_study import adapters, batching, heads, inference, keys, models, prompting, runs, training
 
 SPEC = {"type": "causal_lm", "trust_remote_code": False, "dtype": "float32"}
 ENC_SPEC = {"type": "encoder", "trust_remote_code": False, "dtype": "float32"}
@@ -175,7 +175,7 @@ def test_causal_method_trains_saves_and_reloads(llama, tmp_path, method):
 def test_virtual_tokens_match_peft_forward(llama, method):
     """Our own placement of the virtual tokens (label scoring with a 4D mask and left padding, and
     the training loss on a right-padded batch) gives PEFT's forward numbers on each unpadded input."""
-    from lora_pipeline import batching, loss
+    from finetune_study import batching, loss
 
     folder, tok, _ = llama
     torch.manual_seed(1)
@@ -200,7 +200,7 @@ def test_virtual_tokens_match_peft_forward(llama, method):
 
 
 def test_virtual_tokens_refuse_packed_batches(llama):
-    from lora_pipeline import batching, loss
+    from finetune_study import batching, loss
 
     folder, tok, _ = llama
     model = adapters.trainable_model(models.load_causal_lm(folder, SPEC), FINETUNES["prompt_tuning"], "CAUSAL_LM")
@@ -295,7 +295,7 @@ def test_encoder_method_trains_saves_and_reloads(bert, tmp_path, pooling, method
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA machine: the refusal is for CPU-only machines")
 def test_qlora_loading_refuses_cpu_without_importing_bitsandbytes(llama):
-    from lora_pipeline.common import PipelineError
+    from finetune_study.common import PipelineError
 
     folder = llama[0]
     with pytest.raises(PipelineError, match="CUDA"):
@@ -308,7 +308,7 @@ def test_qlora_loading_refuses_cpu_without_importing_bitsandbytes(llama):
 
 def test_list_of_methods_gives_one_run_per_method_and_seed_and_keeps_lora_keys():
     config = tiny.tiny_config("/models", "/work")
-    from lora_pipeline import config as cfg
+    from finetune_study import config as cfg
 
     cfg.validate(config, tiny.REPO / "schemas" / "config.schema.yaml")
     task = config["tasks"]["emotion"]
@@ -322,7 +322,7 @@ def test_list_of_methods_gives_one_run_per_method_and_seed_and_keeps_lora_keys()
     ]
     cfg.validate(listed, tiny.REPO / "schemas" / "config.schema.yaml")
     lt = listed["tasks"]["emotion"]
-    assert [r for m, r in keys.methods(lt) if m == "tiny_llama" and keys.method_seed(r) is not None] == [
+    assert [r for m, r in runs.methods(lt) if m == "tiny_llama" and runs.method_seed(r) is not None] == [
         "lora-s0",
         "ia3-s0",
         "ia3-s1",
@@ -333,7 +333,7 @@ def test_list_of_methods_gives_one_run_per_method_and_seed_and_keeps_lora_keys()
     assert ia3["finetune"]["method"] == "ia3" and ia3["finetune"]["training"]["seed"] == 1
     assert "lora" not in ia3["finetune"] and "prompt" not in ia3["finetune"]  # only its own settings block
     assert "lora" not in keys.finetune_settings(listed, lt, "tiny_llama", "full-s0")["finetune"]
-    assert [keys.parse_run(r) for r in ("lora-s0", "prompt_tuning-s-1", "full-s12", "zeroshot", "raw", "lorax-s0")] == [
+    assert [runs.parse_run(r) for r in ("lora-s0", "prompt_tuning-s-1", "full-s12", "zeroshot", "raw", "lorax-s0")] == [
         ("lora", 0),
         ("prompt_tuning", -1),
         ("full", 12),
@@ -341,7 +341,7 @@ def test_list_of_methods_gives_one_run_per_method_and_seed_and_keeps_lora_keys()
         None,
         None,
     ]
-    assert keys.run_method("dora") == "dora" and keys.run_method("baseline") is None
+    assert runs.run_method("dora") == "dora" and runs.run_method("baseline") is None
 
 
 def snakemake_error(work, config, env=None):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lora_pipeline.metrics import classification_metrics
+from finetune_study.classification_metrics import classification_metrics
 
 LABELS = ["a", "b", "c"]
 

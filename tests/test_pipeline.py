@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 import tiny
-from lora_pipeline.common import read_jsonl
+from finetune_study.common import read_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +202,7 @@ def test_every_model_run_records_its_resolved_dtype(run):
     provenance, train log, metrics.csv row and report row name it; the baseline has none."""
     import csv
 
-    from lora_pipeline import precision
+    from finetune_study import precision
 
     work, _ = run
     expected = precision.resolve("auto")

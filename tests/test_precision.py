@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import tiny
-from lora_pipeline import adapters, common, inference, keys, precision, training
-from lora_pipeline import config as cfg
-from lora_pipeline.loss import batch_loss
+from finetune_study import adapters, common, inference, keys, precision, training
+from finetune_study import config as cfg
+from finetune_study.loss import batch_loss
+from finetune_study.tasks import classification, generation
 
 X86_BF16 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
 X86_AMX = "flags\t\t: fpu avx512f amx_tile amx_bf16 amx_int8\n"
@@ -59,8 +60,8 @@ def test_every_model_stage_key_holds_the_resolved_dtype(monkeypatch):
     for bf16 in (False, True):
         monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda bf16=bf16: bf16)
         stage_keys[bf16] = {
-            "predict llama": keys.inference_settings(c, task, "tiny_llama", "zeroshot"),
-            "predict bert": keys.inference_settings(c, task, "tiny_bert", "zeroshot"),
+            "predict llama": classification.inference_settings(c, task, "tiny_llama", "zeroshot"),
+            "predict bert": classification.inference_settings(c, task, "tiny_bert", "zeroshot"),
             "finetune llama": keys.finetune_settings(c, task, "tiny_llama", "lora-s0"),
             "finetune bert": keys.finetune_settings(c, task, "tiny_bert", "lora-s0"),
         }
@@ -75,7 +76,7 @@ def test_every_model_stage_key_holds_the_resolved_dtype(monkeypatch):
     explicit["models"]["tiny_llama"]["dtype"] = "float32"
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     assert (
-        keys.inference_settings(explicit, explicit["tasks"]["emotion"], "tiny_llama", "zeroshot")
+        classification.inference_settings(explicit, explicit["tasks"]["emotion"], "tiny_llama", "zeroshot")
         == stage_keys[False]["predict llama"]
     )
 
@@ -94,7 +95,7 @@ def tiny_llama_dir(tmp_path_factory):
 
 
 def _llama(folder, dtype):
-    from lora_pipeline import models
+    from finetune_study import models
 
     return models.load_causal_lm(folder, {"type": "causal_lm", "trust_remote_code": False, "dtype": dtype})
 
@@ -203,10 +204,10 @@ def test_batch_size_is_in_the_keys_only_where_outputs_depend_on_it(monkeypatch, 
     for bf16, expected in ((False, None), (True, task["decoding"]["batch_size"])):
         monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda bf16=bf16: bf16)
         for model in ("tiny_llama", "tiny_bert"):
-            assert keys.inference_settings(c, task, model, "zeroshot").get("batch_size") == expected
+            assert classification.inference_settings(c, task, model, "zeroshot").get("batch_size") == expected
         point = {"max_new_tokens": 4, "batch_size": 5}
         gen_task = {k: v for k, v in task.items() if k != "decoding"}  # a generation task has decodings instead
-        gen = keys.generation_settings(c, dict(gen_task, prompt_style="alpaca"), "tiny_llama", point)
+        gen = generation.generation_settings(c, dict(gen_task, prompt_style="alpaca"), "tiny_llama", point)
         assert gen["decoding"].get("batch_size") == (5 if bf16 else None)
     labels, prompts = [[11, 12], [300], [501, 502, 503]], _prompts(16, seed=3)
     diffs = {}

@@ -6,7 +6,7 @@ Snakemake used.
   setting other keys of the same task), it names config.yaml. These run the parse-time checks
   in-process, merged as Snakemake merges (snakemake.utils.update_config, command line over the
   Snakefile's configfile); the real command is run for the overlay-only case and for the checks
-  against the models themselves (lora_pipeline/preflight.py).
+  against the models themselves (finetune_study/preflight.py).
 - Against a finished run, every failure leaves results/ byte-identical: a target module the
   model lacks, max_new_tokens or max_length past the context, an unreachable hub, a truncated
   model.safetensors, a YAML syntax error.
@@ -23,8 +23,8 @@ import yaml
 from snakemake.utils import update_config
 
 import tiny
-from lora_pipeline import config as cfg
-from lora_pipeline import preflight
+from finetune_study import config as cfg
+from finetune_study import preflight
 
 SCHEMA = tiny.REPO / "schemas" / "config.schema.yaml"
 LLAMA_FT = ["tasks", "emotion", "finetune", "tiny_llama"]
@@ -211,8 +211,8 @@ def test_prepare_model_loads_safetensors_only(tmp_path):
     import torch
     from transformers import BertConfig, BertModel
 
-    from lora_pipeline import models
-    from lora_pipeline.common import PipelineError
+    from finetune_study import models
+    from finetune_study.common import PipelineError
 
     folder = tmp_path / "bin_only"
     tiny.make_tiny_bert(folder)
@@ -247,7 +247,7 @@ def test_a_bad_input_inside_a_job_ends_it_with_one_line(tmp_path):
     """common.log_to turns a PipelineError into one 'Error: ' line on stderr and in the log, exit 1."""
     script = (
         "import sys; sys.path.insert(0, sys.argv[1])\n"
-        "from lora_pipeline import common\n"
+        "from finetune_study import common\n"
         "with common.log_to(sys.argv[2]):\n"
         "    print('working')\n"
         "    raise common.PipelineError('results/models/m: corrupt; delete it and rerun')\n"
@@ -266,8 +266,8 @@ def test_in_job_target_check_is_one_line(tiny_run):
     fine-tune's own check names the missing modules as a PipelineError before training."""
     from transformers import AutoModelForCausalLM
 
-    from lora_pipeline import adapters
-    from lora_pipeline.common import PipelineError
+    from finetune_study import adapters
+    from finetune_study.common import PipelineError
 
     base, _, _ = tiny_run
     model = AutoModelForCausalLM.from_pretrained(base / "models" / "llama", use_safetensors=True)

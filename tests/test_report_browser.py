@@ -11,7 +11,7 @@ REASON = browser.missing()
 if REASON:
     pytest.skip(f"no real-browser check: {REASON}", allow_module_level=True)
 
-from lora_pipeline import report  # noqa: E402
+from finetune_study import report  # noqa: E402
 
 
 def _page(body):

@@ -1,7 +1,7 @@
 """The rerun contract, as one table: from one finished tiny run, each edit plans exactly these jobs
 (`snakemake -n`), no more and no fewer. The README's "Using it" section states the same table.
 
-The workflow is a private copy (tiny.copy_workflow), so the code edits (metrics.py, training.py)
+The workflow is a private copy (tiny.copy_workflow), so the code edits (classification_metrics.py, training.py)
 never touch the repository. Every edit is undone after its row.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import tiny
-from lora_pipeline import keys, precision
+from finetune_study import keys, precision
 
 TASK_JOBS = {"compare": 1, "figures": 1, "report": 1}  # what any change to a task's scores reruns
 REPORT = {"report": 1}  # the report prints the whole configuration, so any config edit re-renders it (about 1 s)
@@ -99,8 +99,8 @@ CONFIG_ROWS = {
 
 # edit of the code -> the exact plan (only the stages whose scripts import the module, and downstream)
 CODE_ROWS = {
-    "lora_pipeline/metrics.py": jobs(score=6, **TASK_JOBS),
-    "lora_pipeline/training.py": jobs(finetune=2, predict=2, score=2, **TASK_JOBS),
+    "finetune_study/classification_metrics.py": jobs(score=6, **TASK_JOBS),
+    "finetune_study/training.py": jobs(finetune=2, predict=2, score=2, **TASK_JOBS),
 }
 
 

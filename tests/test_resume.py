@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import tiny
-from lora_pipeline import inference
+from finetune_study import inference
 
 ADAPTER = "results/emotion/tiny_llama/lora-s0/adapter"
 RUN_CKPTS = "checkpoints/emotion/tiny_llama/lora-s0"  # checkpoint_dir/<run>: one folder per resume key
@@ -25,7 +25,7 @@ def plant(folder):
 
 
 def key_folders(work):
-    """The resume-key folders of the lora-s0 run (names of keys.resume_key: 12 hex digits)."""
+    """The resume-key folders of the lora-s0 run (names of provenance.resume_key: 12 hex digits)."""
     return sorted(p.name for p in (work / RUN_CKPTS).iterdir() if len(p.name) == 12)
 
 

@@ -9,8 +9,8 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 import tiny
-from lora_pipeline import inference, stats
-from lora_pipeline.prompting import near_miss_label, parse_label
+from finetune_study import inference, stats
+from finetune_study.prompting import near_miss_label, parse_label
 
 LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
 

@@ -10,7 +10,7 @@ import yaml
 
 import tiny
 from conftest import DATA_DIR, REPO
-from lora_pipeline import published
+from finetune_study import published
 
 STUDIES = REPO / "configs" / "studies"
 C = {"compare": 1, "figures": 1, "report": 1}  # a classification task's summary jobs

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA_DIR, REPO
-from lora_pipeline import tokenizer_study as ts
-from lora_pipeline.common import PipelineError
+from finetune_study import tokenizer_study as ts
+from finetune_study.common import PipelineError
 
 TOK_DIR = DATA_DIR / "tokenizers"
 NAMES = ["gpt2", "llama3", "mistral-v1", "cl100k"]

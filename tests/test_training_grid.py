@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import tiny
-from lora_pipeline import grid_summary, keys, training_grid
+from finetune_study import grid_summary, keys, runs, training_grid
 
 
 def entry(**grid):
@@ -89,19 +89,19 @@ def test_run_names_round_trip_and_match_the_rule_pattern():
             ]
         },
     }
-    runs = [r for _, r in keys.methods(task)]
+    names = [r for _, r in runs.methods(task)]
     # methods x points x seeds, in config order
-    assert runs == ["zeroshot"] + [
+    assert names == ["zeroshot"] + [
         f"lora-r{r}_lr{lr}-s{s}" for r in (4, 8) for lr in ("0.001", "0.01") for s in (0, 1)
     ] + ["prompt_tuning-vt4-s3", "prompt_tuning-vt16-s3", "full-s0"]
-    for run in runs[1:]:
-        assert re.fullmatch(keys.FINETUNED_RUN, run), run
-        method, point, seed = keys.parse_run_point(run)
-        assert keys.run_name(method, seed, point) == run
-        assert keys.run_group_of(run) == run.rpartition("-s")[0]
-    assert keys.parse_run_point("lora-r4_lr0.01-s1") == ("lora", "r4_lr0.01", 1)
-    assert keys.run_method("prompt_tuning-vt4") == "prompt_tuning" and keys.run_point("prompt_tuning-vt4-s3") == "vt4"
-    assert keys.parse_run_point("zeroshot") is None and keys.parse_run_point("lora-r 4-s0") is None
+    for run in names[1:]:
+        assert re.fullmatch(runs.FINETUNED_RUN, run), run
+        method, point, seed = runs.parse_run_point(run)
+        assert runs.run_name(method, seed, point) == run
+        assert runs.run_group_of(run) == run.rpartition("-s")[0]
+    assert runs.parse_run_point("lora-r4_lr0.01-s1") == ("lora", "r4_lr0.01", 1)
+    assert runs.run_method("prompt_tuning-vt4") == "prompt_tuning" and runs.run_point("prompt_tuning-vt4-s3") == "vt4"
+    assert runs.parse_run_point("zeroshot") is None and runs.parse_run_point("lora-r 4-s0") is None
     # each point's key holds its own values, and nothing else differs between two points
     config = {"models": {"m": {"type": "encoder", "trust_remote_code": False, "dtype": "float32"}}}
     task.update(type="classification", labels=["a", "b"])

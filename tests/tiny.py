@@ -168,6 +168,10 @@ def snakemake(workdir, *args, env=None, check=True, snakefile=None):
         *args,
     ]
     full_env = dict(os.environ, **(env or {}))
+    # the jobs import finetune_study from the workflow they run: a private copy's own package
+    # (tests edit it) ahead of the installed one
+    scripts = str(Path(snakefile or REPO / "Snakefile").parent / "workflow_scripts")
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (scripts, full_env.get("PYTHONPATH")) if p)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=1800)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")

@@ -8,8 +8,8 @@ output.rendered: JSON {name: rendered prompt (special tokens visible) | null whe
 
 import json
 
-from lora_pipeline import common
-from lora_pipeline import tokenizer_study as ts
+from finetune_study import common
+from finetune_study import tokenizer_study as ts
 
 
 def main(tokenizers, conversation, rendered):

@@ -1,10 +1,10 @@
 """Snakemake script: a classification task's runs side by side (rule compare): headline rows with
 intervals (mean and sd across seeds for replicated fine-tunes) and each fine-tuned run's paired
-McNemar test against its zero-shot row. See lora_pipeline/comparison.py."""
+McNemar test against its zero-shot row. See finetune_study/comparison.py."""
 
 import json
 
-from lora_pipeline import common, comparison
+from finetune_study import common, comparison
 
 runs = [tuple(r) for r in json.loads(snakemake.params.runs)]
 with common.log_to(common.snakemake_log(snakemake)):

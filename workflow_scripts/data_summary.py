@@ -3,7 +3,9 @@ texts removed, per split, from the three prepared splits and their info files.""
 
 import json
 
-from lora_pipeline import common, data
+from finetune_study import common, data
+
+TASK_PART = "data"  # tasks/<type>_data.py: the split summary (fingerprints.py)
 
 settings = json.loads(snakemake.params.settings)
 with common.log_to(common.snakemake_log(snakemake)):

@@ -4,7 +4,7 @@ training log with the trainable and total parameter counts.
 
 Run by rule finetune (rules/finetune.smk), once per model x method x seed; the method comes from
 the run's name (<method>-s<seed>, or <method>-<grid point>-s<seed>) and the settings key. Checkpoints go under checkpoint_dir
-(outside the declared outputs) in a folder named by keys.resume_key: the settings, the code, the
+(outside the declared outputs) in a folder named by provenance.resume_key: the settings, the code, the
 content of the train/validation splits and the base weights. So a killed or resubmitted job resumes,
 and a run with any other input starts afresh. After success the run folder's other resume keys
 (superseded inputs) are deleted, and so are its own checkpoints unless keep_checkpoints is set.
@@ -15,18 +15,20 @@ method's parameters plus their classification head.
 import json
 from pathlib import Path
 
-from lora_pipeline import adapters, checkpoints, common, heads, keys, models, prompting, training
+from finetune_study import adapters, checkpoints, common, model_kinds, models, provenance, runs, tasks, training
+
+TASK_PART = "training"  # tasks/<type>_training.py: how rows become examples (fingerprints.py)
 
 s = json.loads(snakemake.params.settings)
 spec, labels, tcfg = s["model"], s.get("labels"), s["finetune"]["training"]
 method = s["finetune"].get("method", "lora")
 run = Path(snakemake.output.train_log).parent.relative_to("results")
 # how often to checkpoint changes no result (resuming is exact), so it is not in the key: read the config
-entry = keys.finetune_entry(
-    snakemake.config["tasks"][snakemake.wildcards.task], snakemake.wildcards.model, method, keys.run_point(run.name)
+entry = runs.finetune_entry(
+    snakemake.config["tasks"][snakemake.wildcards.task], snakemake.wildcards.model, method, runs.run_point(run.name)
 )
 tcfg["checkpoint_every"] = entry["training"]["checkpoint_every"]
-use_chat = spec.get("chat_template", False)
+task_part = tasks.part(s["task_type"], TASK_PART)
 # the matmuls run in the resolved dtype; a full fine-tune loads its weights in its master dtype
 # (float32 under dtype auto) and autocasts (precision.master_dtype)
 compute_dtype = models.DTYPES[spec["dtype"]]
@@ -34,7 +36,7 @@ load_spec = {**spec, "dtype": s["finetune"]["master_dtype"]} if method == "full"
 ckpt_dir = (
     Path(snakemake.config["checkpoint_dir"])
     / run
-    / keys.resume_key(
+    / provenance.resume_key(
         s, snakemake.params.code, [snakemake.input.train, snakemake.input.validation], snakemake.input.model
     )
 )
@@ -44,34 +46,18 @@ with common.log_to(common.snakemake_log(snakemake)):
     common.seed_everything(tcfg["seed"])
     tok = models.load_tokenizer(snakemake.input.model, spec["trust_remote_code"], padding_side="right")
     splits = {k: common.read_jsonl(snakemake.input[k]) for k in ("train", "validation")}
-    if spec["type"] == "encoder":
-        model = models.load_classifier(snakemake.input.model, load_spec, labels, seed=tcfg["seed"])
+    kind = model_kinds.get(spec["type"])
+    model = kind.load(
+        snakemake.input.model,
+        load_spec,
+        labels=labels,
+        seed=tcfg["seed"],
+        quantize=adapters.NF4 if method == "qlora" else None,
+    )
+    if hasattr(model, "head_kind"):
         print(f"classification head: {model.head_kind}")
-        # heads.encode: the tokenization predict.py's classify uses too (same truncation, right padding)
-        examples = {
-            k: [
-                {"input_ids": ids, "labels": labels.index(r["label"])}
-                for r, ids in zip(rows, heads.encode(tok, [r["text"] for r in rows], tcfg["max_length"]))
-            ]
-            for k, rows in splits.items()
-        }
-        task_type = "SEQ_CLS"
-    else:
-        model = models.load_causal_lm(
-            snakemake.input.model, load_spec, quantize=adapters.NF4 if method == "qlora" else None
-        )
-        examples = {}
-        for k, rows in splits.items():
-            examples[k] = []
-            for r in rows:
-                if s["task_type"] == "generation":  # instruction tuning: loss on the response only
-                    prompt, answer = prompting.instruction_prompt(r, s["prompt_style"], tok), r["output"]
-                else:
-                    prompt = prompting.build_prompt(r["text"], s["prompt"], labels, tok, use_chat)
-                    answer = prompting.answer_text(r["label"], s["prompt"], use_chat)
-                ids, lab = prompting.encode_prompt_answer(tok, prompt, answer, tcfg["max_length"])
-                examples[k].append({"input_ids": ids, "labels": lab})
-        task_type = "CAUSAL_LM"
+    examples = {k: task_part.examples(rows, tok, s, spec["type"]) for k, rows in splits.items()}
+    task_type = s["peft_task_type"]  # the loss it trains with (loss.LOSSES), by task type and model kind
     if tcfg.get("eval_sample") and tcfg["eval_sample"] < len(examples["validation"]):
         examples["validation"] = training.eval_subsample(examples["validation"], tcfg["eval_sample"], tcfg["seed"])
         print(f"validation loss on {len(examples['validation'])} of {len(splits['validation'])} examples")
@@ -98,7 +84,7 @@ with common.log_to(common.snakemake_log(snakemake)):
         adapters.save_trained(model, tmp, method, snakemake.input.model)
     log["method"], log["parameters"] = method, counts
     log["dtype"] = {"compute": spec["dtype"], "trained_weights": s["finetune"].get("master_dtype", "float32")}
-    log["provenance"] = keys.provenance(
+    log["provenance"] = provenance.provenance(
         snakemake.params.code,
         {k: snakemake.input[k] for k in ("train", "validation")},
         snakemake.input.model,

@@ -6,12 +6,13 @@ import json
 import shutil
 from pathlib import Path
 
-from lora_pipeline import common, config, human_eval, inference, keys, models, prompting
+from finetune_study import common, hashing, human_eval, inference, model_kinds, models, prompting, provenance
+from finetune_study.tasks import generation
 
 s = json.loads(snakemake.params.settings)
 adapter = snakemake.input.get("adapter")
 # batch size: in the key only where outputs depend on batching (sampling, beam search); else from the config
-point = config.decodings(snakemake.config["tasks"][snakemake.wildcards.task])[snakemake.wildcards.decoding]
+point = generation.decodings(snakemake.config["tasks"][snakemake.wildcards.task])[snakemake.wildcards.decoding]
 decoding = dict(s["decoding"], batch_size=s["decoding"].get("batch_size", point["batch_size"]))
 
 with common.log_to(common.snakemake_log(snakemake)):
@@ -19,7 +20,7 @@ with common.log_to(common.snakemake_log(snakemake)):
     common.seed_everything(decoding.get("seed", 0))
     rows = common.read_jsonl(snakemake.input.test)
     tok = models.load_tokenizer(snakemake.input.model, s["model"]["trust_remote_code"])
-    model = models.load_causal_lm(snakemake.input.model, s["model"], adapter=adapter)
+    model = model_kinds.get("causal_lm").load(snakemake.input.model, s["model"], adapter=adapter)
     prompts = [prompting.instruction_prompt(r, s["prompt_style"], tok) for r in rows]
 
     def generate(part):
@@ -41,7 +42,7 @@ with common.log_to(common.snakemake_log(snakemake)):
         Path(snakemake.config["checkpoint_dir"])
         / "generate"
         / run
-        / keys.short_hash([s, snakemake.params.code, keys.weights_fingerprint(snakemake.input.model, adapter)])
+        / hashing.short_hash([s, snakemake.params.code, provenance.weights_fingerprint(snakemake.input.model, adapter)])
     )
     out = inference.run_chunked(rows, generate, chunk_dir, snakemake.params.chunk_size)
     common.write_jsonl(snakemake.output.generations, out)
@@ -53,7 +54,7 @@ with common.log_to(common.snakemake_log(snakemake)):
     )
     common.write_json(
         snakemake.output.provenance,
-        keys.provenance(
+        provenance.provenance(
             snakemake.params.code, {"test": snakemake.input.test}, snakemake.input.model, adapter, s["model"]["dtype"]
         ),
     )

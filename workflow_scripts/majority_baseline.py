@@ -5,7 +5,7 @@ first). Scored like any model run, so it gets the same metrics and intervals."""
 import json
 from collections import Counter
 
-from lora_pipeline import common, keys
+from finetune_study import common, provenance
 
 labels = json.loads(snakemake.params.labels)
 with common.log_to(common.snakemake_log(snakemake)):
@@ -18,6 +18,6 @@ with common.log_to(common.snakemake_log(snakemake)):
     common.write_jsonl(snakemake.output.predictions, rows)
     common.write_json(
         snakemake.output.provenance,
-        keys.provenance(snakemake.params.code, {"train": snakemake.input.train, "test": snakemake.input.test}),
+        provenance.provenance(snakemake.params.code, {"train": snakemake.input.train, "test": snakemake.input.test}),
     )
     print(f"majority label '{majority}' ({counts[majority]} of {sum(counts.values())} training rows)")

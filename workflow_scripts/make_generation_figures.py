@@ -4,7 +4,7 @@ model x method at the first decoding, metric-vs-decoding-parameter sweeps, train
 import json
 from pathlib import Path
 
-from lora_pipeline import common, plots
+from finetune_study import common, plots
 
 runs = json.loads(snakemake.params.runs)
 decodings = json.loads(snakemake.params.decodings)

@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from lora_pipeline import common, inference, keys, models, prompting
+from finetune_study import common, hashing, inference, model_kinds, models, prompting, provenance
 
 s = json.loads(snakemake.params.settings)
 adapter = snakemake.input.get("adapter")
@@ -26,10 +26,11 @@ with common.log_to(common.snakemake_log(snakemake)):
     common.seed_everything(s.get("decoding", {}).get("seed", 0))
     rows = common.read_jsonl(snakemake.input.test)
     tok = models.load_tokenizer(snakemake.input.model, s["model"]["trust_remote_code"])
-    if s["model"]["type"] == "encoder":
+
+    def encoder_predictor():
         # untrained head: initialized from head_seed, the fine-tune's first seed (with an adapter, the trained head loads)
-        model = models.load_classifier(
-            snakemake.input.model, s["model"], labels, seed=s.get("head_seed", 0), adapter=adapter
+        model = model_kinds.get("encoder").load(
+            snakemake.input.model, s["model"], labels=labels, seed=s.get("head_seed", 0), adapter=adapter
         )
         head = model.head_kind
         print(f"classification head: {head}")
@@ -51,8 +52,11 @@ with common.log_to(common.snakemake_log(snakemake)):
                 }
                 for r, (i, logits) in zip(part, out)
             ]
-    else:
-        model = models.load_causal_lm(snakemake.input.model, s["model"], adapter=adapter)
+
+        return predict
+
+    def causal_lm_predictor():
+        model = model_kinds.get("causal_lm").load(snakemake.input.model, s["model"], adapter=adapter)
         answers = [prompting.answer_text(lab, s["prompt"], s["chat_template"]) for lab in labels]
         label_ids = [tok(a, add_special_tokens=False)["input_ids"] for a in answers]
 
@@ -94,18 +98,22 @@ with common.log_to(common.snakemake_log(snakemake)):
                 for r, (o, new) in zip(part, outs)
             ]
 
+        return predict
+
+    predict = {"encoder": encoder_predictor, "causal_lm": causal_lm_predictor}[s["model"]["type"]]()
+
     run = Path(snakemake.output.predictions).parent.relative_to("results")
     chunk_dir = (
         Path(snakemake.config["checkpoint_dir"])
         / "predict"
         / run
-        / keys.short_hash([s, snakemake.params.code, keys.weights_fingerprint(snakemake.input.model, adapter)])
+        / hashing.short_hash([s, snakemake.params.code, provenance.weights_fingerprint(snakemake.input.model, adapter)])
     )
     preds = inference.run_chunked(rows, predict, chunk_dir, snakemake.params.chunk_size)
     common.write_jsonl(snakemake.output.predictions, preds)
     common.write_json(
         snakemake.output.provenance,
-        keys.provenance(
+        provenance.provenance(
             snakemake.params.code, {"test": snakemake.input.test}, snakemake.input.model, adapter, s["model"]["dtype"]
         ),
     )

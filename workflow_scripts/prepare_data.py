@@ -1,13 +1,15 @@
 """Snakemake script: one normalized split of a task as JSONL, plus its info file (rule prepare_data).
 
 settings (keys.data_settings) name the split and its sample size; reading, deduplication across
-splits and stratified subsampling live in lora_pipeline.data. The info file holds the count of
+splits and stratified subsampling live in finetune_study.data. The info file holds the count of
 duplicate rows removed from this split, for the data summary.
 """
 
 import json
 
-from lora_pipeline import common, data
+from finetune_study import common, data
+
+TASK_PART = "data"  # tasks/<type>_data.py: how rows are read and checked (fingerprints.py)
 
 settings = json.loads(snakemake.params.settings)
 split = settings["split"]

@@ -6,7 +6,7 @@ params.spec is keys.model_origin: type, trust_remote_code, dtype and where the w
 
 import json
 
-from lora_pipeline import common, models
+from finetune_study import common, models
 
 origin = json.loads(snakemake.params.spec)
 spec = {k: v for k, v in origin.items() if k != "origin"} | origin["origin"]

@@ -4,7 +4,7 @@ Run by rule reference_perplexity."""
 
 import json
 
-from lora_pipeline import common, generation_metrics, models, prompting
+from finetune_study import common, generation_metrics, models, prompting
 
 s = json.loads(snakemake.params.settings)
 with common.log_to(common.snakemake_log(snakemake)):

@@ -4,13 +4,13 @@ share of unparsed outputs and how many of those were near-misses of a label."""
 
 import json
 
-from lora_pipeline import common, metrics, prompting, stats
+from finetune_study import classification_metrics, common, prompting, stats
 
 s = json.loads(snakemake.params.settings)
 with common.log_to(common.snakemake_log(snakemake)):
     rows = common.read_jsonl(snakemake.input.predictions)
     labels = s["labels"]
-    result = metrics.classification_metrics(rows, labels)
+    result = classification_metrics.classification_metrics(rows, labels)
     result["intervals"] = stats.classification_bootstrap(
         [r["gold"] for r in rows], [r["pred"] for r in rows], labels, n_resamples=s["bootstrap"], seed=0
     )

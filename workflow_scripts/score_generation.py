@@ -4,8 +4,8 @@ interval, plus the human scores when a file is configured. Run by rule score_gen
 
 import json
 
-from lora_pipeline import common, human_eval, models
-from lora_pipeline import generation_metrics as gm
+from finetune_study import common, human_eval, models
+from finetune_study import generation_metrics as gm
 
 bs = json.loads(snakemake.params.bertscore)
 if isinstance(bs["model"], dict):  # a model folder inside a pip package

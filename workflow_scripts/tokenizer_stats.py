@@ -8,14 +8,14 @@ output.table: JSON {"definitions": {...}, "tokenizers": {...}, "rows": [{tokeniz
 output.figure: PNG, grouped bars per language (tokens per word; bytes per token).
 output.pieces: JSON {"order": [tokenizer names as configured], "sentences": {language: sentence},
     "pieces": {tokenizer: {language: [piece]}}} (write_json sorts keys; "order" keeps config order).
-Definitions of every number: lora_pipeline/tokenizer_study.py.
+Definitions of every number: finetune_study/tokenizer_study.py.
 """
 
 import json
 from pathlib import Path
 
-from lora_pipeline import common
-from lora_pipeline import tokenizer_study as ts
+from finetune_study import common
+from finetune_study import tokenizer_study as ts
 
 
 def _json(value):

@@ -8,7 +8,8 @@
   McNemar test (stats.mcnemar) and the paired bootstrap interval of the accuracy difference.
 """
 
-from . import keys, stats
+from . import runs as run_names
+from . import stats
 
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
 
@@ -16,7 +17,7 @@ METRICS = ("accuracy", "macro_f1", "weighted_f1")
 def representative_run(row):
     """(model, method) of the run that stands for a headline row: the row's own run, or the
     lowest seed of a replicated fine-tune (for its confusion matrix, head and role)."""
-    return row["model"], (min(row["runs"], key=keys.method_seed) if "runs" in row else row["method"])
+    return row["model"], (min(row["runs"], key=run_names.method_seed) if "runs" in row else row["method"])
 
 
 def correct(rows):
@@ -28,7 +29,7 @@ def rows_of(runs, metrics):
     """Headline rows in report order. runs: [(model, method)]; metrics: {(model, method): metrics}."""
     out, groups = [], {}
     for model, method in runs:
-        parsed = keys.parse_run(method)
+        parsed = run_names.parse_run(method)
         if parsed is None:
             m = metrics[(model, method)]
             out.append(
@@ -43,8 +44,8 @@ def rows_of(runs, metrics):
             )
             continue
         # the row's method is the fine-tune (lora, dora, ..., or lora-r8_lr0.001 for a grid point), its runs the seeds
-        finetune, point, seed = keys.parse_run_point(method)
-        group = keys.run_group(finetune, point)
+        finetune, point, seed = run_names.parse_run_point(method)
+        group = run_names.run_group(finetune, point)
         if (model, group) not in groups:
             groups[(model, group)] = {"model": model, "method": group, "point": point, "seeds": [], "runs": []}
             out.append(groups[(model, group)])
@@ -67,7 +68,7 @@ def paired_tests(runs, predictions, n_resamples=1000):
     """Every fine-tuned run against the zero-shot run of the same model (when that model has one)."""
     out = []
     for model, method in runs:
-        if keys.method_seed(method) is None or (model, "zeroshot") not in predictions:
+        if run_names.method_seed(method) is None or (model, "zeroshot") not in predictions:
             continue
         a, b = correct(predictions[(model, "zeroshot")]), correct(predictions[(model, method)])
         if len(a) != len(b):

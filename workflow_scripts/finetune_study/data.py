@@ -20,6 +20,7 @@ import json
 import random
 from pathlib import Path
 
+from . import tasks
 from .common import PipelineError
 
 SPLITS = ("train", "validation", "test")
@@ -118,7 +119,7 @@ def _semicolon_rows(path, f, header, column_names):
     return [dict(zip(names, line.rsplit(";", 1))) for line in body]
 
 
-def _require_columns(rows, columns, source, rows_word, column_word, keys):
+def require_columns(rows, columns, source, rows_word, column_word, keys):
     if not rows:
         raise PipelineError(f"{source}: no {rows_word}; point the task at a non-empty file")
     for col in columns:
@@ -129,79 +130,10 @@ def _require_columns(rows, columns, source, rows_word, column_word, keys):
             )
 
 
-def _is_integer(value):
-    return value.lstrip("-").isdigit()
-
-
-def label_map_of(task, source):
-    """The task's label_map with keys as stripped strings; every value must be one of labels."""
-    labels = task["labels"]
-    mapping = {str(k).strip(): v for k, v in (task.get("label_map") or {}).items()}
-    for key, name in mapping.items():
-        if name not in labels:
-            raise PipelineError(
-                f"{source}: label_map maps '{key}' to '{name}', which is not one of {labels}; "
-                f"map each raw value to a name in labels:"
-            )
-    return mapping
-
-
-def to_label(raw, labels, mapping, source, row):
-    """The label name of a raw value: through label_map when given, else the value must be a name."""
-    value = str(raw).strip() if raw is not None else ""
-    label = mapping.get(value, value)
-    if label in labels:
-        return label
-    if mapping:
-        raise PipelineError(
-            f"{source}: row {row} has label {raw!r}, which is neither a key of label_map nor one of "
-            f"{labels}; add it to label_map or to drop_rows_with_label"
-        )
-    if _is_integer(value):
-        raise PipelineError(
-            f"{source}: row {row} has integer label '{value}' but labels are names; map each raw value "
-            f"to a label name with label_map: {{0: <name>, 1: <name>, ...}} "
-            f"(labels are never mapped by position)"
-        )
-    raise PipelineError(
-        f"{source}: row {row} has label {raw!r}, not one of {labels}; "
-        f"fix the labels: list or add it to drop_rows_with_label"
-    )
-
-
 def normalize(rows, task, source):
-    """Map raw rows to {"id", "text", "label"} (classification) or {"id", "instruction", "input",
-    "output"} (generation); raise on a missing column, an unknown label or an empty record."""
-    if task["type"] == "generation":
-        return normalize_generation(rows, task, source)
-    text_col, label_col, labels = task["text_column"], task["label_column"], task["labels"]
-    drop = set(task.get("drop_rows_with_label") or [])
-    mapping = label_map_of(task, source)
-    _require_columns(rows, (text_col, label_col), source, "rows", "column", "text_column/label_column or column_names")
-    out = []
-    for i, row in enumerate(rows):
-        raw = row.get(label_col)
-        if str(raw) in drop:
-            continue
-        label = to_label(raw, labels, mapping, source, i + 1)
-        text = str(row.get(text_col) or "").replace("<br />", " ").strip()
-        if task.get("max_chars"):
-            text = text[: task["max_chars"]]
-        out.append({"id": i, "text": text, "label": label})
-    return out
-
-
-def normalize_generation(rows, task, source):
-    ins, inp, outc = task["instruction_column"], task["input_column"], task["output_column"]
-    _require_columns(rows, (ins, outc), source, "records", "field", "instruction_column/output_column")
-    out = []
-    for i, row in enumerate(rows):
-        instruction, output = str(row.get(ins) or "").strip(), str(row.get(outc) or "").strip()
-        if not instruction or not output:
-            missing = "instruction" if not instruction else "output"
-            raise PipelineError(f"{source}: record {i + 1} has no {missing}; fix or remove it")
-        out.append({"id": i, "instruction": instruction, "input": str(row.get(inp) or "").strip(), "output": output})
-    return out
+    """Rows in the task type's normalized form (tasks.<type>_data.normalize): {"id", "text", "label"}
+    for classification, {"id", "instruction", "input", "output"} for generation."""
+    return tasks.part(task["type"], "data").normalize(rows, task, source)
 
 
 def _read_task_file(task, path):
@@ -292,7 +224,7 @@ def full_splits(task, data_dir, use_hub=False):
 
 def sample_split(rows, task, split, n):
     """One split subsampled to n rows with its own seed (task seed + split index), ids 0..n-1."""
-    labels = task["labels"] if task["type"] == "classification" else None
+    labels = tasks.part(task["type"], "data").stratify_labels(task)
     picked = _sample(rows, n, task["seed"] + SPLITS.index(split), labels)
     if not picked:
         raise PipelineError(f"task split '{split}' is empty; check the files and sample sizes")
@@ -314,22 +246,6 @@ def load_splits(task, data_dir, use_hub=False):
     return {s: sample_split(splits[s], task, s, sample.get(s)) for s in SPLITS}, removed
 
 
-def class_label_names(feature):
-    """A hub label feature's own names (datasets.ClassLabel), or None when it is not a ClassLabel."""
-    import datasets
-
-    return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
-
-
-def _named_labels(rows, column, names):
-    """Integer values of a ClassLabel column replaced by the dataset's declared names."""
-
-    def name(v):
-        return names[v] if isinstance(v, int) and 0 <= v < len(names) else v
-
-    return [dict(r, **{column: name(r[column])}) for r in rows]
-
-
 def _hub_splits(task):
     import datasets  # only with use_hub: true
 
@@ -341,12 +257,7 @@ def _hub_splits(task):
     for split, hub_split in names.items():
         if hub_split in ds:
             rows = [dict(r) for r in ds[hub_split]]
-            features = ds[hub_split].features
-            if task["type"] == "classification":
-                col = task["label_column"] if task["label_column"] in features else "label"
-                class_names = class_label_names(features[col]) if col in features else None
-                if class_names:
-                    rows = _named_labels(rows, col, class_names)
+            rows = tasks.part(task["type"], "data").hub_rows(rows, ds[hub_split].features, task)
             # Hub copies often name columns plainly ("text", "label") where the files differ.
             for key, fallback in (("text_column", "text"), ("label_column", "label")):
                 if key in task and rows and task[key] not in rows[0] and fallback in rows[0]:
@@ -356,21 +267,5 @@ def _hub_splits(task):
 
 
 def split_summary(rows, task, duplicates_removed=0):
-    if task["type"] == "generation":
-        return {
-            "rows": len(rows),
-            "with_input": sum(bool(r["input"]) for r in rows),
-            "duplicates_removed": duplicates_removed,
-        }
-    return {
-        "rows": len(rows),
-        "label_counts": label_counts(rows, task["labels"]),
-        "duplicates_removed": duplicates_removed,
-    }
-
-
-def label_counts(rows, labels):
-    counts = {label: 0 for label in labels}
-    for r in rows:
-        counts[r["label"]] += 1
-    return counts
+    """One split's entry in the data summary (tasks.<type>_data.split_summary)."""
+    return tasks.part(task["type"], "data").split_summary(rows, task, duplicates_removed)

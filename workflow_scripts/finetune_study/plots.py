@@ -8,18 +8,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from . import keys  # noqa: E402
+from . import model_kinds, runs  # noqa: E402
 from .common import atomic_write_bytes  # noqa: E402
-
-METHOD_LABELS = {
-    "lora": "LoRA",
-    "dora": "DoRA",
-    "ia3": "IA3",
-    "prompt_tuning": "prompt tuning",
-    "prefix_tuning": "prefix tuning",
-    "full": "full fine-tune",
-    "qlora": "QLoRA",
-}
+from .finetune_methods import METHOD_LABELS  # noqa: E402
 
 
 def run_label(model, method, kind):
@@ -28,13 +19,14 @@ def run_label(model, method, kind):
     roles (base/instruct) are shown by the report only, so a role edit redraws nothing."""
     if method == "baseline":
         return "majority class (train)"
-    finetuned = keys.run_method(method)
+    finetuned = runs.run_method(method)
     if finetuned:
-        point = keys.run_point(method)
+        point = runs.run_point(method)
         return f"{METHOD_LABELS[finetuned]}{' ' + point if point else ''}: {model}"
     if method == "raw":
         return f"raw prompt: {model}"
-    return f"untrained head: {model}" if kind == "encoder" else f"zero-shot: {model}"
+    label = model_kinds.get(kind).ZERO_SHOT_LABEL if kind in model_kinds.MODEL_KINDS else "zero-shot"
+    return f"{label}: {model}"
 
 
 def error_bar(m):

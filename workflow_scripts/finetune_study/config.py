@@ -16,20 +16,15 @@ import difflib
 import importlib.util
 import os
 import shutil
-from pathlib import Path
 
 import jsonschema
 import yaml
 
-from . import decoding, precision, published, training_grid
-from .keys import METHOD_SETTINGS, canonical  # noqa: F401 (the rule files call cfg.canonical)
-
-PROMPT_LEARNING = ("prompt_tuning", "prefix_tuning")
-CAUSAL_ONLY = PROMPT_LEARNING + ("qlora",)
-
-
-class ConfigError(ValueError):
-    pass
+from . import model_kinds, precision, published, tasks, training_grid
+from .common import ConfigError
+from .finetune_methods import METHOD_SETTINGS, METHODS
+from .hashing import canonical  # noqa: F401 (the rule files call cfg.canonical)
+from .sources import key_path, merge_order, source_of  # noqa: F401 (rules/common.smk calls cfg.merge_order)
 
 
 def _with_defaults(validator_class):
@@ -45,57 +40,8 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def key_path(parts):
-    """tasks.emotion.finetune.m[1].method: dotted keys, list positions in brackets."""
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "(top level)"
-
-
 def _key_path(error):
     return key_path(list(error.absolute_path))
-
-
-def merge_order(configfiles, cli_configfiles=(), cli_config=None, replace_workflow_config=False):
-    """The config sources in Snakemake's merge order, lowest priority first, for source_of.
-
-    `workflow.configfiles` lists the command line's --configfile files first and then those the
-    Snakefile's `configfile:` adds, but the command line wins: Snakemake re-applies its files (and
-    --config) over each `configfile:` (or, with --replace-workflow-config, drops that file). So the
-    order is the Snakefile's files, the command line's in their order, then --config as
-    ("--config", values)."""
-    cli = [str(f) for f in cli_configfiles or []]
-    declared = [] if replace_workflow_config else [str(f) for f in list(configfiles)[len(cli) :]]
-    return declared + cli + ([("--config", cli_config)] if cli_config else [])
-
-
-def _lookup(node, parts):
-    for p in parts:
-        if isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
-            node = node[p]
-        elif isinstance(node, dict) and p in node:
-            node = node[p]
-        else:
-            return False
-    return True
-
-
-def source_of(parts, files):
-    """The config source whose value of the key at `parts` Snakemake used: the last one in merge
-    order (merge_order) that sets it; 'the merged config' when none does."""
-    for f in reversed(list(files or [])):
-        if isinstance(f, tuple):
-            name, node = f
-        else:
-            name = str(f)
-            try:
-                node = yaml.safe_load(Path(f).read_text(encoding="utf-8"))
-            except (OSError, yaml.YAMLError):
-                continue
-        if _lookup(node, parts):
-            return name
-    return "the merged config"
 
 
 def _describe(error, files):
@@ -144,8 +90,7 @@ def _cross_check(config, files, finetune_schema):
             return f"{source('tasks', task_name, *keys)}: {key_path(['tasks', task_name, *keys])}"
 
         where = at()
-        if task["type"] == "classification" and "labels" not in task:
-            raise ConfigError(f"{where}: classification needs 'labels', the list of label names")
+        spec = tasks.spec(task["type"])
         for key in ("models", "raw_prompt_models"):
             for m in task.get(key, []):
                 if m not in models:
@@ -162,19 +107,15 @@ def _cross_check(config, files, finetune_schema):
                 ) from None
         if not config["use_hub"] and "files" not in task:
             raise ConfigError(f"{where}: no 'files' for the offline run; add files or set use_hub: true")
-        if task["type"] == "generation":
-            for m in task["models"] + list(task["finetune"]):
-                if models[m]["type"] != "causal_lm":
-                    raise ConfigError(f"{at('models')}: '{m}' is an encoder; generation needs causal LMs")
-            for name, d in decodings(task).items():
-                validate_decoding(at("decodings"), name, d)
-            continue
-        for m in task["raw_prompt_models"]:
-            if models[m]["type"] != "causal_lm":
-                raise ConfigError(f"{at('raw_prompt_models')}: '{m}' is an encoder; only causal LMs take prompts")
-        validate_decoding(at("decoding"), "decoding", task["decoding"])
-        if "{text}" not in task["prompt"]["template"]:
-            raise ConfigError(f"{at('prompt', 'template')}: must contain {{text}}")
+        for m in task["models"] + list(task["finetune"]):
+            kind = models[m]["type"]
+            if kind not in spec.MODEL_KINDS:
+                key = "models" if m in task["models"] else "finetune"
+                raise ConfigError(
+                    f"{at(key)}: '{m}' is a model of type {kind}; {task['type']} tasks take "
+                    f"{' or '.join(spec.MODEL_KINDS)} models"
+                )
+        spec.check_config(task, models, at)
     study = config.get("tokenizer_study")
     if study:
         for m in study["models"]:
@@ -183,9 +124,11 @@ def _cross_check(config, files, finetune_schema):
                     f"{source('tokenizer_study')}: tokenizer_study.models: model '{m}' is not defined under 'models'"
                 )
         for t in study["task_texts"]:
-            if t not in config["tasks"] or config["tasks"][t]["type"] != "classification":
+            if t not in config["tasks"] or not tasks.spec(config["tasks"][t]["type"]).STUDY_TEXTS:
+                takes = [n for n in tasks.TASK_TYPES if tasks.spec(n).STUDY_TEXTS]
                 raise ConfigError(
-                    f"{source('tokenizer_study')}: tokenizer_study.task_texts: '{t}' is not a classification task"
+                    f"{source('tokenizer_study')}: tokenizer_study.task_texts: '{t}' is not a task of type "
+                    f"{' or '.join(takes)} (tasks whose rows hold a text)"
                 )
         clash = set(study["tokenizers"]) & set(study["models"])
         if clash:
@@ -261,13 +204,15 @@ def _check_finetunes(task_name, task, models, source, finetune_schema):
         seen.setdefault(m, set()).add(method)
         for name, ft in _grid_points(entry, where, finetune_schema).items():
             at = f"{where}.grid point {name}" if name else where
-            if kind == "encoder" and ft["training"]["packing"]:
-                raise ConfigError(f"{at}.training.packing: '{m}' is an encoder; packing is for causal LMs, remove it")
-            if kind == "encoder" and method in CAUSAL_ONLY:
+            model_kind = model_kinds.get(kind)
+            if not model_kind.PACKING and ft["training"]["packing"]:
+                raise ConfigError(f"{at}.training.packing: '{m}' is an {kind}; packing is for causal LMs, remove it")
+            if method not in model_kind.METHODS:
                 raise ConfigError(
-                    f"{where}.method: {method} is for causal LMs; '{m}' is an encoder (use lora, dora, ia3 or full)"
+                    f"{where}.method: {method} is for causal LMs; '{m}' is an {kind} "
+                    f"(use {', '.join(model_kind.METHODS[:-1])} or {model_kind.METHODS[-1]})"
                 )
-            if method in PROMPT_LEARNING and ft["training"]["packing"]:
+            if not METHODS[method]["packing"] and ft["training"]["packing"]:
                 raise ConfigError(
                     f"{at}.training.packing: {method} puts its virtual tokens before every row, so "
                     f"examples cannot be packed; remove packing"
@@ -308,29 +253,6 @@ def qlora_unavailable(config, model):
     if importlib.util.find_spec("bitsandbytes") is None:
         return "bitsandbytes is not installed (pip install bitsandbytes), or use method: lora"
     return None
-
-
-def validate_decoding(where, name, d):
-    try:
-        decoding.validate_decoding(name, d)
-    except ValueError as e:
-        raise ConfigError(f"{where}: {e}") from None
-
-
-def decodings(task):
-    """Named decodings of a generation task: the named ones plus the expanded grid."""
-    points = dict(task["decodings"])
-    grid = task.get("decoding_grid")
-    if grid and grid.get("grid"):
-        try:
-            expanded = decoding.expand_grid(grid["grid"], grid["base"])
-        except ValueError as e:
-            raise ConfigError(f"tasks.*.decoding_grid: {e}") from None
-        for name, point in expanded.items():
-            if name in points:
-                raise ConfigError(f"decoding grid point '{name}' clashes with a named decoding; rename that one")
-            points[name] = point
-    return points
 
 
 def selected_tasks(config):

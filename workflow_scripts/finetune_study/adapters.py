@@ -37,11 +37,10 @@ from pathlib import Path
 
 import torch
 
-from . import keys
 from .common import PipelineError
+from .finetune_methods import METHOD_SETTINGS
 from .models import DTYPES
 
-PEFT_METHODS = ("lora", "dora", "ia3", "prompt_tuning", "prefix_tuning", "qlora")
 QUANTIZATION_FILE = "quantization.json"
 NF4 = {
     "load_in_4bit": True,
@@ -175,7 +174,7 @@ def trainable_model(model, finetune, task_type, gradient_checkpointing=False):
     parameters, heads, prompt embeddings) on base weights of any dtype, unless the key's
     master_dtype (a `full` fine-tune with an explicit dtype) says otherwise."""
     method = finetune.get("method", "lora")
-    block = keys.METHOD_SETTINGS[method]
+    block = METHOD_SETTINGS[method]
     model = BUILDERS[method](model, finetune[block] if block else None, task_type, gradient_checkpointing)
     master = DTYPES[finetune.get("master_dtype", "float32")]
     for p in model.parameters():

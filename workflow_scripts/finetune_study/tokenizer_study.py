@@ -45,7 +45,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from lora_pipeline.common import PipelineError
+from finetune_study.common import PipelineError
 
 DEFINITIONS = {
     "n_words": "whitespace-separated words; the Persian zero-width non-joiner (U+200C) does not split a word",

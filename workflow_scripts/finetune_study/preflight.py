@@ -24,11 +24,11 @@ import json
 import os
 from pathlib import Path
 
+from . import model_kinds, tasks
 from .common import PipelineError
 
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 # modules a job adds or that a checkpoint may leave out (tied output embeddings, new heads)
-ADDED_MODULES = {"causal_lm": {"lm_head"}, "encoder": {"classifier", "score", "pre_classifier"}}
 PEFT_KEYWORDS = {"all-linear"}
 HUB_CHECK_ENV = "LORA_WF_HUB_CHECK"  # "0": the jobs reach the hub from elsewhere; do not check it here
 
@@ -96,7 +96,7 @@ def module_names(folder):
 
 def missing_targets(targets, names, kind):
     """The target modules (PEFT's suffix match) that no module in `names` carries."""
-    allowed = ADDED_MODULES.get(kind, set()) | PEFT_KEYWORDS
+    allowed = model_kinds.get(kind).ADDED_MODULES | PEFT_KEYWORDS
     return [t for t in targets if t not in allowed and not any(n == t or n.endswith("." + t) for n in names)]
 
 
@@ -211,7 +211,7 @@ def check(config, sources, results="results"):
     """Every check of the module docstring; raise ConfigError with one line naming the config file
     and key (sources: config.merge_order) or the file on disk, and the fix."""
     from . import training_grid
-    from .config import ConfigError, _finetune_items, decodings, key_path, selected_tasks, source_of
+    from .config import ConfigError, _finetune_items, key_path, selected_tasks, source_of
 
     def source(*parts):
         return source_of(parts, sources)
@@ -297,13 +297,9 @@ def check(config, sources, results="results"):
                         f"{ft['training']['max_length']} is longer than model '{m}' takes ({limit} tokens, "
                         f"{folder / 'config.json'}); lower it"
                     )
-        points = (
-            {f"decodings.{k}": d for k, d in decodings(task).items()}
-            if task["type"] == "generation"
-            else {"decoding": task["decoding"]}
-        )
+        points = tasks.spec(task["type"]).decoding_points(task)
         for m in task["models"]:
-            if config["models"][m]["type"] != "causal_lm":
+            if not model_kinds.get(config["models"][m]["type"]).GENERATES:
                 continue
             limit, folder = model_context(m)
             for where, d in points.items():

@@ -91,14 +91,18 @@ def _clear_gguf_state(model):
 
 def materialize(spec, use_hub, out_dir):
     """Load the model from its source and save it as safetensors + tokenizer into out_dir."""
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    import transformers
+    from transformers import AutoTokenizer
+
+    from . import model_kinds
 
     where, gguf = resolve_source(spec, use_hub)
     kwargs = {"trust_remote_code": spec["trust_remote_code"]}
     if gguf:
         kwargs["gguf_file"] = gguf
     print(f"loading {where}" + (f" ({gguf})" if gguf else ""))
-    cls = AutoModelForCausalLM if spec["type"] == "causal_lm" else AutoModel
+    kind = model_kinds.get(spec["type"])
+    cls = getattr(transformers, kind.AUTO_CLASS)
     # 'auto' keeps the checkpoint's own dtype on disk (GGUF: dequantized to float32), whatever this
     # machine computes in; later stages cast to their resolved dtype (precision.model_dtype).
     if spec["dtype"] == "auto":
@@ -119,7 +123,7 @@ def materialize(spec, use_hub, out_dir):
     if gguf:
         _clear_gguf_state(model)
     # save_pretrained keeps no sentence-transformers files: record here which head fits (heads.py)
-    head = heads.detect_head(where) if spec["type"] == "encoder" else None
+    head = heads.detect_head(where) if kind.HEAD else None
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

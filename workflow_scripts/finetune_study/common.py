@@ -147,3 +147,8 @@ def use_cpu_threads(config, job_threads=1):
 
 class PipelineError(Exception):
     """A bad input the user can fix: the message names the file and the fix."""
+
+
+class ConfigError(ValueError):
+    """A config value the schema or a cross-check refuses: the message names the config file, the
+    key and the fix (config.py, tasks/<type>.py, preflight.py)."""

@@ -1,0 +1,158 @@
+"""What each stage's output depends on: the cache key of every Snakemake rule, in one place.
+
+A stage's key is exactly the settings its script reads that can change its output, plus a
+fingerprint of the code it runs (fingerprints.py: the script and every finetune_study module it
+imports). The rule files pass these keys as `params:`, so Snakemake reruns a job when, and only
+when, its key changes (or its input files do). What is deliberately NOT in a key:
+- cluster resources, params_b, roles, report titles and notes (they change only the report);
+- batch sizes where outputs are identical across batchings (greedy decoding, likelihood and
+  encoder scoring; tested), and the decoding seed where nothing is sampled;
+- the KV-cache kind and compile flag (static = dynamic output, tested);
+- checkpoint_every and the checkpoint folder (resuming is exact);
+- a fine-tune entry's settings blocks that its method does not read (finetune_methods.METHODS:
+  `lora` for lora/dora/qlora, `ia3`, `prompt` for prompt/prefix tuning, none for full);
+- absolute paths of the working directory.
+
+The keys of the stages one task type owns (its predictions, scores) live in that task type's
+module (tasks/); what every task shares (data, models, fine-tunes, decoding) is here. The resume
+key of a fine-tune (provenance.resume_key) is computed inside the job from the key plus the
+content of its data splits and model weights.
+
+Standard library only: it runs at Snakemake parse time.
+"""
+
+from . import model_kinds, precision, tasks
+from .finetune_methods import METHOD_SETTINGS
+from .hashing import canonical, short_hash  # noqa: F401 (the rule files call keys.canonical)
+from .runs import entry_method, finetune_entry, parse_run_point
+
+DATA_KEYS = [
+    "type",
+    "files",
+    "format",
+    "encoding",
+    "header",
+    "column_names",
+    "text_column",
+    "label_column",
+    "labels",
+    "label_map",
+    "drop_rows_with_label",
+    "validation_fraction",
+    "test_fraction",
+    "seed",
+    "max_chars",
+    "instruction_column",
+    "input_column",
+    "output_column",
+]
+SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p")
+
+
+# ---------------------------------------------------------------- stage keys
+
+
+def data_settings(config, task, split):
+    """What one split's rows depend on: every data setting except the other splits' sample sizes."""
+    settings = {k: task[k] for k in DATA_KEYS if k in task}
+    settings["sample"] = (task.get("sample") or {}).get(split)
+    settings["split"] = split
+    settings["source"] = "hub" if config["use_hub"] else "files"
+    if config["use_hub"]:
+        settings["hub_id"], settings["hub_config"] = task.get("hub_id"), task.get("hub_config")
+    return settings
+
+
+def model_origin(config, model):
+    """What a materialized model folder depends on: where the weights come from and how they load."""
+    hub = config["use_hub"] or "source" not in model
+    return {
+        "type": model["type"],
+        "trust_remote_code": model["trust_remote_code"],
+        "dtype": model["dtype"],
+        "origin": {"hub_id": model.get("hub_id")} if hub else {"source": model["source"]},
+    }
+
+
+def model_settings(model):
+    """How later stages load a prepared model (never its role, resources or size)."""
+    keys = ["type", "trust_remote_code", *model_kinds.get(model["type"]).STAGE_KEYS]
+    # the dtype the stage computes in, 'auto' resolved for this machine (precision.resolve): a float32
+    # result is never served as a bfloat16 one, nor the reverse
+    return {**{k: model[k] for k in keys}, "dtype": precision.model_dtype(model)}
+
+
+def _training_key(training, seed):
+    t = {k: v for k, v in training.items() if k not in ("seeds", "checkpoint_every")}
+    t["seed"] = seed
+    if not t.get("packing"):
+        t.pop("pack_length", None)
+    if t.get("eval_sample") is None:
+        t.pop("eval_sample", None)
+    return t
+
+
+def method_settings(ft):
+    """The method of a fine-tune entry and the one settings block it reads (lora for lora/dora/qlora,
+    ia3, prompt for prompt/prefix tuning, none for full): a change to another block reruns nothing."""
+    method = entry_method(ft)
+    block = METHOD_SETTINGS[method]
+    return {"method": method, **({block: ft[block]} if block else {})}
+
+
+def finetune_settings(config, task, model_name, run):
+    """Key of one fine-tuned run (run: '<method>-s<seed>'): the model, the method and its settings,
+    the training settings with this seed, and what the examples are built from."""
+    method, point, seed = parse_run_point(run)
+    model = config["models"][model_name]
+    ft = finetune_entry(task, model_name, method, point)
+    settings = {
+        "task_type": task["type"],
+        "peft_task_type": tasks.peft_task_type(task["type"], model["type"]),
+        "model": model_settings(model),
+        "finetune": {**method_settings(ft), "training": _training_key(ft["training"], seed)},
+    }
+    if method == "full":  # float32 master weights under dtype auto (precision.master_dtype)
+        settings["finetune"]["master_dtype"] = precision.master_dtype(model, method)
+    settings.update(tasks.spec(task["type"]).finetune_settings(task, model))  # how its examples are built
+    return settings
+
+
+def batch_invariant(dtype):
+    """Whether a row's output is the same in every batch (greedy and beam decoding, likelihood and
+    encoder scoring): in float32, yes (tested). In bfloat16 and float16 the padding of a batch
+    changes the kernels' rounding (label log-probabilities move by about 3e-4 nats), which can
+    flip a near tie, so there the batch size is part of those stages' keys."""
+    return dtype == "float32"
+
+
+def decoding_key(decoding):
+    """The decoding settings that can change generated text, in one canonical form: the arguments
+    model.generate gets (decoding.to_generate_kwargs), its defaults left out. Greedy and beam search
+    drop the sampling settings and the seed; `do_sample: false` and `num_beams: 1` are the defaults
+    (always passed to generate), so a grid point `topk30_nb1_t0` and a plain `greedy` are one key.
+    Batch size only matters where outputs depend on batching (sampling is seeded per batch; beam
+    search is kept to be safe)."""
+    d = {k: v for k, v in decoding.items() if k not in ("cache", "compile")}
+    sampled = bool(d.get("do_sample"))
+    if not sampled:
+        for k in SAMPLING_KEYS + ("seed",):
+            d.pop(k, None)
+    if d.get("num_beams", 1) == 1:
+        d.pop("num_beams", None)
+        if not sampled:
+            d.pop("batch_size", None)
+    return d
+
+
+def shared_decodings(decodings, human_eval=None):
+    """{decoding name: the name whose generation it shares}: points with the same decoding_key (the
+    same generate arguments) share the first one's generation and scores, in config order. Points
+    named by a human evaluation ({"model/method/decoding": file}) are scored on their own."""
+    keep = {k.rpartition("/")[2] for k in (human_eval or {})}
+    first, out = {}, {}
+    for name, params in decodings.items():
+        # the batch size too: under bf16 it is in the generation key (batch_invariant)
+        k = canonical([decoding_key(params), params.get("batch_size")])
+        out[name] = name if name in keep else first.setdefault(k, name)
+    return out

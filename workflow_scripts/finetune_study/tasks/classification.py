@@ -1,0 +1,158 @@
+"""Classification, the parse-time part: one label per text, from a fixed list of label names.
+
+Causal LMs answer a prompt (generated and parsed to a label, or the most likely label); encoders
+take the argmax of a classification head. Every run, and a majority-class baseline, is scored with
+accuracy, macro/weighted F1 and bootstrap intervals, and compared to its model's zero-shot row
+(paired McNemar test). Its rules: predict, majority_baseline, score, compare, figures. Its job-time
+parts: classification_data.py, classification_training.py, classification_results.py.
+
+Standard library only: it runs at Snakemake parse time.
+"""
+
+from .. import decoding, keys, paths, runs
+from ..common import ConfigError
+
+# model kind -> PEFT task type: the loss it trains with (loss.LOSSES)
+MODEL_KINDS = {"causal_lm": "CAUSAL_LM", "encoder": "SEQ_CLS"}
+TABLE_METRICS = ("accuracy", "macro_f1", "weighted_f1")  # columns of results/metrics.csv, with intervals
+TABLE_COLUMNS = ("unparsed_share", "near_misses", "mcnemar_p_vs_zeroshot")
+GRID_METRICS = [("accuracy", "accuracy"), ("macro_f1", "macro F1")]
+GRID_METRICS_FIELD = "intervals"  # where a run's metrics.json holds them
+STUDY_TEXTS = True
+FIGURES = ("scores", "confusion", "training")
+ENCODER_MAX_LENGTH = 256  # truncation of an encoder that is not fine-tuned in its task
+
+
+def check_config(task, models, at):
+    """Labels, prompt template and decoding of a classification task (at(*keys): 'file: key path')."""
+    if "labels" not in task:
+        raise ConfigError(f"{at()}: classification needs 'labels', the list of label names")
+    for m in task["raw_prompt_models"]:
+        if models[m]["type"] != "causal_lm":
+            raise ConfigError(f"{at('raw_prompt_models')}: '{m}' is an encoder; only causal LMs take prompts")
+    try:
+        decoding.validate_decoding("decoding", task["decoding"])
+    except ValueError as e:
+        raise ConfigError(f"{at('decoding')}: {e}") from None
+    if "{text}" not in task["prompt"]["template"]:
+        raise ConfigError(f"{at('prompt', 'template')}: must contain {{text}}")
+
+
+def finetune_settings(task, model):
+    """What a fine-tune's examples are built from: the labels, and for a causal LM the prompt."""
+    return {"labels": task["labels"], **({"prompt": task["prompt"]} if model["type"] == "causal_lm" else {})}
+
+
+def baseline_runs(task):
+    """The majority-class baseline, scored like any run."""
+    return [("majority", "baseline")]
+
+
+def scored_runs(task):
+    """Every run whose metrics the task reports: its runs plus the majority baseline."""
+    return runs.methods(task) + baseline_runs(task)
+
+
+def report_runs(task):
+    return scored_runs(task)
+
+
+def report_entry(task_name, task, config):
+    """How each model picks a label (scoring), for the report's table."""
+    models = config["models"]
+    used = {m for m, _ in scored_runs(task) if m in models}
+    return {
+        "scoring": {
+            m: task["scoring"] if models[m]["type"] == "causal_lm" else "classification head" for m in sorted(used)
+        },
+        "likelihood_normalization": task["likelihood_normalization"],
+    }
+
+
+def decoding_points(task):
+    return {"decoding": task["decoding"]}
+
+
+def grid_test_split(task):
+    return "test"
+
+
+def grid_metrics_file(task_name, task, model, run):
+    return paths.METRICS.format(task=task_name, model=model, method=run)
+
+
+def compare_inputs(task_name, task):
+    runs_ = scored_runs(task)
+    return {
+        "metrics": [paths.METRICS.format(task=task_name, model=m, method=r) for m, r in runs_],
+        "predictions": [paths.PREDICTIONS.format(task=task_name, model=m, method=r) for m, r in runs_],
+    }
+
+
+def report_inputs(task_name, task, config):
+    runs_ = scored_runs(task)
+    return {
+        "metrics": [paths.METRICS.format(task=task_name, model=m, method=r) for m, r in runs_],
+        "predictions": [paths.PREDICTIONS.format(task=task_name, model=m, method=r) for m, r in runs_],
+        "provenance": [paths.PROVENANCE.format(task=task_name, model=m, method=r) for m, r in runs_],
+        "comparisons": [paths.COMPARISON.format(task=task_name)],
+        "figures": [paths.FIGURE.format(task=task_name, figure=f) for f in FIGURES],
+    }
+
+
+def _first_entry(task, model_name):
+    return next((ft for m, ft in runs.finetune_entries(task) if m == model_name), None)
+
+
+def encoder_max_length(task, model_name, run=None):
+    """Truncation of an encoder's inputs: a fine-tuned run's own max_length; for the zero-shot row the
+    model's first fine-tune's (so it sees that fine-tune's tokens), else ENCODER_MAX_LENGTH."""
+    parsed = runs.parse_run_point(run) if run else None
+    ft = runs.finetune_entry(task, model_name, parsed[0], parsed[1]) if parsed else _first_entry(task, model_name)
+    return ft["training"]["max_length"] if ft else ENCODER_MAX_LENGTH
+
+
+def head_seed(task, model_name):
+    """Seed of an encoder's untrained head for its zero-shot row: the first seed of the model's first
+    fine-tune, so the zero-shot row is that fine-tune's starting point."""
+    ft = _first_entry(task, model_name)
+    return runs.finetune_seeds(ft)[0] if ft else 0
+
+
+def inference_settings(config, task, model_name, method):
+    """Only what changes this run's predictions: an encoder never reruns for a decoding change,
+    a likelihood-scored model never for max_new_tokens."""
+    model = config["models"][model_name]
+    settings = {"model": keys.model_settings(model), "labels": task["labels"]}
+    if not keys.batch_invariant(settings["model"]["dtype"]):
+        settings["batch_size"] = task["decoding"]["batch_size"]
+    if model["type"] == "encoder":
+        settings["max_length"] = encoder_max_length(task, model_name, method)
+        if method == "zeroshot":
+            settings["head_seed"] = head_seed(task, model_name)
+        return settings
+    settings.update(
+        prompt=task["prompt"], scoring=task["scoring"], chat_template=model["chat_template"] and method != "raw"
+    )
+    if task["scoring"] == "likelihood":
+        settings["likelihood_normalization"] = task["likelihood_normalization"]
+    else:
+        settings["decoding"] = keys.decoding_key(task["decoding"])
+    return settings
+
+
+def score_settings(task):
+    return {"labels": task["labels"], "bootstrap": task["bootstrap"]}
+
+
+def figure_inputs(task_name, task):
+    return {
+        "comparison": paths.COMPARISON.format(task=task_name),
+        "metrics": compare_inputs(task_name, task)["metrics"],
+        "train_logs": [paths.TRAIN_LOG.format(task=task_name, model=m, method=r) for m, r in runs.finetuned(task)],
+    }
+
+
+def run_labels(task, models):
+    """[model, run, model type] per scored run: what the figures draw (roles are the report's only)."""
+    return [[m, r, "baseline" if r == "baseline" else models[m]["type"]] for m, r in scored_runs(task)]

@@ -12,7 +12,7 @@ of its finetune job (wall time in s, peak RSS in MiB).
 import csv
 import io
 
-from . import paths, tasks
+from . import paths, runs, tasks
 from .common import atomic_write_text
 
 # every registered task type's metric columns, in registry order (tasks/<type>.py TABLE_METRICS,
@@ -24,6 +24,18 @@ COLUMNS = (
     + [c for t in _TYPES for c in t.TABLE_COLUMNS]
     + ["trainable_params", "trainable_share", "finetune_time_s", "finetune_peak_rss_mib"]
 )
+
+
+def run_row(task, model, method, role):
+    """The columns that name a run: task, model, role, fine-tune method, grid point and seed."""
+    return {
+        "task": task,
+        "model": model,
+        "role": role,
+        "method": runs.run_method(method) or method,
+        "grid_point": runs.run_point(method),
+        "seed": runs.method_seed(method),
+    }
 
 
 def with_interval(row, name, m):

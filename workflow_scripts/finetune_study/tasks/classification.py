@@ -92,8 +92,7 @@ def compare_inputs(task_name, task):
 def report_inputs(task_name, task, config):
     runs_ = scored_runs(task)
     return {
-        "metrics": [paths.METRICS.format(task=task_name, model=m, method=r) for m, r in runs_],
-        "predictions": [paths.PREDICTIONS.format(task=task_name, model=m, method=r) for m, r in runs_],
+        **compare_inputs(task_name, task),  # metrics and predictions of every scored run
         "provenance": [paths.PROVENANCE.format(task=task_name, model=m, method=r) for m, r in runs_],
         "comparisons": [paths.COMPARISON.format(task=task_name)],
         "figures": [paths.FIGURE.format(task=task_name, figure=f) for f in FIGURES],

@@ -254,14 +254,9 @@ def table_rows(task, entry, read):
     out = []
     for model, method, role in entry["runs"]:
         m = read.json(paths.METRICS.format(task=task, model=model, method=method))
-        seed = runs.method_seed(method)
-        row = {
-            "task": task,
-            "model": model,
-            "role": role,
-            "method": runs.run_method(method) or method,
-            "grid_point": runs.run_point(method),
-            "seed": seed,
+        row = results_table.run_row(task, model, method, role)
+        seed = row["seed"]
+        row |= {
             "n": m["n"],
             "unparsed_share": m["unparsed_share"],
             "near_misses": m.get("near_misses", {}).get("count"),

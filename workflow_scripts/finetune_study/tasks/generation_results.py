@@ -122,13 +122,7 @@ def table_rows(task, entry, read):
                 task=task, model=model, method=method, decoding=entry.get("shared", {}).get(d, d)
             )
             m = read.json(f"{folder}/metrics.json")
-            row = {
-                "task": task,
-                "model": model,
-                "role": role,
-                "method": runs.run_method(method) or method,
-                "grid_point": runs.run_point(method),
-                "seed": seed,
+            row = results_table.run_row(task, model, method, role) | {
                 "decoding": d,
                 "n": m["n"],
                 "reference_perplexity": ppl,

@@ -38,7 +38,10 @@ try:
     preflight.check(config, _sources)
     for _task_name, _task in cfg.selected_tasks(config).items():
         if not config["use_hub"]:
-            data_lib.check_task_files(_task_name, _task, config["data_dir"])
+            # what the task type takes from the files (e.g. the entity types) joins the task's settings
+            _task.update(
+                data_lib.check_task_files(_task_name, _task, config["data_dir"])
+            )
 except (cfg.ConfigError, PipelineError) as err:
     raise WorkflowError(f"Error: {err}") from None
 

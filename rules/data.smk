@@ -45,7 +45,11 @@ rule data_summary:
         runtime=5,
     params:
         settings=lambda w: cfg.canonical(
-            {k: TASKS[w.task].get(k) for k in ("type", "labels")}
+            {
+                k: TASKS[w.task][k]
+                for k in ("type", "labels", "entity_types")
+                if k in TASKS[w.task]
+            }
         ),
         code=task_code("data_summary.py"),
     script:

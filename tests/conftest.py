@@ -90,6 +90,7 @@ SLOW_FIRST = [
     "test_slurm_pipeline",
     "test_resume",
     "test_training_grid",
+    "test_ner_pipeline",
     "test_hub_cache",
     "test_methods",
     "test_pipeline",

@@ -46,6 +46,9 @@ with common.log_to(common.snakemake_log(snakemake)):
     common.seed_everything(tcfg["seed"])
     tok = models.load_tokenizer(snakemake.input.model, spec["trust_remote_code"], padding_side="right")
     splits = {k: common.read_jsonl(snakemake.input[k]) for k in ("train", "validation")}
+    # examples first: a row the task type cannot train on is an error before the model loads
+    examples = {k: task_part.examples(rows, tok, s, spec["type"]) for k, rows in splits.items()}
+    task_type = s["peft_task_type"]  # the loss it trains with (loss.LOSSES), by task type and model kind
     kind = model_kinds.get(spec["type"])
     model = kind.load(
         snakemake.input.model,
@@ -53,11 +56,10 @@ with common.log_to(common.snakemake_log(snakemake)):
         labels=labels,
         seed=tcfg["seed"],
         quantize=adapters.NF4 if method == "qlora" else None,
+        task_type=task_type,
     )
     if hasattr(model, "head_kind"):
-        print(f"classification head: {model.head_kind}")
-    examples = {k: task_part.examples(rows, tok, s, spec["type"]) for k, rows in splits.items()}
-    task_type = s["peft_task_type"]  # the loss it trains with (loss.LOSSES), by task type and model kind
+        print(f"head: {model.head_kind}")
     if tcfg.get("eval_sample") and tcfg["eval_sample"] < len(examples["validation"]):
         examples["validation"] = training.eval_subsample(examples["validation"], tcfg["eval_sample"], tcfg["seed"])
         print(f"validation loss on {len(examples['validation'])} of {len(splits['validation'])} examples")

@@ -54,7 +54,8 @@ NF4 = {
 
 
 def _modules_to_save(model, task_type):
-    return (list(getattr(model, "head_new_modules", [])) or None) if task_type == "SEQ_CLS" else None
+    # PEFT saves an encoder's head itself (classifier, score); these are weights the checkpoint lacked
+    return (list(getattr(model, "head_new_modules", [])) or None) if task_type in ("SEQ_CLS", "TOKEN_CLS") else None
 
 
 def _check_targets(model, targets, what):

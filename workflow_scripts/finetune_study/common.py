@@ -152,3 +152,23 @@ class PipelineError(Exception):
 class ConfigError(ValueError):
     """A config value the schema or a cross-check refuses: the message names the config file, the
     key and the fix (config.py, tasks/<type>.py, preflight.py)."""
+
+
+def read_text(path, encoding="utf-8"):
+    """The file's text; a decode error names the file, the line and the offending byte."""
+    raw = Path(path).read_bytes()
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8") and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]  # a UTF-8 byte-order mark would otherwise end up in the first column name
+    try:
+        return raw.decode(encoding)
+    except LookupError:
+        raise PipelineError(
+            f"{path}: unknown encoding '{encoding}'; set the task's encoding: to a Python "
+            f"codec name such as utf-8 or latin-1"
+        ) from None
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise PipelineError(
+            f"{path}:{line}: not valid {encoding} (byte 0x{raw[e.start]:02x}); re-save the file "
+            f"as UTF-8 or set the task's encoding: (e.g. latin-1)"
+        ) from None

@@ -21,10 +21,10 @@ import random
 from pathlib import Path
 
 from . import tasks
-from .common import PipelineError
+from .common import PipelineError, read_text  # noqa: F401 (read_text: data.read_text for callers)
 
 SPLITS = ("train", "validation", "test")
-_EXTENSIONS = {".txt": "semicolon", ".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "json"}
+_EXTENSIONS = {".conll": "conll", ".txt": "semicolon", ".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "json"}
 
 csv.field_size_limit(10_000_000)
 
@@ -39,26 +39,6 @@ def file_format(path, fmt="auto"):
             f"{', '.join(sorted(set(_EXTENSIONS.values())))}"
         )
     return _EXTENSIONS[ext]
-
-
-def read_text(path, encoding="utf-8"):
-    """The file's text; a decode error names the file, the line and the offending byte."""
-    raw = Path(path).read_bytes()
-    if encoding.lower().replace("_", "-") in ("utf-8", "utf8") and raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]  # a UTF-8 byte-order mark would otherwise end up in the first column name
-    try:
-        return raw.decode(encoding)
-    except LookupError:
-        raise PipelineError(
-            f"{path}: unknown encoding '{encoding}'; set the task's encoding: to a Python "
-            f"codec name such as utf-8 or latin-1"
-        ) from None
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise PipelineError(
-            f"{path}:{line}: not valid {encoding} (byte 0x{raw[e.start]:02x}); re-save the file "
-            f"as UTF-8 or set the task's encoding: (e.g. latin-1)"
-        ) from None
 
 
 def read_rows(path, fmt="auto", header=True, column_names=None, encoding="utf-8"):
@@ -137,16 +117,28 @@ def normalize(rows, task, source):
 
 
 def _read_task_file(task, path):
-    return read_rows(path, task["format"], task["header"], task.get("column_names"), task.get("encoding") or "utf-8")
+    encoding = task.get("encoding") or "utf-8"
+    if file_format(path, task["format"]) == "conll":  # one token per line: sentences, not table rows
+        from . import conll
+
+        sentences = conll.read_conll(path, task["token_column"], task["tag_column"], task["separator"], encoding)
+        return [dict(s, file=str(path)) for s in sentences]
+    return read_rows(path, task["format"], task["header"], task.get("column_names"), encoding)
 
 
 def check_task_files(name, task, data_dir):
-    """Parse-time check of a task's local files: present, decodable, right columns and labels, not empty."""
+    """Parse-time check of a task's local files: present, decodable, right columns and labels, not
+    empty. Returns what the task type derives from them (tasks.<type>_data.derived_settings, e.g.
+    the entity types of a token-classification task that lists none)."""
+    splits = {}
     for split, rel in task["files"].items():
         path = Path(data_dir) / rel
         rows = _read_task_file(task, path)
-        if not normalize(rows, task, f"{path} (task {name}, {split})"):
+        splits[split] = normalize(rows, task, f"{path} (task {name}, {split})")
+        if not splits[split]:
             raise PipelineError(f"{path}: split '{split}' of task {name} is empty after dropping rows")
+    sources = [str(Path(data_dir) / rel) for rel in task["files"].values()]
+    return tasks.part(task["type"], "data").derived_settings(task, splits, sources)
 
 
 def dedup_key(row):

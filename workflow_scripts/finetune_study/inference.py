@@ -162,6 +162,27 @@ def classify(model, tokenizer, texts, max_length=256, batch_size=32, progress=Tr
     return preds
 
 
+@torch.no_grad()
+def tag_words(model, tokenizer, sentences, labels, batch_size=32, progress=True):
+    """One tag per word of each sentence (a list of words) from a token-classification head: the
+    argmax at the word's first sub-word (word_tokens.encode_words, as in fine-tuning), O for a word
+    with no sub-word. Right-padded, so a sentence's tags do not depend on its batch."""
+    from .batching import right_padded
+    from .word_tokens import encode_words
+
+    dev = next(model.parameters()).device
+    encoded = [encode_words(tokenizer, words) for words in sentences]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    tags = [None] * len(sentences)
+    batches = _length_sorted_batches([len(ids) for ids, _ in encoded], batch_size)
+    for batch in tqdm(batches, desc="tag", disable=not progress, mininterval=5):
+        input_ids, mask = right_padded([encoded[i][0] for i in batch], pad)
+        best = model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev)).logits.float().argmax(-1).cpu()
+        for row, i in enumerate(batch):
+            tags[i] = [labels[int(best[row, t])] if t is not None else "O" for t in encoded[i][1]]
+    return tags
+
+
 def run_chunked(rows, predict_fn, chunk_dir, chunk_size=256):
     """Apply predict_fn to rows chunk by chunk, saving each finished chunk atomically in chunk_dir;
     chunks already on disk (from a killed run with the same settings) are not recomputed."""

@@ -45,6 +45,12 @@ DATA_KEYS = [
     "instruction_column",
     "input_column",
     "output_column",
+    "token_column",
+    "tag_column",
+    "separator",
+    "tag_scheme",
+    "strict_iob2",
+    "entity_types",
 ]
 SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p")
 

@@ -8,7 +8,8 @@
   inference, and their positions are dropped from the output.
 - batch_loss: the loss of the task type a fine-tune trains (LOSSES, keyed by PEFT's task type, as
   finetune.py chooses it from the task and the model kind): that mean for causal LMs (CAUSAL_LM),
-  the model's own cross-entropy for encoder classifiers (SEQ_CLS). It is never inferred from the
+  the model's own cross-entropy for encoder classifiers (SEQ_CLS) and token-classification heads
+  (TOKEN_CLS: over each word's first sub-word). It is never inferred from the
   labels' shape; a batch whose labels do not have the shape its loss reads is an error.
 """
 
@@ -73,6 +74,11 @@ def sequence_classification_loss(model, batch):
     return model(**batch).loss
 
 
+def token_classification_loss(model, batch):
+    """The token head's own cross-entropy over the tagged sub-words (labels -100 elsewhere)."""
+    return model(**batch).loss
+
+
 def _causal_targets(labels):
     return int((labels[:, 1:] != -100).sum())
 
@@ -81,10 +87,15 @@ def _one_per_example(labels):
     return labels.numel()
 
 
+def _tagged_tokens(labels):
+    return int((labels != -100).sum())
+
+
 # PEFT task type -> (loss, what it averages over, the labels' dimensions: per token or per example)
 LOSSES = {
     "CAUSAL_LM": (causal_answer_loss, _causal_targets, 2),
     "SEQ_CLS": (sequence_classification_loss, _one_per_example, 1),
+    "TOKEN_CLS": (token_classification_loss, _tagged_tokens, 2),
 }
 
 
@@ -103,5 +114,6 @@ def batch_loss(model, batch, task_type):
 
 
 def n_loss_tokens(batch, task_type):
-    """How many targets batch_loss averages over: answer tokens (CAUSAL_LM) or examples (SEQ_CLS)."""
+    """How many targets batch_loss averages over: answer tokens (CAUSAL_LM), examples (SEQ_CLS) or
+    tagged sub-words (TOKEN_CLS)."""
     return _loss_of(task_type, batch)[1](batch["labels"])

@@ -244,3 +244,34 @@ def load_classifier(model_dir, spec, labels, seed, adapter=None):
 
         model = PeftModel.from_pretrained(model, adapter)
     return model.to(device()).eval()
+
+
+TOKEN_HEAD = "token classification (a Linear layer on every sub-word)"
+
+
+def load_token_classifier(model_dir, spec, labels, seed, adapter=None):
+    """Encoder + token-classification head (AutoModelForTokenClassification: dropout and a Linear layer
+    on every sub-word's last hidden state), one output per tag in `labels`. The head is initialized
+    from `seed` (the zero-shot row is the untrained head, the fine-tune's starting point); with a
+    full fine-tune's folder as `adapter`, that folder is loaded instead, its trained head included."""
+    from transformers import AutoModelForTokenClassification
+
+    if artifact_kind(adapter) == "full":
+        model_dir, adapter = adapter, None
+    check_weights(model_dir, adapter)
+    torch.manual_seed(seed)
+    model = AutoModelForTokenClassification.from_pretrained(
+        model_dir,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        dtype=resolve_dtype(spec["dtype"]),
+        use_safetensors=True,
+        trust_remote_code=spec["trust_remote_code"],
+    )
+    model.head_kind, model.head_new_modules = TOKEN_HEAD, []
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    return model.to(device()).eval()

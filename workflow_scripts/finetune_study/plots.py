@@ -12,13 +12,15 @@ from . import model_kinds, runs  # noqa: E402
 from .common import atomic_write_bytes  # noqa: E402
 from .finetune_methods import METHOD_LABELS  # noqa: E402
 
+BASELINE_LABELS = {"majority": "majority class (train)", "dictionary": "dictionary of train entities"}
+
 
 def run_label(model, method, kind):
     """A run's name in figures and tables. method: a run ('zeroshot', 'raw', 'baseline', 'dora-s0')
     or a fine-tune method ('dora'). kind: the model type ('causal_lm', 'encoder') or 'baseline';
     roles (base/instruct) are shown by the report only, so a role edit redraws nothing."""
     if method == "baseline":
-        return "majority class (train)"
+        return BASELINE_LABELS.get(model, f"{model} baseline")
     finetuned = runs.run_method(method)
     if finetuned:
         point = runs.run_point(method)
@@ -27,6 +29,12 @@ def run_label(model, method, kind):
         return f"raw prompt: {model}"
     label = model_kinds.get(kind).ZERO_SHOT_LABEL if kind in model_kinds.MODEL_KINDS else "zero-shot"
     return f"{label}: {model}"
+
+
+def seeded_run_label(model, method, kind):
+    """run_label, with the seed of a fine-tuned run: one label per replicate."""
+    seed = runs.method_seed(method)
+    return run_label(model, method, kind) + (f" (seed {seed})" if seed is not None else "")
 
 
 def error_bar(m):
@@ -245,3 +253,58 @@ def training_grid(summaries, path):
 
 def _sort_key(x):
     return (0, x, "") if isinstance(x, (int, float)) and not isinstance(x, bool) else (1, 0, str(x))
+
+
+def entity_bars(labels, rows, path, title=""):
+    """Horizontal bars per run: entity F1 on strict spans (taggers) and on (type, text) pairs (every
+    run), each with its 95% bootstrap interval. rows: {"entity_f1"?: interval, "pair_f1": interval}."""
+    keys = [("entity_f1", "F1, strict spans (seqeval)"), ("pair_f1", "F1, (type, text) pairs")]
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(labels) + 1.5))
+    height = 0.38
+    for j, (key, name) in enumerate(keys):
+        ys = [i + j * height for i, r in enumerate(rows) if key in r]
+        vals = [r[key] for r in rows if key in r]
+        if not vals:
+            continue
+        bars = [error_bar(v) for v in vals]
+        drawn = ax.barh(
+            ys,
+            [v["mean"] for v in vals],
+            height,
+            xerr=[[b[0] for b in bars], [b[1] for b in bars]],
+            capsize=2,
+            label=name,
+        )
+        ax.bar_label(drawn, fmt="%.2f", fontsize=7, padding=8)
+    ax.set_yticks([i + height / 2 for i in range(len(labels))], labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("entity-level micro F1 (95% bootstrap interval over sentences)", fontsize=8)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    save_fig(fig, path)
+
+
+def per_type_heatmap(labels, types, values, path):
+    """Runs x entity types, F1 on (type, text) pairs per type; values[i][j] (None: not scored)."""
+    import numpy as np
+
+    grid = np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.1 * len(types) + 4, 0.5 * len(labels) + 1.8))
+    ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    for i in range(len(labels)):
+        for j in range(len(types)):
+            if not np.isnan(grid[i, j]):
+                ax.text(
+                    j,
+                    i,
+                    f"{grid[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if grid[i, j] < 0.5 else "black",
+                )
+    ax.set_xticks(range(len(types)), types, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_title("F1 per entity type, (type, text) pairs", fontsize=9)
+    save_fig(fig, path)

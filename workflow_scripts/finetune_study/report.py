@@ -27,6 +27,7 @@ PACKAGES = [
     "sacrebleu",
     "rouge-score",
     "bert-score",
+    "seqeval",
     "matplotlib",
     "datasets",
 ]

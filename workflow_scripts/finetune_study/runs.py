@@ -142,3 +142,23 @@ def grid_points(task):
 def finetuned(task):
     """(model, run) of every fine-tuned run of a task, in report order."""
     return [(m, r) for m, r in methods(task) if method_seed(r) is not None]
+
+
+def first_finetune(task, model_name):
+    """The first fine-tune entry of a model in a task (config order), or None."""
+    return next((ft for m, ft in finetune_entries(task) if m == model_name), None)
+
+
+def encoder_max_length(task, model_name, run, default):
+    """Truncation of an encoder's inputs: a fine-tuned run's own max_length; for the zero-shot row the
+    model's first fine-tune's (so it sees that fine-tune's tokens), else `default`."""
+    parsed = parse_run_point(run) if run else None
+    ft = finetune_entry(task, model_name, parsed[0], parsed[1]) if parsed else first_finetune(task, model_name)
+    return ft["training"]["max_length"] if ft else default
+
+
+def head_seed(task, model_name):
+    """Seed of an encoder's untrained head for its zero-shot row: the first seed of the model's first
+    fine-tune, so the zero-shot row is that fine-tune's starting point."""
+    ft = first_finetune(task, model_name)
+    return finetune_seeds(ft)[0] if ft else 0

@@ -23,7 +23,8 @@ INTERFACE = {
     "AUTO_CLASS": "the transformers Auto class prepare_model loads it with",
     "HEAD": "whether prepare_model records a classification head for it (head.json)",
     "ZERO_SHOT_LABEL": "how figures and tables name its run without fine-tuning",
-    "load": "(model_dir, spec, *, labels, seed, adapter, quantize) -> the model, for training or inference",
+    "load": "(model_dir, spec, *, labels, seed, adapter, quantize, task_type) -> the model, for training or "
+    "inference (task_type: the PEFT task type it trains with, which picks an encoder's head)",
 }
 
 

@@ -13,7 +13,7 @@ HEAD = False  # no classification head to detect
 ZERO_SHOT_LABEL = "zero-shot"
 
 
-def load(model_dir, spec, *, labels=None, seed=0, adapter=None, quantize=None):
+def load(model_dir, spec, *, labels=None, seed=0, adapter=None, quantize=None, task_type="CAUSAL_LM"):
     from .. import models
 
     return models.load_causal_lm(model_dir, spec, adapter=adapter, quantize=quantize)

@@ -14,7 +14,11 @@ and the schema.
 
 import importlib
 
-TASK_TYPES = ("classification", "generation")  # the registry: the one line a new task type edits
+TASK_TYPES = (
+    "classification",
+    "generation",
+    "token_classification",
+)  # the registry: the one line a new task type edits
 
 INTERFACE = {
     # tasks/<name>.py, read at parse time
@@ -41,6 +45,8 @@ INTERFACE = {
         "stratify_labels": "(task) -> labels to stratify subsamples by, or None",
         "hub_rows": "(rows, features, task) -> rows: a hub split's rows made like the files' rows",
         "split_summary": "(rows, task, duplicates_removed) -> dict for the data summary",
+        "derived_settings": "(task, splits, sources) -> task settings the parse-time file check derives from the files "
+        "(splits: {split: normalized rows}; sources: the files)",
     },
     # tasks/<name>_training.py: the finetune job
     "training": {

@@ -99,23 +99,13 @@ def report_inputs(task_name, task, config):
     }
 
 
-def _first_entry(task, model_name):
-    return next((ft for m, ft in runs.finetune_entries(task) if m == model_name), None)
-
-
 def encoder_max_length(task, model_name, run=None):
-    """Truncation of an encoder's inputs: a fine-tuned run's own max_length; for the zero-shot row the
-    model's first fine-tune's (so it sees that fine-tune's tokens), else ENCODER_MAX_LENGTH."""
-    parsed = runs.parse_run_point(run) if run else None
-    ft = runs.finetune_entry(task, model_name, parsed[0], parsed[1]) if parsed else _first_entry(task, model_name)
-    return ft["training"]["max_length"] if ft else ENCODER_MAX_LENGTH
+    """An encoder's truncation (runs.encoder_max_length), ENCODER_MAX_LENGTH without a fine-tune."""
+    return runs.encoder_max_length(task, model_name, run, ENCODER_MAX_LENGTH)
 
 
 def head_seed(task, model_name):
-    """Seed of an encoder's untrained head for its zero-shot row: the first seed of the model's first
-    fine-tune, so the zero-shot row is that fine-tune's starting point."""
-    ft = _first_entry(task, model_name)
-    return runs.finetune_seeds(ft)[0] if ft else 0
+    return runs.head_seed(task, model_name)
 
 
 def inference_settings(config, task, model_name, method):

@@ -92,6 +92,10 @@ def hub_rows(rows, features, task):
     return _named_labels(rows, col, class_names) if class_names else rows
 
 
+def derived_settings(task, splits, sources):
+    return {}  # nothing is taken from the files
+
+
 def split_summary(rows, task, duplicates_removed=0):
     return {
         "rows": len(rows),

@@ -27,6 +27,10 @@ def hub_rows(rows, features, task):
     return rows
 
 
+def derived_settings(task, splits, sources):
+    return {}  # nothing is taken from the files
+
+
 def split_summary(rows, task, duplicates_removed=0):
     return {
         "rows": len(rows),

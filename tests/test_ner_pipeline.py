@@ -1,0 +1,216 @@
+"""Named-entity recognition end to end: snakemake on WNUT-17 sentences with a tiny BERT token head
+(untrained, LoRA), a tiny prompted LLM (zero-shot, raw prompt, LoRA) and the dictionary baseline.
+The scores are checked against seqeval and a by-hand (type, text) matching on the predictions
+files, the rerun plan after a decoding edit, and the resume of a killed token-head fine-tune."""
+
+from collections import Counter
+
+import pytest
+from seqeval.metrics import f1_score, precision_score, recall_score
+from seqeval.scheme import IOB2
+
+import tiny
+from finetune_study import common
+
+TASK = "wnut"
+TYPES = ["corporation", "creative-work", "group", "location", "person", "product"]
+RUNS = [
+    ("tiny_bert", "zeroshot"),
+    ("tiny_llama", "zeroshot"),
+    ("tiny_llama", "raw"),
+    ("tiny_bert", "lora-s0"),
+    ("tiny_llama", "lora-s0"),
+    ("dictionary", "baseline"),
+]
+
+
+def ner_config(models_dir):
+    c = tiny.tiny_config(models_dir, None)
+    c["tokenizer_study"] = None
+    c["tasks"] = {
+        TASK: {
+            "type": "token_classification",
+            "files": {"train": "wnut17/train.conll", "validation": "wnut17/dev.conll", "test": "wnut17/test.conll"},
+            "sample": {"train": 150, "validation": 12, "test": 40},
+            "decoding": {"max_new_tokens": 10, "batch_size": 8},
+            "bootstrap": 200,
+            "models": ["tiny_bert", "tiny_llama"],
+            "raw_prompt_models": ["tiny_llama"],
+            "finetune": {
+                "tiny_bert": {
+                    "lora": {"r": 4, "alpha": 8, "target_modules": ["query", "value"]},
+                    "training": {
+                        "epochs": 2,
+                        "batch_size": 8,
+                        "learning_rate": 0.01,
+                        "eval_every": 3,
+                        "checkpoint_every": 1,
+                        "patience": 5,
+                        "max_length": 256,
+                    },
+                },
+                "tiny_llama": {
+                    "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+                    "training": {
+                        "max_steps": 3,
+                        "batch_size": 8,
+                        "learning_rate": 0.01,
+                        "eval_every": 3,
+                        "patience": 5,
+                        "max_length": 192,
+                    },
+                },
+            },
+        }
+    }
+    return c
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ner")
+    tiny.make_tiny_llama(base / "models" / "llama")
+    tiny.make_tiny_bert(base / "models" / "bert")
+    work = base / "work"
+    config = ner_config(base / "models")
+    tiny.write_config(work, config)
+    tiny.snakemake(work, "results/report.html")
+    return base, work, config
+
+
+def preds(work, model, method):
+    return common.read_jsonl(work / f"results/{TASK}/{model}/{method}/ner/predictions.jsonl")
+
+
+def metrics(work, model, method):
+    return tiny.read_json(work / f"results/{TASK}/{model}/{method}/ner/metrics.json")
+
+
+def by_hand_pairs(rows):
+    """Micro P/R/F1 of (type, lowercased text) multisets per sentence, counted here by hand."""
+    tp = npred = ngold = 0
+    for r in rows:
+        gold = Counter((t, " ".join(x.lower().split())) for t, x in r["gold_pairs"])
+        pred = Counter((t, " ".join(x.lower().split())) for t, x in r["pred_pairs"])
+        tp += sum(min(c, gold[k]) for k, c in pred.items())
+        npred, ngold = npred + sum(pred.values()), ngold + sum(gold.values())
+    p, r = (tp / npred if npred else 0.0), (tp / ngold if ngold else 0.0)
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+@pytest.mark.parametrize("model,method", RUNS)
+def test_scores_match_seqeval_and_hand_matching(run, model, method):
+    _, work, _ = run
+    rows, m = preds(work, model, method), metrics(work, model, method)
+    assert m["n"] == len(rows) == 40
+    assert all(len(r["gold_tags"]) == len(r["tokens"]) for r in rows)
+    p, r, f = by_hand_pairs(rows)
+    assert m["pairs"]["precision"] == pytest.approx(p, abs=1e-12)
+    assert m["pairs"]["recall"] == pytest.approx(r, abs=1e-12)
+    assert m["intervals"]["pair_f1"]["mean"] == pytest.approx(f, abs=1e-12)
+    iv = m["intervals"]["pair_f1"]
+    assert iv["low"] <= iv["mean"] <= iv["high"]
+    tagger = model != "tiny_llama"
+    assert m["tagger"] is tagger
+    if tagger:
+        assert all(len(r["pred_tags"]) == len(r["tokens"]) for r in rows)
+        gold, pred = [r["gold_tags"] for r in rows], [r["pred_tags"] for r in rows]
+        direct = f1_score(gold, pred, mode="strict", scheme=IOB2, zero_division=0)
+        assert m["strict"]["f1"] == pytest.approx(direct, abs=1e-12)
+        assert m["intervals"]["entity_f1"]["mean"] == pytest.approx(direct, abs=1e-12)
+        assert m["strict"]["precision"] == pytest.approx(
+            precision_score(gold, pred, mode="strict", scheme=IOB2, zero_division=0), abs=1e-12
+        )
+        assert m["strict"]["recall"] == pytest.approx(
+            recall_score(gold, pred, mode="strict", scheme=IOB2, zero_division=0), abs=1e-12
+        )
+    else:
+        assert "entity_f1" not in m["intervals"]
+        assert m["unparsed_lines"] == sum(r["unparsed_lines"] for r in rows)
+    if method == "lora-s0":
+        assert m["vs_zeroshot"]["metric"] == ("entity_f1" if tagger else "pair_f1")
+        zs = metrics(work, model, "zeroshot")
+        key = m["vs_zeroshot"]["metric"]
+        assert m["vs_zeroshot"]["mean"] == pytest.approx(
+            m["intervals"][key]["mean"] - zs["intervals"][key]["mean"], abs=1e-12
+        )
+    else:
+        assert "vs_zeroshot" not in m
+
+
+def test_dictionary_baseline_finds_training_entities(run):
+    """Every test entity whose exact (lowercased) words are a training entity of one type, and that
+    no longer training entity overlaps, is found by the dictionary."""
+    _, work, _ = run
+    train = common.read_jsonl(work / f"results/{TASK}/data/train.jsonl")
+    from finetune_study.conll import spans
+
+    known = {}
+    for r in train:
+        for t, s, e in spans(r["tags"]):
+            known.setdefault(tuple(w.lower() for w in r["tokens"][s:e]), set()).add(t)
+    rows = preds(work, "dictionary", "baseline")
+    for r in rows:
+        for t, s, e in spans(r["pred_tags"]):
+            assert tuple(w.lower() for w in r["tokens"][s:e]) in known  # only training entities are tagged
+    assert metrics(work, "dictionary", "baseline")["unparsed_lines"] == 0
+
+
+def test_report_and_metrics_csv(run):
+    _, work, _ = run
+    import csv
+
+    table = list(csv.DictReader((work / "results/metrics.csv").open()))
+    got = {(r["model"], r["method"], r["seed"]) for r in table if r["task"] == TASK}
+    assert got == {(m, meth.split("-")[0], "0" if "-s" in meth else "") for m, meth in RUNS}
+    for r in table:
+        m = metrics(work, r["model"], r["method"] + ("-s" + r["seed"] if r["seed"] else ""))
+        assert float(r["pair_f1"]) == pytest.approx(m["intervals"]["pair_f1"]["mean"])
+        assert (r["entity_f1"] == "") == (not m["tagger"])
+    html = (work / "results/report.html").read_text()
+    assert "Task: wnut (named-entity recognition)" in html
+    assert "F1 per entity type" in html and "dictionary of train entities" in html
+    assert html.index("Entity F1 on the test sentences") < html.index("<h3>Data</h3>")  # headline first
+    assert "<script" not in html.split("<body>")[1].lower()
+
+
+def test_decoding_edit_reruns_only_the_prompted_llm(run, tmp_path):
+    _, work, config = run
+    copy, config = tiny.copy_run(run, tmp_path)
+    config = tiny.edited(config, lambda c: c["tasks"][TASK]["decoding"].update(max_new_tokens=12))
+    tiny.write_config(copy, config)
+    assert tiny.planned_jobs(copy, "results/report.html") == {
+        "tag_entities": 3,  # tiny_llama zeroshot, raw, lora-s0; never the tagger
+        "score_entities": 3,
+        "ner_figures": 1,
+        "report": 1,
+    }
+
+
+def test_killed_token_head_finetune_resumes_exactly(run, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    _, work, _ = run
+    copy, _ = tiny.copy_run(run, tmp_path)
+    run_dir = f"results/{TASK}/tiny_bert/lora-s0"
+    shutil.rmtree(copy / run_dir)
+    first = tiny.snakemake(copy, f"{run_dir}/adapter", env={"LORA_WF_KILL_AFTER_STEP": "3"}, check=False)
+    assert first.returncode != 0 and not (copy / run_dir / "adapter").exists()
+    tiny.snakemake(copy, f"{run_dir}/adapter")
+    resumed, clean = (
+        tiny.read_json(copy / run_dir / "train_log.json"),
+        tiny.read_json(work / run_dir / "train_log.json"),
+    )
+    assert resumed["resumed_from"] == [3] and clean["resumed_from"] == []
+    assert [h["step"] for h in resumed["history"]] == list(range(1, clean["final_step"] + 1))
+    assert [h["train_loss"] for h in resumed["history"]] == pytest.approx(
+        [h["train_loss"] for h in clean["history"]], rel=1e-5
+    )
+    a = load_file(str(copy / run_dir / "adapter/adapter_model.safetensors"))
+    b = load_file(str(work / run_dir / "adapter/adapter_model.safetensors"))
+    assert a.keys() == b.keys() and any("classifier" in k for k in a)  # the trained head is saved with LoRA
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)

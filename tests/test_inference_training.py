@@ -344,7 +344,7 @@ def test_eval_sample_is_a_fixed_seeded_subset_in_order():
 
 
 def test_the_loss_is_chosen_by_task_type_not_by_label_shape():
-    """Per-token labels (as NER's will be) are 2-D like a causal LM's; the loss comes from the task
+    """Per-token labels (NER's, TOKEN_CLS) are 2-D like a causal LM's; the loss comes from the task
     type that finetune.py names, and a batch whose labels do not fit it is an error."""
     from finetune_study import loss
 
@@ -354,9 +354,12 @@ def test_the_loss_is_chosen_by_task_type_not_by_label_shape():
         loss.batch_loss(None, per_token, "SEQ_CLS")
     with pytest.raises(ValueError, match="CAUSAL_LM loss reads 2-D labels, got shape"):
         loss.n_loss_tokens(per_example, "CAUSAL_LM")
-    with pytest.raises(ValueError, match="no training loss for task type 'TOKEN_CLS'"):
-        loss.batch_loss(None, per_token, "TOKEN_CLS")
+    with pytest.raises(ValueError, match="TOKEN_CLS loss reads 2-D labels, got shape"):
+        loss.batch_loss(None, per_example, "TOKEN_CLS")
+    with pytest.raises(ValueError, match="no training loss for task type 'QUESTION_ANS'"):
+        loss.batch_loss(None, per_token, "QUESTION_ANS")
     # hand-counted: answer tokens after the first position, or one target per example
     per_token["labels"][0, :3] = -100
     assert loss.n_loss_tokens(per_token, "CAUSAL_LM") == 2 + 4
     assert loss.n_loss_tokens(per_example, "SEQ_CLS") == 2
+    assert loss.n_loss_tokens(per_token, "TOKEN_CLS") == 2 + 5  # every tagged sub-word, the first one included

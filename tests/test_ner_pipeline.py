@@ -19,6 +19,7 @@ RUNS = [
     ("tiny_llama", "zeroshot"),
     ("tiny_llama", "raw"),
     ("tiny_bert", "lora-s0"),
+    ("tiny_bert", "full-s0"),
     ("tiny_llama", "lora-s0"),
     ("dictionary", "baseline"),
 ]
@@ -37,18 +38,30 @@ def ner_config(models_dir):
             "models": ["tiny_bert", "tiny_llama"],
             "raw_prompt_models": ["tiny_llama"],
             "finetune": {
-                "tiny_bert": {
-                    "lora": {"r": 4, "alpha": 8, "target_modules": ["query", "value"]},
-                    "training": {
-                        "epochs": 2,
-                        "batch_size": 8,
-                        "learning_rate": 0.01,
-                        "eval_every": 3,
-                        "checkpoint_every": 1,
-                        "patience": 5,
-                        "max_length": 256,
+                "tiny_bert": [
+                    {
+                        "lora": {"r": 4, "alpha": 8, "target_modules": ["query", "value"]},
+                        "training": {
+                            "epochs": 2,
+                            "batch_size": 8,
+                            "learning_rate": 0.01,
+                            "eval_every": 3,
+                            "checkpoint_every": 1,
+                            "patience": 5,
+                            "max_length": 256,
+                        },
                     },
-                },
+                    {
+                        "method": "full",
+                        "training": {
+                            "max_steps": 4,
+                            "batch_size": 8,
+                            "learning_rate": 0.001,
+                            "eval_every": 2,
+                            "max_length": 256,
+                        },
+                    },
+                ],
                 "tiny_llama": {
                     "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
                     "training": {
@@ -127,7 +140,7 @@ def test_scores_match_seqeval_and_hand_matching(run, model, method):
     else:
         assert "entity_f1" not in m["intervals"]
         assert m["unparsed_lines"] == sum(r["unparsed_lines"] for r in rows)
-    if method == "lora-s0":
+    if method in ("lora-s0", "full-s0"):
         assert m["vs_zeroshot"]["metric"] == ("entity_f1" if tagger else "pair_f1")
         zs = metrics(work, model, "zeroshot")
         key = m["vs_zeroshot"]["metric"]

@@ -50,6 +50,23 @@ def generation(models, finetunes, decodings):
     }
 
 
+def token_classification(models, finetunes, prepared_models):
+    """Jobs of one token-classification task: entities per zero-shot and fine-tuned run, a score per
+    run plus the dictionary baseline's."""
+    runs = models + finetunes
+    return {
+        "prepare_data": 3,
+        "data_summary": 1,
+        "prepare_model": prepared_models,
+        "finetune": finetunes,
+        "dictionary_baseline": 1,
+        "tag_entities": runs,
+        "score_entities": runs + 1,
+        "ner_figures": 1,
+        "report": 1,
+    }
+
+
 TOKENIZERS = {"task_text": 1, "tokenizer_stats": 1, "chat_templates": 1}
 EXPECTED = {
     # distilbert: untrained head + LoRA
@@ -73,6 +90,10 @@ EXPECTED = {
     # Gemma base and SmolLM2 zero-shot, SmolLM2 LoRA; 1 named decoding (greedy) + 2 x 2 x 2 grid
     # points, of which nb1_t0 are greedy and nb2_t0 one beam search: greedy + nb2_t0 + 4 sampled
     "alpaca_7b.offline": generation(2, 1, 1 + 1 + 4),
+    # BERT-base-cased, RoBERTa-base (untrained head, LoRA x 3 seeds each), Llama-3.2-1B-Instruct (zero-shot, LoRA)
+    "wnut17_ner.hub": token_classification(3, 7, 3),
+    # MiniLM (untrained head, LoRA x 3 seeds), SmolLM2 (chat, raw prompt, LoRA)
+    "wnut17_ner.offline": token_classification(3, 4, 2),
 }
 
 

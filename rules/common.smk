@@ -42,6 +42,8 @@ try:
             _task.update(
                 data_lib.check_task_files(_task_name, _task, config["data_dir"])
             )
+    # every task type's report entry builds (e.g. a hub NER task must list its entity types)
+    report_listing(config, cfg.selected_tasks(config))
 except (cfg.ConfigError, PipelineError) as err:
     raise WorkflowError(f"Error: {err}") from None
 

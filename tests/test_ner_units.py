@@ -213,3 +213,27 @@ def test_hub_rows_take_the_tag_names_of_the_dataset():
     task = {"tag_scheme": "iob2", "strict_iob2": True}
     (row,) = ner_data.normalize(raw, task, "leondz/wnut_17[test]")
     assert row["tags"] == ["B-location", "I-location", "B-person"] and row["text"] == "New York Bob"
+
+
+def test_a_hub_task_must_list_its_entity_types(tmp_path):
+    """With use_hub the data is not read at parse time, so the types cannot come from it: one line."""
+    import yaml
+
+    from conftest import REPO
+
+    study = yaml.safe_load((REPO / "configs/studies/wnut17_ner.hub.yaml").read_text())
+    del study["tasks"]["wnut17"]["entity_types"]
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    proc = tiny.snakemake(
+        tmp_path,
+        "-n",
+        "--configfile",
+        str(REPO / "config.yaml"),
+        str(tmp_path / "study.yaml"),
+        "--config",
+        f"data_dir={DATA_DIR}",
+        env={"LORA_WF_HUB_CHECK": "0"},
+        check=False,
+    )
+    lines = [x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("Error: ")]
+    assert proc.returncode != 0 and lines[0].startswith("Error: tasks.wnut17: list its entity_types:"), lines

@@ -81,6 +81,12 @@ def report_runs(task):
 
 
 def report_entry(task_name, task, config):
+    """The entity types, and which runs are taggers (the rules read this first, at parse time)."""
+    if "entity_types" not in task:  # with use_hub the data is not read at parse time
+        raise ConfigError(
+            f"tasks.{task_name}: list its entity_types: (with use_hub the data is not read before the jobs run, "
+            f"so the types cannot be taken from it)"
+        )
     models = config["models"]
     return {
         "entity_types": entity_types(task),

@@ -8,10 +8,8 @@ are keyed on the settings, the code and the weights, so another run's chunks are
 """
 
 import json
-import shutil
-from pathlib import Path
 
-from finetune_study import common, hashing, inference, model_kinds, models, prompting, provenance
+from finetune_study import common, inference, model_kinds, models, prediction_job, prompting
 
 s = json.loads(snakemake.params.settings)
 adapter = snakemake.input.get("adapter")
@@ -102,20 +100,5 @@ with common.log_to(common.snakemake_log(snakemake)):
 
     predict = {"encoder": encoder_predictor, "causal_lm": causal_lm_predictor}[s["model"]["type"]]()
 
-    run = Path(snakemake.output.predictions).parent.relative_to("results")
-    chunk_dir = (
-        Path(snakemake.config["checkpoint_dir"])
-        / "predict"
-        / run
-        / hashing.short_hash([s, snakemake.params.code, provenance.weights_fingerprint(snakemake.input.model, adapter)])
-    )
-    preds = inference.run_chunked(rows, predict, chunk_dir, snakemake.params.chunk_size)
-    common.write_jsonl(snakemake.output.predictions, preds)
-    common.write_json(
-        snakemake.output.provenance,
-        provenance.provenance(
-            snakemake.params.code, {"test": snakemake.input.test}, snakemake.input.model, adapter, s["model"]["dtype"]
-        ),
-    )
-    shutil.rmtree(chunk_dir, ignore_errors=True)
+    preds = prediction_job.write_predictions(snakemake, rows, predict, s, "predict")
     print(f"wrote {len(preds)} predictions; unparsed: {sum(p['pred'] is None for p in preds)}")

@@ -10,19 +10,16 @@ resumes where it stopped.
 """
 
 import json
-import shutil
-from pathlib import Path
 
 from finetune_study import (
     common,
     conll,
-    hashing,
     inference,
     model_kinds,
     models,
     ner_prompting,
+    prediction_job,
     prompting,
-    provenance,
     word_tokens,
 )
 
@@ -98,20 +95,5 @@ with common.log_to(common.snakemake_log(snakemake)):
         return tag
 
     tag = {"encoder": encoder_tagger, "causal_lm": causal_lm_tagger}[s["model"]["type"]]()
-    run = Path(snakemake.output.predictions).parent.relative_to("results")
-    chunk_dir = (
-        Path(snakemake.config["checkpoint_dir"])
-        / "tag"
-        / run
-        / hashing.short_hash([s, snakemake.params.code, provenance.weights_fingerprint(snakemake.input.model, adapter)])
-    )
-    preds = inference.run_chunked(rows, tag, chunk_dir, snakemake.params.chunk_size)
-    common.write_jsonl(snakemake.output.predictions, preds)
-    common.write_json(
-        snakemake.output.provenance,
-        provenance.provenance(
-            snakemake.params.code, {"test": snakemake.input.test}, snakemake.input.model, adapter, s["model"]["dtype"]
-        ),
-    )
-    shutil.rmtree(chunk_dir, ignore_errors=True)
+    preds = prediction_job.write_predictions(snakemake, rows, tag, s, "tag")
     print(f"tagged {len(preds)} sentences; unparsed output lines: {sum(p['unparsed_lines'] for p in preds)}")

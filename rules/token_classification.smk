@@ -6,7 +6,7 @@ from finetune_study.tasks import token_classification as ner
 
 rule tag_entities:
     input:
-        unpack(lambda w: ner.tag_inputs(w.task, w.model, w.method)),
+        unpack(predict_inputs),
     output:
         predictions=paths.NER_PREDICTIONS,
         provenance=paths.NER_PROVENANCE,

@@ -120,18 +120,6 @@ def report_inputs(task_name, task, config):
     }
 
 
-def tag_inputs(task_name, model, method):
-    """The tag_entities job's inputs: the prepared model, the test split (and train: the word-length
-    check covers every split a fine-tune reads), and a fine-tuned run's adapter."""
-    inputs = {
-        "model": paths.MODEL_DIR.format(model=model),
-        "test": paths.SPLIT.format(task=task_name, split="test"),
-    }
-    if runs.method_seed(method) is not None:
-        inputs["adapter"] = paths.ADAPTER.format(task=task_name, model=model, method=method)
-    return inputs
-
-
 def tag_settings(config, task, model_name, method):
     """What a run's entities depend on: a tagger never reruns for a decoding change."""
     model = config["models"][model_name]

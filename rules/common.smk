@@ -101,8 +101,7 @@ def task_code(script):
 def data_inputs(wildcards):
     if config["use_hub"]:
         return []
-    files = TASKS[wildcards.task]["files"]
-    return [str(Path(config["data_dir"]) / f) for f in files.values()]
+    return data_lib.task_paths(TASKS[wildcards.task], config["data_dir"])
 
 
 def predict_inputs(wildcards):

@@ -91,6 +91,7 @@ SLOW_FIRST = [
     "test_resume",
     "test_training_grid",
     "test_ner_pipeline",
+    "test_source_target_pipeline",
     "test_hub_cache",
     "test_methods",
     "test_pipeline",

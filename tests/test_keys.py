@@ -39,7 +39,10 @@ def test_code_fingerprints_follow_the_import_graph():
         "make_figures.py",
         "grid_sweep.py",
         "score_entities.py",  # ner_metrics: entity bootstrap intervals
+        "score_targets.py",  # source_target_metrics: multi-reference intervals
+        "target_perplexity.py",  # generation_metrics.perplexity
     }
+    assert "stats.py" not in {f.name for f in fingerprints.code_files("target_baseline.py")}  # no model, no numpy
     assert importers("data.py") == {"prepare_data.py", "data_summary.py"}
     assert "loss.py" in {
         f.name for f in fingerprints.code_files("reference_perplexity.py")

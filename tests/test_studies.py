@@ -67,6 +67,24 @@ def token_classification(models, finetunes, prepared_models):
     }
 
 
+def source_target(models, finetunes, prepared_models, decodings, baselines):
+    """Jobs of one source -> target task: outputs and reference perplexity per zero-shot and
+    fine-tuned run (outputs once per distinct decoding), the baselines' outputs, a score per output set."""
+    runs = models + finetunes
+    return {
+        "prepare_data": 3,
+        "data_summary": 1,
+        "prepare_model": prepared_models,
+        "finetune": finetunes,
+        "generate_targets": runs * decodings,
+        "target_perplexity": runs,
+        "target_baseline": baselines,
+        "score_targets": runs * decodings + baselines,
+        "target_figures": 1,
+        "report": 1,
+    }
+
+
 TOKENIZERS = {"task_text": 1, "tokenizer_stats": 1, "chat_templates": 1}
 EXPECTED = {
     # distilbert: untrained head + LoRA
@@ -94,6 +112,15 @@ EXPECTED = {
     "wnut17_ner.hub": token_classification(3, 7, 3),
     # MiniLM (untrained head, LoRA x 3 seeds), SmolLM2 (chat, raw prompt, LoRA)
     "wnut17_ner.offline": token_classification(3, 4, 2),
+    # FLAN-T5-base (zero-shot, LoRA x 3 seeds), BART-large-xsum, Llama-3.2-1B-Instruct (zero-shot, LoRA);
+    # greedy, and a num_beams grid [1, 4] whose nb1 is greedy: 2 generations per run; copy and lead
+    "dialogsum_summarization.hub": source_target(3, 4, 3, 2, 2),
+    # SmolLM2 (zero-shot, LoRA), Gemma-3-270M zero-shot; greedy; copy and lead
+    "dialogsum_summarization.offline": source_target(2, 1, 2, 1, 2),
+    # OPUS-MT (zero-shot, LoRA x 3 seeds), NLLB-600M, Llama-3.2-1B-Instruct (zero-shot, LoRA); copy
+    "tatoeba_translation.hub": source_target(3, 4, 3, 1, 1),
+    # Gemma-3-270M (zero-shot, LoRA), SmolLM2 zero-shot; copy
+    "tatoeba_translation.offline": source_target(2, 1, 2, 1, 1),
 }
 
 

@@ -1,5 +1,6 @@
-"""Tiny assets for the tests: randomly initialized LLaMA-style and BERT-style models with a real
-tokenizer from ../shared/data/tokenizers/, a tiny config, and a snakemake runner."""
+"""Tiny assets for the tests: randomly initialized LLaMA-style, BERT-style and encoder-decoder (T5,
+BART) models with a real tokenizer from ../shared/data/tokenizers/, a tiny config, and a snakemake
+runner."""
 
 import copy
 import json
@@ -62,6 +63,76 @@ def make_tiny_bert(folder, seed=0):
         pad_token_id=tok.eos_token_id,
     )
     BertModel(cfg).save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def seq2seq_tokenizer():
+    """The gpt2 tokenizer made to behave like T5's and BART's: a pad token of its own (<pad>, the
+    last id) and an EOS (<|endoftext|>) appended to every text encoded with special tokens."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(DATA_DIR / "tokenizers" / "gpt2")
+    tok.add_special_tokens({"pad_token": "<pad>"})
+    eos = tok.eos_token
+    tok._tokenizer.post_processor = TemplateProcessing(
+        single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, tok.eos_token_id)]
+    )
+    return tok
+
+
+def make_tiny_t5(folder, seed=0):
+    """A 2+2-layer T5 (d_model 32); its decoder starts from the pad token, as T5's does."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tok = seq2seq_tokenizer()
+    torch.manual_seed(seed)
+    cfg = T5Config(
+        vocab_size=len(tok),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=32,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.pad_token_id,
+    )
+    T5ForConditionalGeneration(cfg).save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def make_tiny_bart(folder, seed=0):
+    """A 2+2-layer BART (d_model 32); its decoder starts from the EOS token, as BART's does."""
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    tok = seq2seq_tokenizer()
+    torch.manual_seed(seed)
+    cfg = BartConfig(
+        vocab_size=len(tok),
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.eos_token_id,
+        forced_eos_token_id=None,
+        init_std=0.2,
+    )
+    BartForConditionalGeneration(cfg).save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)
     return folder
 

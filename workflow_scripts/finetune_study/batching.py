@@ -2,6 +2,8 @@
 
 - collate: right-padded {input_ids, attention_mask, labels}; labels are token labels (causal LMs,
   the prompt masked with -100) or one class index per example (encoders).
+- collate_seq2seq: an encoder-decoder batch: the source right-padded with its attention mask, the
+  target labels right-padded with -100 to their own width (source and target lengths differ).
 - collate_packed / pack_rows: a batch's causal-LM examples laid end to end in rows of `pack_length`
   tokens (first-fit-decreasing); position ids restart at every example, and transformers' attention
   masks (built from those position ids) keep each example from seeing another. Same examples per
@@ -41,6 +43,39 @@ def collate(examples, pad_id):
         else:
             labels[i] = e["labels"]
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def collate_seq2seq(examples, pad_id):
+    """Encoder-decoder batch tensors from examples {input_ids: source ids, labels: target ids (with
+    the EOS the tokenizer appends)}: {input_ids, attention_mask} right-padded to the longest source,
+    labels right-padded with -100 to the longest target. The model builds its decoder inputs from
+    the labels (shifted right after its decoder start token)."""
+    ids, mask = right_padded([e["input_ids"] for e in examples], pad_id)
+    width = max(len(e["labels"]) for e in examples)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    for i, e in enumerate(examples):
+        labels[i, : len(e["labels"])] = torch.tensor(e["labels"], dtype=torch.long)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+# PEFT task type -> its padded batch, where it is not `collate`
+COLLATE = {"SEQ_2_SEQ_LM": collate_seq2seq}
+
+
+def collate_for(task_type):
+    """The padded-batch function of a PEFT task type: collate_seq2seq or collate."""
+    return COLLATE.get(task_type, collate)
+
+
+def token_counts(examples, batch, task_type=None):
+    """(real, computed) tokens of a training batch: the examples' input tokens and the size of the
+    batch's input_ids, padding included; an encoder-decoder batch (SEQ_2_SEQ_LM) adds its target
+    tokens and the labels' size, as its decoder runs on them."""
+    real, computed = sum(len(e["input_ids"]) for e in examples), batch["input_ids"].numel()
+    if task_type == "SEQ_2_SEQ_LM":
+        real += sum(len(e["labels"]) for e in examples)
+        computed += batch["labels"].numel()
+    return real, computed
 
 
 def pack_rows(lengths, capacity):
@@ -84,8 +119,11 @@ def collate_packed(examples, pad_id, row_length):
     return {"input_ids": ids, "position_ids": pos, "labels": labels}
 
 
-def make_batch(examples, pad_id, cfg):
-    """The training batch for these examples: packed when cfg asks for it (causal LMs), else padded."""
+def make_batch(examples, pad_id, cfg, task_type=None):
+    """The training batch for these examples: packed when cfg asks for it (causal LMs), else padded
+    (collate_for(task_type)); an encoder-decoder batch (SEQ_2_SEQ_LM) is never packed."""
+    if task_type in COLLATE:
+        return COLLATE[task_type](examples, pad_id)
     if cfg.get("packing") and isinstance(examples[0]["labels"], list):
         return collate_packed(examples, pad_id, cfg.get("pack_length") or cfg.get("max_length") or 2048)
     return collate(examples, pad_id)

@@ -116,6 +116,27 @@ def normalize(rows, task, source):
     return tasks.part(task["type"], "data").normalize(rows, task, source)
 
 
+def split_paths(rel, data_dir):
+    """The files of one split's files: entry: one path, or an aligned {source, target} pair."""
+    rels = list(rel.values()) if isinstance(rel, dict) else [rel]
+    return [Path(data_dir) / r for r in rels]
+
+
+def task_paths(task, data_dir):
+    """Every data file of a task, as strings: what its data-prep jobs read."""
+    return [str(p) for rel in task["files"].values() for p in split_paths(rel, data_dir)]
+
+
+def _read_split(task, rel, data_dir):
+    """Raw rows of one split's files: entry (an aligned pair of plain-text files gives source/target rows)."""
+    if isinstance(rel, dict):
+        from .aligned_text import read_aligned
+
+        source, target = split_paths(rel, data_dir)
+        return read_aligned(source, target, task.get("encoding") or "utf-8")
+    return _read_task_file(task, Path(data_dir) / rel)
+
+
 def _read_task_file(task, path):
     encoding = task.get("encoding") or "utf-8"
     if file_format(path, task["format"]) == "conll":  # one token per line: sentences, not table rows
@@ -132,12 +153,12 @@ def check_task_files(name, task, data_dir):
     the entity types of a token-classification task that lists none)."""
     splits = {}
     for split, rel in task["files"].items():
-        path = Path(data_dir) / rel
-        rows = _read_task_file(task, path)
+        path = " + ".join(map(str, split_paths(rel, data_dir)))
+        rows = _read_split(task, rel, data_dir)
         splits[split] = normalize(rows, task, f"{path} (task {name}, {split})")
         if not splits[split]:
             raise PipelineError(f"{path}: split '{split}' of task {name} is empty after dropping rows")
-    sources = [str(Path(data_dir) / rel) for rel in task["files"].values()]
+    sources = task_paths(task, data_dir)
     return tasks.part(task["type"], "data").derived_settings(task, splits, sources)
 
 
@@ -207,8 +228,8 @@ def full_splits(task, data_dir, use_hub=False):
     else:
         raw = {}
         for split, rel in task["files"].items():
-            path = Path(data_dir) / rel
-            raw[split] = normalize(_read_task_file(task, path), task, str(path))
+            path = " + ".join(map(str, split_paths(rel, data_dir)))
+            raw[split] = normalize(_read_split(task, rel, data_dir), task, path)
     if "train" not in raw:
         raise PipelineError("task has no train split; give files: a train entry")
     return deduplicate(_carve(raw, task))
@@ -245,6 +266,13 @@ def _hub_splits(task):
     names = {"train": "train", "validation": "validation", "test": "test"}
     if "validation" not in ds and "valid" in ds:
         names["validation"] = "valid"
+    if task.get("hub_splits"):  # e.g. a test-only dataset whose test split is carved into all three
+        names = dict(task["hub_splits"])
+        missing = [h for h in names.values() if h not in ds]
+        if missing:
+            raise PipelineError(
+                f"{task['hub_id']}: no split {', '.join(missing)} (splits: {', '.join(ds)}); fix the task's hub_splits"
+            )
     out = {}
     for split, hub_split in names.items():
         if hub_split in ds:

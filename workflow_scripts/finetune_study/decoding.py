@@ -84,6 +84,23 @@ def expand_grid(grid, base) -> dict:
     return points
 
 
+def task_points(task) -> dict:
+    """A task's decoding points: its named `decodings` plus its expanded `decoding_grid`; ValueError
+    (naming the key) for a grid that does not expand or a point whose name clashes with a named one."""
+    points = dict(task["decodings"])
+    grid = task.get("decoding_grid")
+    if grid and grid.get("grid"):
+        try:
+            expanded = expand_grid(grid["grid"], grid["base"])
+        except ValueError as e:
+            raise ValueError(f"decoding_grid: {e}") from None
+        for name, point in expanded.items():
+            if name in points:
+                raise ValueError(f"decoding grid point '{name}' clashes with a named decoding; rename that one")
+            points[name] = point
+    return points
+
+
 def to_generate_kwargs(params) -> dict:
     """model.generate kwargs for a decoding entry. do_sample and num_beams are always passed (a
     model's own generation_config may default to sampling or to beams); greedy/beam search drops temperature, top_k, top_p.

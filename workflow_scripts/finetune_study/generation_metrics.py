@@ -4,7 +4,9 @@
 - rouge_l: per-example ROUGE-L F-measure (rouge_score, Porter stemmer).
 - bertscore_f1: per-example BERTScore F1 from a local encoder folder (works offline).
 - perplexity: perplexity of each reference given its prompt under a causal LM; the loss
-  counts only reference tokens (prompt and padding are labelled -100).
+  counts only reference tokens (prompt and padding are labelled -100). Under an encoder-decoder
+  model (T5, BART) the prompt is the encoder input and every token of the reference, tokenized as
+  training labels are (with the tokenizer's EOS), is scored by the decoder.
 - bootstrap_ci / bootstrap_corpus_bleu_ci: {"mean", "low", "high"}, a percentile bootstrap
   interval over examples; corpus BLEU is recomputed on every resample from per-sentence
   n-gram counts.
@@ -18,7 +20,7 @@ import math
 import numpy as np
 import torch
 
-from .batching import collate
+from .batching import collate, collate_seq2seq
 from .loss import answer_token_nll
 from .prompting import prompt_ids
 from .stats import bootstrap_indices, interval
@@ -97,15 +99,40 @@ def encode_prompt_reference(tokenizer, prompt, reference):
     return p + r, len(p)
 
 
+def encode_source_target(tokenizer, prompt, reference):
+    """An encoder-decoder example: {input_ids: the prompt as generation encodes it (with the
+    tokenizer's special tokens), labels: the reference with the tokenizer's special tokens (T5's and
+    BART's EOS)}, what a seq2seq fine-tune trains on."""
+    return {"input_ids": prompt_ids(tokenizer, prompt), "labels": tokenizer(reference)["input_ids"]}
+
+
+def _seq2seq_nll(model, encoded, batch_size, pad, dev):
+    """Summed NLL and token count of every example's labels (encode_source_target), by the decoder."""
+    nll, ntok = [], []
+    for start in range(0, len(encoded), batch_size):
+        t = {k: v.to(dev) for k, v in collate_seq2seq(encoded[start : start + batch_size], pad).items()}
+        logits = model(**t).logits.float()
+        keep = t["labels"] != -100
+        tok_nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), t["labels"].clamp(min=0), reduction="none")
+        nll += (tok_nll * keep).sum(1).tolist()
+        ntok += keep.sum(1).tolist()
+    return nll, ntok
+
+
 @torch.no_grad()
 def perplexity(model, tokenizer, prompts, references, batch_size=8) -> dict:
     """Per-example perplexity exp(mean NLL of the reference tokens) and the corpus perplexity
     exp(total NLL / total reference tokens). The first token of a sequence has no prediction, so
-    with an empty prompt and no BOS the reference's first token is not scored."""
+    with an empty prompt and no BOS the reference's first token is not scored. An encoder-decoder
+    model scores every reference token, its EOS included (encode_source_target)."""
     prompts, references = _check_pairs(prompts, references)
     model.eval()
     dev = next(model.parameters()).device
     pad = _pad_id(tokenizer)
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):  # T5, BART (inference.is_encoder_decoder)
+        encoded = [encode_source_target(tokenizer, p, r) for p, r in zip(prompts, references)]
+        nll, ntok = _seq2seq_nll(model, encoded, batch_size, pad, dev)
+        return _perplexities(nll, ntok)
     encoded = [encode_prompt_reference(tokenizer, p, r) for p, r in zip(prompts, references)]
     nll, ntok = [], []
     for start in range(0, len(encoded), batch_size):
@@ -115,6 +142,10 @@ def perplexity(model, tokenizer, prompts, references, batch_size=8) -> dict:
         tok_nll, rows = answer_token_nll(model, t)  # LM head on reference positions only
         nll += torch.zeros(len(batch), device=dev).index_add_(0, rows, tok_nll).tolist()
         ntok += (t["labels"][:, 1:] != -100).sum(1).tolist()
+    return _perplexities(nll, ntok)
+
+
+def _perplexities(nll, ntok):
     empty = [i for i, n in enumerate(ntok) if n == 0]
     if empty:
         raise ValueError(f"references {empty[:10]} have no tokens to score (empty reference?)")

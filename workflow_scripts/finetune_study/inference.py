@@ -3,7 +3,9 @@ argmax of an encoder's classification head. Long runs are done in chunks saved t
 killed job resumes at the first unfinished chunk.
 
 Generation sorts prompts by length and left-pads each batch, which keeps padding small and
-gives the same greedy outputs as one prompt at a time (checked in tests).
+gives the same greedy outputs as one prompt at a time (checked in tests). An encoder-decoder model
+(config.is_encoder_decoder: T5, BART) takes the prompt as its encoder input, right-padded (so
+positions never depend on the batch), and its output is the decoder's tokens after its start token.
 """
 
 import json
@@ -33,23 +35,36 @@ def _length_sorted_batches(lengths, batch_size):
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def is_encoder_decoder(model):
+    """Whether a model (or a PEFT model around one) is an encoder-decoder (T5, BART): its config says."""
+    return bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompt_token_ids, decoding, progress=True, with_ids=False):
-    """New text for each prompt (list of token-id lists), in input order; with_ids: (text, new token ids)."""
+    """New text for each prompt (list of token-id lists), in input order; with_ids: (text, new token ids).
+    An encoder-decoder model reads each prompt as its (right-padded) encoder input; its new tokens
+    are the decoder's after the decoder start token, trailing padding and EOS dropped."""
+    from .batching import right_padded
+
     kw = to_generate_kwargs(decoding)
     dev = next(model.parameters()).device
     pad = tokenizer.pad_token_id
+    seq2seq = is_encoder_decoder(model)
+    eos = tokenizer.eos_token_id if seq2seq else None
     outputs = [None] * len(prompt_token_ids)
     batches = _length_sorted_batches([len(p) for p in prompt_token_ids], decoding.get("batch_size", 16))
     for batch in tqdm(batches, desc="generate", disable=not progress, mininterval=5):
-        ids, mask = left_padded([prompt_token_ids[i] for i in batch], pad)
-        width = ids.shape[1]
+        ids, mask = (right_padded if seq2seq else left_padded)([prompt_token_ids[i] for i in batch], pad)
+        width = 1 if seq2seq else ids.shape[1]  # the decoder start token, or the prompt
         if kw.get("do_sample"):
             torch.manual_seed(decoding.get("seed", 0) + batch[0])
         out = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), pad_token_id=pad, **kw)
         for row, i in enumerate(batch):
             new = out[row, width:].tolist()
             while new and new[-1] == pad:  # padding after an early end of sequence
+                new.pop()
+            if seq2seq and new and new[-1] == eos:
                 new.pop()
             text = tokenizer.decode(new, skip_special_tokens=True)
             outputs[i] = (text, new) if with_ids else text

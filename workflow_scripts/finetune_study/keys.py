@@ -51,6 +51,8 @@ DATA_KEYS = [
     "tag_scheme",
     "strict_iob2",
     "entity_types",
+    "source_column",
+    "target_column",
 ]
 SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p")
 
@@ -66,6 +68,8 @@ def data_settings(config, task, split):
     settings["source"] = "hub" if config["use_hub"] else "files"
     if config["use_hub"]:
         settings["hub_id"], settings["hub_config"] = task.get("hub_id"), task.get("hub_config")
+        if task.get("hub_splits"):
+            settings["hub_splits"] = task["hub_splits"]
     return settings
 
 

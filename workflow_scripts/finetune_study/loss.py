@@ -9,8 +9,10 @@
 - batch_loss: the loss of the task type a fine-tune trains (LOSSES, keyed by PEFT's task type, as
   finetune.py chooses it from the task and the model kind): that mean for causal LMs (CAUSAL_LM),
   the model's own cross-entropy for encoder classifiers (SEQ_CLS) and token-classification heads
-  (TOKEN_CLS: over each word's first sub-word). It is never inferred from the
-  labels' shape; a batch whose labels do not have the shape its loss reads is an error.
+  (TOKEN_CLS: over each word's first sub-word), and an encoder-decoder model's own cross-entropy
+  on its decoder's target tokens (SEQ_2_SEQ_LM: labels -100 on padding; the model shifts the labels
+  right into its decoder inputs itself). It is never inferred from the labels' shape; a batch
+  whose labels do not have the shape its loss reads is an error.
 """
 
 import torch
@@ -79,6 +81,12 @@ def token_classification_loss(model, batch):
     return model(**batch).loss
 
 
+def seq2seq_loss(model, batch):
+    """The encoder-decoder model's own mean cross-entropy over the target tokens (labels != -100).
+    A prompt- or prefix-tuned model's virtual tokens go in through PEFT's seq2seq forward."""
+    return model(**batch).loss
+
+
 def _causal_targets(labels):
     return int((labels[:, 1:] != -100).sum())
 
@@ -96,6 +104,7 @@ LOSSES = {
     "CAUSAL_LM": (causal_answer_loss, _causal_targets, 2),
     "SEQ_CLS": (sequence_classification_loss, _one_per_example, 1),
     "TOKEN_CLS": (token_classification_loss, _tagged_tokens, 2),
+    "SEQ_2_SEQ_LM": (seq2seq_loss, _tagged_tokens, 2),
 }
 
 
@@ -114,6 +123,6 @@ def batch_loss(model, batch, task_type):
 
 
 def n_loss_tokens(batch, task_type):
-    """How many targets batch_loss averages over: answer tokens (CAUSAL_LM), examples (SEQ_CLS) or
-    tagged sub-words (TOKEN_CLS)."""
+    """How many targets batch_loss averages over: answer tokens (CAUSAL_LM), examples (SEQ_CLS),
+    tagged sub-words (TOKEN_CLS) or target tokens (SEQ_2_SEQ_LM)."""
     return _loss_of(task_type, batch)[1](batch["labels"])

@@ -5,6 +5,8 @@ A fine-tune's output folder (results/<task>/<model>/<method>-s<seed>/adapter) is
 of the prepared model: a PEFT adapter (adapter_config.json) on the base weights, or, for a full
 fine-tune (config.json, no adapter_config.json), the folder itself as the model (artifact_kind).
 A qlora adapter's quantization.json says its base is loaded in 4-bit, as it was trained.
+Causal LMs (load_causal_lm), encoder-decoder models (load_seq2seq_lm) and encoders with a head
+(load_classifier, load_token_classifier) each have their loader.
 
 Security: trust_remote_code only when the config asks for it; weights saved and loaded as
 safetensors (use_safetensors=True), so no pickle is ever read.
@@ -203,6 +205,27 @@ def load_causal_lm(model_dir, spec, adapter=None, quantize=None):
 
         model = PeftModel.from_pretrained(model, adapter)
     return (model if quantize else model.to(device())).eval()
+
+
+def load_seq2seq_lm(model_dir, spec, adapter=None):
+    """The prepared encoder-decoder model (AutoModelForSeq2SeqLM), with a fine-tune's output folder
+    if given: a PEFT adapter on top, or a full fine-tune loaded instead of the base."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    if artifact_kind(adapter) == "full":
+        model_dir, adapter = adapter, None
+    check_weights(model_dir, adapter)
+    model = AutoModelForSeq2SeqLM.from_pretrained(
+        model_dir,
+        dtype=resolve_dtype(spec["dtype"]),
+        use_safetensors=True,
+        trust_remote_code=spec["trust_remote_code"],
+    )
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    return model.to(device()).eval()
 
 
 def load_classifier(model_dir, spec, labels, seed, adapter=None):

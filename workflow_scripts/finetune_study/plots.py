@@ -12,7 +12,12 @@ from . import model_kinds, runs  # noqa: E402
 from .common import atomic_write_bytes  # noqa: E402
 from .finetune_methods import METHOD_LABELS  # noqa: E402
 
-BASELINE_LABELS = {"majority": "majority class (train)", "dictionary": "dictionary of train entities"}
+BASELINE_LABELS = {
+    "majority": "majority class (train)",
+    "dictionary": "dictionary of train entities",
+    "copy": "copy the source",
+    "lead": "lead sentences of the source",
+}
 
 
 def run_label(model, method, kind):

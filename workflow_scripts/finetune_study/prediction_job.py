@@ -9,17 +9,17 @@ from pathlib import Path
 from . import common, hashing, inference, provenance
 
 
-def write_predictions(snakemake, rows, predict_fn, settings, stage):
-    """The predictions of every row (also written to snakemake.output.predictions), resuming from
-    the chunks a killed job with the same key left."""
+def write_predictions(snakemake, rows, predict_fn, settings, stage, output="predictions"):
+    """The predictions of every row (also written to snakemake.output[output]), resuming from the
+    chunks a killed job with the same key left."""
     adapter = snakemake.input.get("adapter")
-    run = Path(snakemake.output.predictions).parent.relative_to("results")
+    run = Path(snakemake.output[output]).parent.relative_to("results")
     key = hashing.short_hash(
         [settings, snakemake.params.code, provenance.weights_fingerprint(snakemake.input.model, adapter)]
     )
     chunk_dir = Path(snakemake.config["checkpoint_dir"]) / stage / run / key
     preds = inference.run_chunked(rows, predict_fn, chunk_dir, snakemake.params.chunk_size)
-    common.write_jsonl(snakemake.output.predictions, preds)
+    common.write_jsonl(snakemake.output[output], preds)
     common.write_json(
         snakemake.output.provenance,
         provenance.provenance(

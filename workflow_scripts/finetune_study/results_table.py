@@ -16,12 +16,15 @@ from . import paths, runs, tasks
 from .common import atomic_write_text
 
 # every registered task type's metric columns, in registry order (tasks/<type>.py TABLE_METRICS,
-# TABLE_COLUMNS): a table has the same columns whatever tasks it holds
+# TABLE_COLUMNS), each once: a metric two task types report (BLEU, ROUGE-L F, BERTScore F1 of
+# generation and of source -> target tasks) is one column. A table has the same columns whatever
+# tasks it holds.
 _TYPES = [tasks.spec(t) for t in tasks.TASK_TYPES]
+_METRICS = list(dict.fromkeys(m for t in _TYPES for m in t.TABLE_METRICS))
 COLUMNS = (
     ["task", "model", "role", "method", "grid_point", "seed", "decoding", "dtype", "n"]
-    + [f"{m}{s}" for t in _TYPES for m in t.TABLE_METRICS for s in ("", "_low", "_high")]
-    + [c for t in _TYPES for c in t.TABLE_COLUMNS]
+    + [f"{m}{s}" for m in _METRICS for s in ("", "_low", "_high")]
+    + list(dict.fromkeys(c for t in _TYPES for c in t.TABLE_COLUMNS))
     + ["trainable_params", "trainable_share", "finetune_time_s", "finetune_peak_rss_mib"]
 )
 

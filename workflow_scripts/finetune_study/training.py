@@ -1,7 +1,8 @@
 """The fine-tuning loop: train with validation loss, early stopping and resumable checkpoints.
 
 The other concerns live in their own modules: adapters (the trainable model of each method and
-saving it), batching (padded or packed batches, each epoch's length-grouped batches), loss (the
+saving it), batching (padded or packed batches, each by the PEFT task type: an encoder-decoder's
+source and target padded apart; each epoch's length-grouped batches), loss (the
 answer-token loss, the LM head only where needed) and checkpoints (atomic, COMPLETE-marked
 checkpoints and finding the newest).
 
@@ -25,7 +26,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from .batching import collate, epoch_batches, make_batch
+from .batching import COLLATE, collate_for, epoch_batches, make_batch, token_counts
 from .checkpoints import latest_checkpoint, load_checkpoint, read_counters, save_checkpoint, trainable_state
 from .loss import batch_loss, n_loss_tokens
 
@@ -39,8 +40,9 @@ def autocast(device, compute_dtype):
 
 @torch.no_grad()
 def evaluate(model, examples, batch_size, pad_id, device, compute_dtype=torch.float32, *, task_type):
-    """Mean loss per target token (causal) or per example (classifier) on the validation set."""
+    """Mean loss per target token (causal, seq2seq) or per example (classifier) on the validation set."""
     model.eval()
+    collate = collate_for(task_type)
     total, count = 0.0, 0
     for b in epoch_batches([len(e["input_ids"]) for e in examples], batch_size, seed=0, epoch=0):
         batch = {k: v.to(device) for k, v in collate([examples[i] for i in b], pad_id).items()}
@@ -150,7 +152,8 @@ def train(
     while step < total and not stopper.stop:
         epoch, pos = divmod(step, per_epoch)
         batch_ids = epoch_batches(lengths, cfg["batch_size"], cfg["seed"], epoch)[pos]
-        batch = {k: v.to(device) for k, v in make_batch([train_examples[i] for i in batch_ids], pad_id, cfg).items()}
+        chosen = [train_examples[i] for i in batch_ids]
+        batch = {k: v.to(device) for k, v in make_batch(chosen, pad_id, cfg, task_type).items()}
         with autocast(device, compute_dtype):
             loss = batch_loss(model, batch, task_type)
         loss.backward()
@@ -159,8 +162,9 @@ def train(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        counters["real_tokens"] += sum(lengths[i] for i in batch_ids)
-        counters["computed_tokens"] += batch["input_ids"].numel()
+        real, computed = token_counts(chosen, batch, task_type)
+        counters["real_tokens"] += real
+        counters["computed_tokens"] += computed
         log["history"].append(
             {
                 "step": step,
@@ -203,7 +207,7 @@ def train(
         final_step=step,
         **counters,
         **throughput(counters),
-        packing=bool(cfg.get("packing")),
+        packing=bool(cfg.get("packing")) and task_type not in COLLATE,
     )
     params_by_name = dict(model.named_parameters())
     for n, t in best_weights.items():

@@ -7,11 +7,11 @@ its module, add it to schemas/config.schema.yaml's model type enum and to MODEL_
 name it in the MODEL_KINDS of the task types that take it.
 """
 
-from . import causal_lm, encoder
+from . import causal_lm, encoder, seq2seq
 
 # the registry. Imported statically (the modules are small): every stage that loads a model has
 # every kind's code in its fingerprint, never less than it runs.
-KINDS = {"causal_lm": causal_lm, "encoder": encoder}
+KINDS = {"causal_lm": causal_lm, "encoder": encoder, "seq2seq": seq2seq}
 MODEL_KINDS = tuple(KINDS)
 
 INTERFACE = {

@@ -18,6 +18,7 @@ TASK_TYPES = (
     "classification",
     "generation",
     "token_classification",
+    "source_target",
 )  # the registry: the one line a new task type edits
 
 INTERFACE = {

@@ -26,18 +26,11 @@ FIGURES = ("gen_scores", "sweep", "gen_training")
 
 def decodings(task):
     """Named decodings of a generation task: the named ones plus the expanded grid."""
-    points = dict(task["decodings"])
-    grid = task.get("decoding_grid")
-    if grid and grid.get("grid"):
-        try:
-            expanded = decoding.expand_grid(grid["grid"], grid["base"])
-        except ValueError as e:
-            raise ConfigError(f"tasks.*.decoding_grid: {e}") from None
-        for name, point in expanded.items():
-            if name in points:
-                raise ConfigError(f"decoding grid point '{name}' clashes with a named decoding; rename that one")
-            points[name] = point
-    return points
+    try:
+        return decoding.task_points(task)
+    except ValueError as e:
+        message = str(e)
+        raise ConfigError(f"tasks.*.{message}" if message.startswith("decoding_grid") else message) from None
 
 
 def check_config(task, models, at):

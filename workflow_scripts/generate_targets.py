@@ -1,0 +1,41 @@
+"""Snakemake script: the outputs (summaries, translations) of one model x method for a source ->
+target task's test sources under one decoding point (rule generate_targets). A causal LM continues
+the prompt (left-padded, length-sorted batches); an encoder-decoder reads the prompt as its encoder
+input. Each row keeps the source and all its references, so scoring reads this file only. Work is
+saved in chunks under checkpoint_dir, keyed on the settings, code and weights, so a killed job
+resumes where it stopped."""
+
+import json
+
+from finetune_study import common, inference, model_kinds, models, prediction_job, prompting, source_prompting
+from finetune_study.tasks import source_target
+
+s = json.loads(snakemake.params.settings)
+task = snakemake.config["tasks"][snakemake.wildcards.task]
+# the batch size: in the key only where outputs depend on batching; else read from the config
+point = source_target.decodings(task)[snakemake.wildcards.decoding]
+decoding = dict(s["decoding"], batch_size=s["decoding"].get("batch_size", point["batch_size"]))
+
+with common.log_to(common.snakemake_log(snakemake)):
+    common.use_cpu_threads(snakemake.config, snakemake.threads)
+    common.seed_everything(decoding.get("seed", 0))
+    rows = common.read_jsonl(snakemake.input.test)
+    tok = models.load_tokenizer(snakemake.input.model, s["model"]["trust_remote_code"])
+    model = model_kinds.get(s["model"]["type"]).load(
+        snakemake.input.model,
+        s["model"],
+        adapter=snakemake.input.get("adapter"),
+        task_type=snakemake.params.peft_task_type,
+    )
+
+    def generate(part):
+        ids = [prompting.prompt_ids(tok, source_prompting.model_input(r["text"], s, tok)) for r in part]
+        outs = inference.generate(model, tok, ids, decoding)
+        return [
+            {"id": r["id"], "source": r["text"], "references": r["references"], "output": o.strip()}
+            for r, o in zip(part, outs)
+        ]
+
+    preds = prediction_job.write_predictions(snakemake, rows, generate, s, "generate_targets", output="outputs")
+    empty = sum(not p["output"] for p in preds)
+    print(f"wrote {len(preds)} outputs ({empty} empty)")

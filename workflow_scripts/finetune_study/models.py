@@ -204,7 +204,18 @@ def load_causal_lm(model_dir, spec, adapter=None, quantize=None):
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter)
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(_contiguous_input)
     return (model if quantize else model.to(device())).eval()
+
+
+def _contiguous_input(module, args):
+    """The LM head's input made contiguous. generate's prefill hands it the last position of every row
+    (hidden[:, -1:], not contiguous); when the head's weight does not require grad (a PEFT model's
+    frozen base), torch's matmul then runs it as a bmm over the weight copied once per row: 16 copies
+    of Gemma-3's 262k x 640 head, 30-50 s a batch on a CPU instead of 40 ms. Same values either way."""
+    return (args[0].contiguous(), *args[1:])
 
 
 def load_seq2seq_lm(model_dir, spec, adapter=None):

@@ -15,6 +15,7 @@ from finetune_study import (
     paths,
     preflight,
     runs,
+    sharding,
     study_inputs,
     tasks,
 )
@@ -80,6 +81,16 @@ def model_dir(wildcards):
 
 def model_resources(name):
     return MODELS[name]["resources"]
+
+
+def finetune_sharding(w):
+    """How a fine-tuned run spans processes (sharding.settings of its entry or model)."""
+    return sharding.of_run(config, TASKS[w.task], w.model, w.method)
+
+
+def finetune_slurm(w):
+    """The SLURM resources of a multi-process fine-tune (nodes, tasks, gres, mpi), else None."""
+    return sharding.slurm_resources(finetune_sharding(w), model_resources(w.model))
 
 
 def methods(task_name):

@@ -28,7 +28,7 @@ def importers(module):
 
 def test_code_fingerprints_follow_the_import_graph():
     assert importers("classification_metrics.py") == {"score.py"}
-    assert importers("training.py") == {"finetune.py"}
+    assert importers("training.py") == {"finetune.py", "finetune_worker.py"}  # via finetune_job
     # stats holds the bootstrap primitives that generation_metrics (scoring and perplexity) and comparison use
     assert importers("stats.py") == {
         "score.py",

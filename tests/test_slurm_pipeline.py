@@ -32,6 +32,8 @@ def test_pipeline_runs_on_slurm(slurm_cluster, tmp_path):
     task = c["tasks"]["emotion"]
     task["models"], task["raw_prompt_models"] = ["tiny_llama"], []
     task["finetune"] = {"tiny_llama": task["finetune"]["tiny_llama"]}
+    # the fine-tune is a two-task job: srun starts torchrun on the allocation's node, two DDP processes
+    task["finetune"]["tiny_llama"]["distributed"] = {"processes": 2, "strategy": "ddp"}
     c["models"]["tiny_llama"]["resources"] = {"mem_mb": 2000, "runtime": 10}
     tiny.write_config(work, c)
     proc = tiny.snakemake(
@@ -51,6 +53,16 @@ def test_pipeline_runs_on_slurm(slurm_cluster, tmp_path):
         m = tiny.read_json(work / f"results/emotion/tiny_llama/{meth}/metrics.json")
         assert m["n"] == 16
     assert "localrule report" in out and "localrule score" in out
+    assert "nodes=1, tasks=2, cpus_per_task=1, mpi=srun" in out  # asked of SLURM for the fine-tune
+    log = tiny.read_json(work / "results/emotion/tiny_llama/lora-s0/train_log.json")
+    assert log["distributed"] == {"processes": 2, "strategy": "ddp", "gradient_accumulation": 1}
+    launch = next(
+        line
+        for line in (work / "logs/finetune/emotion/tiny_llama/lora-s0.log").read_text().splitlines()
+        if line.startswith("launch: ")
+    )
+    # one torchrun per node by srun, meeting at the allocation's first host (from SLURM, not written by hand)
+    assert launch.startswith("launch: srun --nodes=1 --ntasks=1") and "--rdzv-endpoint" in launch, launch
 
 
 @pytest.mark.slurm

@@ -20,7 +20,7 @@ import shutil
 import jsonschema
 import yaml
 
-from . import model_kinds, precision, published, tasks, training_grid
+from . import model_kinds, precision, published, sharding, tasks, training_grid
 from .common import ConfigError
 from .finetune_methods import METHOD_SETTINGS, METHODS
 from .hashing import canonical  # noqa: F401 (the rule files call cfg.canonical)
@@ -137,6 +137,11 @@ def _cross_check(config, files, finetune_schema):
             )
     for task_name, task in selected_tasks(config).items():
         for m, ft, parts in _finetune_items(task_name, task):
+            dist = sharding.settings(models[m], ft)
+            problem = sharding.check(dist, key_path(parts), config.get("executor") == "slurm", ft["method"])
+            if problem:
+                setter = parts + ["distributed"] if ft.get("distributed") else ["models", m, "distributed"]
+                raise ConfigError(f"{source(*setter)}: {problem}")
             if ft["method"] == "qlora":
                 problem = qlora_unavailable(config, models[m])
                 if problem:
@@ -264,7 +269,9 @@ BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 def check_resources(config, default_resources=()):
     """Catch at parse time what would otherwise die on the cluster: a model whose weights do not
-    fit the memory its jobs ask for, a GPU-sized model without a GPU request, no partition."""
+    fit the memory its jobs ask for, a fine-tune whose share of weights, gradients and optimizer
+    state does not fit one of its devices (sharding understood: FSDP divides it by the process
+    count, DDP does not), a GPU-sized model without a GPU request, no partition."""
     used = {m for t in selected_tasks(config).values() for m in t["models"] + list(t["finetune"])}
     slurm = config["executor"] == "slurm"
     if slurm and "slurm_partition" not in default_resources:
@@ -280,10 +287,10 @@ def check_resources(config, default_resources=()):
         if res["gpus"] > 0 and res["gpu_mem_gb"] > 0:
             have, what = res["gpus"] * res["gpu_mem_gb"], "resources.gpus x gpu_mem_gb"
         elif res["gpus"] > 0:
-            continue  # GPU size unknown: nothing to compare
+            have = None  # GPU size unknown: nothing to compare
         else:
             have, what = res["mem_mb"] / 1000, "resources.mem_mb"
-        if need > have:
+        if have is not None and need > have:
             raise ConfigError(
                 f"models.{name}: {model['params_b']}B parameters in {dtype} need about {need:.0f} GB, "
                 f"but its jobs ask for {have:.0f} GB ({what}); raise it or pick a smaller model or dtype"
@@ -293,3 +300,40 @@ def check_resources(config, default_resources=()):
                 f"models.{name}: a {model['params_b']}B model's jobs request no GPU; "
                 f"set models.{name}.resources.gpus (and gpu_mem_gb)"
             )
+    for task_name, task in selected_tasks(config).items():
+        for m, ft, parts in _finetune_items(task_name, task):
+            _check_finetune_memory(config["models"][m], m, ft, key_path(parts))
+
+
+def _check_finetune_memory(model, name, ft, where):
+    """One fine-tune's memory on each of its devices (sharding.device_memory_gb) against one GPU's
+    memory (resources.gpu_mem_gb), or on a CPU node against resources.mem_mb for the processes there."""
+    res, dist = model["resources"], sharding.settings(model, ft)
+    master = precision.master_dtype(model, ft["method"]) if ft["method"] == "full" else "float32"
+    dtype = precision.model_dtype(model)
+    one = sharding.device_memory_gb(
+        model["params_b"], BYTES_PER_PARAM[dtype], ft["method"], dist, BYTES_PER_PARAM[master]
+    )
+    how = f"{dist['strategy']} over {dist['processes']} processes" if sharding.is_distributed(dist) else "one process"
+    if res["gpus"] > 0:
+        if res["gpu_mem_gb"] <= 0:
+            return
+        have, what = res["gpu_mem_gb"], f"models.{name}.resources.gpu_mem_gb"
+        if sharding.is_distributed(dist) and res["gpus"] != sharding.per_node(dist):
+            raise ConfigError(
+                f"{where}.distributed: {sharding.per_node(dist)} processes per node, one per GPU, but "
+                f"models.{name}.resources.gpus is {res['gpus']}; make them equal"
+            )
+    else:
+        one *= sharding.per_node(dist) if sharding.is_distributed(dist) else 1
+        have, what = res["mem_mb"] / 1000, f"models.{name}.resources.mem_mb"
+    if one > have:
+        hint = (
+            "use strategy fsdp or more processes"
+            if dist["strategy"] == "ddp" or not sharding.is_distributed(dist)
+            else "use more processes"
+        )
+        raise ConfigError(
+            f"{where}: a {ft['method']} fine-tune of {model['params_b']}B parameters ({how}) needs about "
+            f"{one:.0f} GB on each device, but {what} is {have:.0f} GB; {hint}, or a smaller model"
+        )

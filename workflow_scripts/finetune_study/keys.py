@@ -9,6 +9,7 @@ when, its key changes (or its input files do). What is deliberately NOT in a key
   encoder scoring; tested), and the decoding seed where nothing is sampled;
 - the KV-cache kind and compile flag (static = dynamic output, tested);
 - checkpoint_every and the checkpoint folder (resuming is exact);
+- a distributed fine-tune's node count (placement only; its process count and strategy are in);
 - a fine-tune entry's settings blocks that its method does not read (finetune_methods.METHODS:
   `lora` for lora/dora/qlora, `ia3`, `prompt` for prompt/prefix tuning, none for full);
 - absolute paths of the working directory.
@@ -21,7 +22,7 @@ content of its data splits and model weights.
 Standard library only: it runs at Snakemake parse time.
 """
 
-from . import model_kinds, precision, tasks
+from . import model_kinds, precision, sharding, tasks
 from .finetune_methods import METHOD_SETTINGS
 from .hashing import canonical, short_hash  # noqa: F401 (the rule files call keys.canonical)
 from .runs import entry_method, finetune_entry, parse_run_point
@@ -99,6 +100,8 @@ def _training_key(training, seed):
         t.pop("pack_length", None)
     if t.get("eval_sample") is None:
         t.pop("eval_sample", None)
+    if t.get("gradient_accumulation", 1) == 1:  # the default adds nothing: plain runs keep their keys
+        t.pop("gradient_accumulation", None)
     return t
 
 
@@ -124,8 +127,27 @@ def finetune_settings(config, task, model_name, run):
     }
     if method == "full":  # float32 master weights under dtype auto (precision.master_dtype)
         settings["finetune"]["master_dtype"] = precision.master_dtype(model, method)
+    dist = sharding.key(sharding.settings(model, ft))
+    if dist:  # processes and strategy; one process adds nothing
+        settings["distributed"] = dist
     settings.update(tasks.spec(task["type"]).finetune_settings(task, model))  # how its examples are built
     return settings
+
+
+def resume_settings(settings):
+    """The settings a fine-tune's checkpoints are keyed on (provenance.resume_key): its stage key
+    with the process count and gradient accumulation replaced by what a checkpoint's use depends on,
+    the examples per optimizer step (sharding.resume_key): a distributed run resumes on another
+    process count with the same examples per step."""
+    training = dict(settings["finetune"]["training"])
+    dist = settings.get("distributed")
+    out = {k: v for k, v in settings.items() if k != "distributed"}
+    if dist:
+        full = {**sharding.ONE_PROCESS, **dist}
+        out["distributed"] = sharding.resume_key(full, training)
+        training.pop("gradient_accumulation", None)
+    out["finetune"] = {**settings["finetune"], "training": training}
+    return out
 
 
 def batch_invariant(dtype):

@@ -26,8 +26,10 @@ import time
 import torch
 from tqdm import tqdm
 
+from . import distributed
 from .batching import COLLATE, collate_for, epoch_batches, make_batch, token_counts
 from .checkpoints import latest_checkpoint, load_checkpoint, read_counters, save_checkpoint, trainable_state
+from .distributed import SINGLE
 from .loss import batch_loss, n_loss_tokens
 
 
@@ -39,19 +41,25 @@ def autocast(device, compute_dtype):
 
 
 @torch.no_grad()
-def evaluate(model, examples, batch_size, pad_id, device, compute_dtype=torch.float32, *, task_type):
-    """Mean loss per target token (causal, seq2seq) or per example (classifier) on the validation set."""
-    model.eval()
+def evaluate(
+    model, examples, batch_size, pad_id, device, compute_dtype=torch.float32, *, task_type, root=None, world=SINGLE
+):
+    """Mean loss per target token (causal, seq2seq) or per example (classifier) on the validation set.
+    A multi-process run splits the batches over its processes (distributed.eval_share) and sums."""
+    run = root or model
+    run.eval()
     collate = collate_for(task_type)
     total, count = 0.0, 0
-    for b in epoch_batches([len(e["input_ids"]) for e in examples], batch_size, seed=0, epoch=0):
+    batches = epoch_batches([len(e["input_ids"]) for e in examples], batch_size, seed=0, epoch=0)
+    for b, weight in distributed.eval_share(batches, world):
         batch = {k: v.to(device) for k, v in collate([examples[i] for i in b], pad_id).items()}
-        n = n_loss_tokens(batch, task_type)
+        n = n_loss_tokens(batch, task_type) * weight
         with autocast(device, compute_dtype):
-            loss = batch_loss(model, batch, task_type)
+            loss = root(batch) if root is not None else batch_loss(model, batch, task_type)
         total += float(loss) * n
         count += n
-    model.train()
+    total, count = distributed.all_sum([total, count], world)
+    run.train()
     return total / max(count, 1)
 
 
@@ -112,20 +120,50 @@ def _maybe_die(step):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _resume(ckpt, model, root, optimizer, scheduler, world):
+    if world.distributed:
+        return distributed.load_checkpoint(ckpt, root, model, optimizer, scheduler, world)
+    return load_checkpoint(ckpt, model, optimizer, scheduler)
+
+
+def _checkpoint(ckpt_dir, step, model, root, best, optimizer, scheduler, state, counters, world):
+    if world.distributed:
+        distributed.save_checkpoint(
+            ckpt_dir, step, root, model, best, optimizer, scheduler, state, world, counters=counters
+        )
+    else:
+        save_checkpoint(ckpt_dir, step, model, best, optimizer, scheduler, state, counters=counters)
+
+
 def train(
-    model, train_examples, val_examples, cfg, ckpt_dir, pad_id, device, compute_dtype=torch.float32, *, task_type
+    model,
+    train_examples,
+    val_examples,
+    cfg,
+    ckpt_dir,
+    pad_id,
+    device,
+    compute_dtype=torch.float32,
+    *,
+    task_type,
+    root=None,
+    world=SINGLE,
 ):
     """Train the parameters that require grad in place; returns the training log. The model ends
     holding the weights of the best validation step. compute_dtype: the dtype of the forward and
-    backward matmuls (autocast); the trained parameters keep their own (float32) dtype."""
+    backward matmuls (autocast); the trained parameters keep their own (float32) dtype. Each
+    optimizer step sums the gradients of gradient_accumulation batches per process (world: the
+    processes of a distributed run, root: the wrapped loss they run, distributed.wrap)."""
     torch.manual_seed(cfg["seed"])
     random.seed(cfg["seed"])
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
     lengths = [len(e["input_ids"]) for e in train_examples]
-    per_epoch = math.ceil(len(train_examples) / cfg["batch_size"])
-    total = cfg["max_steps"] or max(1, math.ceil(cfg["epochs"] * per_epoch))
+    accumulation = cfg.get("gradient_accumulation", 1)
+    per_epoch = math.ceil(len(train_examples) / cfg["batch_size"])  # batches
+    per_step = accumulation * world.size  # batches per optimizer step
+    total = cfg["max_steps"] or max(1, math.ceil(cfg["epochs"] * per_epoch / per_step))
     warmup = int(cfg["warmup_ratio"] * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
@@ -133,71 +171,84 @@ def train(
     stopper = EarlyStopping(cfg["patience"])
     log = {"history": [], "evals": [], "resumed_from": [], "total_steps": total, "stopped_early": False}
     step, best_weights, counters = 0, None, new_counters()
+    shards = distributed.trainable_shards if world.distributed else trainable_state
+
+    def validation_loss():
+        return evaluate(
+            model,
+            val_examples,
+            cfg["batch_size"],
+            pad_id,
+            device,
+            compute_dtype,
+            task_type=task_type,
+            root=root,
+            world=world,
+        )
 
     ckpt = latest_checkpoint(ckpt_dir)
     if ckpt is not None:
-        st, best_weights = load_checkpoint(ckpt, model, optimizer, scheduler)
+        st, best_weights = _resume(ckpt, model, root, optimizer, scheduler, world)
         step, log, counters = st["step"], st["log"], new_counters(read_counters(ckpt))
         stopper.load(st["stopper"])
         log["resumed_from"].append(step)
         print(f"resumed from {ckpt} at step {step}")
     else:
-        val_loss = evaluate(model, val_examples, cfg["batch_size"], pad_id, device, compute_dtype, task_type=task_type)
+        val_loss = validation_loss()
         log["evals"].append({"step": 0, "val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50))})
         stopper.update(0, val_loss)
-        best_weights = trainable_state(model)
+        best_weights = shards(model)
 
     t0, seconds_before = time.time(), counters["train_seconds"]
-    bar = tqdm(total=total, initial=step, desc="fine-tune", mininterval=5)
+    bar = tqdm(total=total, initial=step, desc="fine-tune", mininterval=5, disable=not world.is_main)
+    order = {}  # epoch -> its batches (epoch_batches), the newest kept
     while step < total and not stopper.stop:
-        epoch, pos = divmod(step, per_epoch)
-        batch_ids = epoch_batches(lengths, cfg["batch_size"], cfg["seed"], epoch)[pos]
-        chosen = [train_examples[i] for i in batch_ids]
-        batch = {k: v.to(device) for k, v in make_batch(chosen, pad_id, cfg, task_type).items()}
-        with autocast(device, compute_dtype):
-            loss = batch_loss(model, batch, task_type)
-        loss.backward()
+        loss_sum, real, computed = 0.0, 0, 0
+        for m in distributed.step_batches(step, accumulation, world):
+            epoch, pos = divmod(m, per_epoch)
+            if epoch not in order:
+                order = {epoch: epoch_batches(lengths, cfg["batch_size"], cfg["seed"], epoch)}
+            chosen = [train_examples[i] for i in order[epoch][pos]]
+            batch = {k: v.to(device) for k, v in make_batch(chosen, pad_id, cfg, task_type).items()}
+            with autocast(device, compute_dtype):
+                loss = root(batch) if root is not None else batch_loss(model, batch, task_type)
+            (loss / accumulation if accumulation > 1 else loss).backward()
+            loss_sum += float(loss.detach())
+            r, c = token_counts(chosen, batch, task_type)
+            real, computed = real + r, computed + c
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        real, computed = token_counts(chosen, batch, task_type)
-        counters["real_tokens"] += real
-        counters["computed_tokens"] += computed
+        loss_sum, real, computed = distributed.all_sum([loss_sum, real, computed], world)
+        train_loss = loss_sum / per_step
+        counters["real_tokens"] += int(real)
+        counters["computed_tokens"] += int(computed)
         log["history"].append(
             {
                 "step": step,
-                "epoch": round(step / per_epoch, 4),
-                "train_loss": float(loss.detach()),
+                "epoch": round(step * per_step / per_epoch, 4),
+                "train_loss": train_loss,
                 "lr": scheduler.get_last_lr()[0],
             }
         )
         bar.update(1)
         if step % cfg["eval_every"] == 0 or step == total:
-            val_loss = evaluate(
-                model, val_examples, cfg["batch_size"], pad_id, device, compute_dtype, task_type=task_type
-            )
+            val_loss = validation_loss()
             log["evals"].append({"step": step, "val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50))})
             if stopper.update(step, val_loss):
-                best_weights = trainable_state(model)
-            print(
-                f"step {step}: train loss {float(loss.detach()):.4f}, val loss {val_loss:.4f}, "
-                f"val perplexity {math.exp(min(val_loss, 50)):.3f}"
-            )
+                best_weights = shards(model)
+            if world.is_main:
+                print(
+                    f"step {step}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
+                    f"val perplexity {math.exp(min(val_loss, 50)):.3f}"
+                )
             log["stopped_early"] = stopper.stop
         if step % cfg["checkpoint_every"] == 0 or stopper.stop or step == total:
             counters["train_seconds"] = seconds_before + time.time() - t0
-            save_checkpoint(
-                ckpt_dir,
-                step,
-                model,
-                best_weights,
-                optimizer,
-                scheduler,
-                {"step": step, "log": log, "stopper": stopper.state()},
-                counters=counters,
-            )
+            state = {"step": step, "log": log, "stopper": stopper.state()}
+            _checkpoint(ckpt_dir, step, model, root, best_weights, optimizer, scheduler, state, counters, world)
         _maybe_die(step)
     bar.close()
     counters["train_seconds"] = seconds_before + time.time() - t0
@@ -209,7 +260,13 @@ def train(
         **throughput(counters),
         packing=bool(cfg.get("packing")) and task_type not in COLLATE,
     )
+    if world.distributed:
+        log["distributed"] = {
+            "processes": world.size,
+            "strategy": world.strategy,
+            "gradient_accumulation": accumulation,
+        }
     params_by_name = dict(model.named_parameters())
     for n, t in best_weights.items():
-        params_by_name[n].data.copy_(t.to(params_by_name[n].device))
+        params_by_name[n].data.copy_(t if distributed.is_sharded(t) else t.to(params_by_name[n].device))
     return log

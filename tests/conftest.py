@@ -89,6 +89,7 @@ SLOW_FIRST = [
     "test_generation_pipeline",
     "test_slurm_pipeline",
     "test_resume",
+    "test_distributed",
     "test_training_grid",
     "test_ner_pipeline",
     "test_source_target_pipeline",

@@ -361,6 +361,7 @@ def test_scripts_seed_the_head_and_predict_like_training(prepared, tmp_path, mon
     config = {
         "checkpoint_dir": "checkpoints",
         "keep_checkpoints": False,
+        "models": {"m": {}},  # one process (no distributed:)
         "tasks": {"emotion": {"decoding": {"batch_size": 2}, "finetune": {"m": {"training": {"checkpoint_every": 5}}}}},
     }
     wildcards = _Job(task="emotion", model="m")

@@ -7,7 +7,7 @@ wrapped for DDP or FSDP2, which batches each process runs, the sums they share, 
 - LossModule: the task type's loss as a module, so the loss runs through the wrapper's forward
   (the causal loss calls the backbone and the LM head apart, which DDP and FSDP would not see).
 - wrap(): DDP replicates the model and averages gradients; FSDP2 (fully_shard) shards each decoder
-  layer (the architecture's _no_split_modules) and the rest as the root: base weights, trainable
+  layer (the architecture's _no_split_modules; one unit where it names none) and the rest as the root: base weights, trainable
   weights, gradients and AdamW state are split over the processes, a layer gathered while it runs.
   The base weights keep the model's resolved dtype and the trained ones float32; the matmuls run
   under autocast in the resolved dtype, as in one process.
@@ -110,8 +110,8 @@ def wrap(model, task_type, world):
     from torch.distributed.fsdp import fully_shard
 
     layers = _layers(model)
-    if not layers:
-        raise ValueError(f"fsdp: no decoder layers found in {type(model).__name__} (_no_split_modules)")
+    if not layers:  # no layer classes declared: the whole model is one unit, gathered for each forward
+        print(f"fsdp: {type(model).__name__} declares no layer classes (_no_split_modules); sharded as one unit")
     for layer in layers:
         fully_shard(layer)
     fully_shard(root)

@@ -61,14 +61,20 @@ def save_checkpoint(ckpt_dir, step, model, best_weights, optimizer, scheduler, s
     )
     if counters is not None:
         (tmp / COUNTERS).write_text(json.dumps(counters))
-    for f in tmp.iterdir():
+    publish(tmp, final, step, keep)
+
+
+def publish(tmp, final, step, keep):
+    """Make a written checkpoint folder `tmp` the complete checkpoint `final`: fsync every file,
+    rename it into place, mark it COMPLETE, keep the newest `keep` complete ones of its folder."""
+    for f in [p for p in tmp.rglob("*") if p.is_file()]:
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
     (final / MARKER).write_text(f"{step}\n")
-    for old in sorted(p for p in ckpt_dir.glob("step-*") if (p / MARKER).exists())[:-keep]:
+    for old in sorted(p for p in final.parent.glob("step-*") if (p / MARKER).exists())[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import COUNTERS, MARKER
+from .checkpoints import COUNTERS, publish
 from .loss import batch_loss
 
 
@@ -191,15 +191,7 @@ def save_checkpoint(ckpt_dir, step, root, model, best, optimizer, scheduler, sta
     if world.is_main:
         torch.save({"scheduler": scheduler.state_dict(), "world_size": world.size, **state}, tmp / "trainer_state.pt")
         (tmp / COUNTERS).write_text(json.dumps(counters))
-        for f in [p for p in tmp.rglob("*") if p.is_file()]:
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        (final / MARKER).write_text(f"{step}\n")
-        for old in sorted(p for p in ckpt_dir.glob("step-*") if (p / MARKER).exists())[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        publish(tmp, final, step, keep)
     barrier(world)
 
 

@@ -28,8 +28,19 @@ COUNTERS = "counters.json"
 KEY_NAME = re.compile(r"[0-9a-f]{12}")  # keys.resume_key: 12 hex digits
 
 
+def is_sharded(t):
+    """Whether a tensor is an FSDP shard (a DTensor)."""
+    return type(t).__name__ == "DTensor"
+
+
 def trainable_state(model):
-    return {n: p.detach().cpu().clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    """{name: copy} of the trained parameters, on the CPU; an FSDP shard (a DTensor) is copied where
+    it lives, as this process's shard."""
+    return {
+        n: (p.detach().clone() if is_sharded(p) else p.detach().cpu().clone().contiguous())
+        for n, p in model.named_parameters()
+        if p.requires_grad
+    }
 
 
 def latest_checkpoint(ckpt_dir):

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import COUNTERS, publish
+from .checkpoints import COUNTERS, is_sharded, publish, trainable_state  # noqa: F401 (is_sharded: training, finetune_job)
 from .loss import batch_loss
 
 
@@ -142,19 +142,6 @@ def all_sum(values, world):
     return t.tolist()
 
 
-def is_sharded(t):
-    return type(t).__name__ == "DTensor"
-
-
-def trainable_shards(model):
-    """{name: copy} of the trained parameters as each process holds them (FSDP: its shards)."""
-    return {
-        n: (p.detach().clone() if is_sharded(p) else p.detach().cpu().clone().contiguous())
-        for n, p in model.named_parameters()
-        if p.requires_grad
-    }
-
-
 def full_trainable_state(model):
     """{name: whole tensor on the CPU} of the trained parameters (FSDP shards gathered; every process
     must call it)."""
@@ -202,7 +189,7 @@ def load_checkpoint(path, root, model, optimizer, scheduler, world):
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
     msd, osd = _states(root, optimizer)
-    best = trainable_shards(model)
+    best = trainable_state(model)  # the template DCP loads into, sharded like the model
     target = {"model": msd, "optimizer": osd, "best": best}
     dcp.load(target, checkpoint_id=str(Path(path) / "sharded"))
     set_state_dict(

@@ -12,6 +12,7 @@ trainable model on rank 0.
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -186,7 +187,7 @@ def launch(job):
     cmd = sharding.torchrun_command(
         dist, str(WORKER), [f.name], slurm_job=slurm_job, hosts=hosts, cpus_per_process=per_process
     )
-    print(f"launch: {sharding.describe(cmd)}", flush=True)
+    print(f"launch: {shlex.join(cmd)}", flush=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(WORKER.parent), os.environ.get("PYTHONPATH", "")])}
     env["OMP_NUM_THREADS"] = str(worker_job["torch_threads"])
     sys.stdout.flush()

@@ -17,7 +17,6 @@ Standard library only: it runs at Snakemake parse time.
 """
 
 import os
-import shlex
 import subprocess
 import sys
 
@@ -103,7 +102,7 @@ def device_memory_gb(params_b, dtype_bytes, method, dist, master_bytes=4):
     return total * 1.25
 
 
-def check(dist, where, slurm, method, task_type=None):
+def check(dist, where, slurm, method):
     """One line naming the key for a distributed setting this run cannot use, else None."""
     if dist["processes"] % dist["nodes"]:
         return (
@@ -171,7 +170,3 @@ def torchrun_command(dist, worker, args, *, slurm_job=None, hosts=(), cpus_per_p
         str(slurm_job),
     ]
     return [*srun, *run, *rdzv, worker, *args]
-
-
-def describe(cmd):
-    return shlex.join(cmd)

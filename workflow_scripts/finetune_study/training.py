@@ -40,6 +40,11 @@ def autocast(device, compute_dtype):
     return torch.autocast(device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32)
 
 
+def _loss(model, root, batch, task_type):
+    """The training loss of one batch: through the distributed wrapper where there is one."""
+    return root(batch) if root is not None else batch_loss(model, batch, task_type)
+
+
 @torch.no_grad()
 def evaluate(
     model, examples, batch_size, pad_id, device, compute_dtype=torch.float32, *, task_type, root=None, world=SINGLE
@@ -55,7 +60,7 @@ def evaluate(
         batch = {k: v.to(device) for k, v in collate([examples[i] for i in b], pad_id).items()}
         n = n_loss_tokens(batch, task_type) * weight
         with autocast(device, compute_dtype):
-            loss = root(batch) if root is not None else batch_loss(model, batch, task_type)
+            loss = _loss(model, root, batch, task_type)
         total += float(loss) * n
         count += n
     total, count = distributed.all_sum([total, count], world)
@@ -171,7 +176,6 @@ def train(
     stopper = EarlyStopping(cfg["patience"])
     log = {"history": [], "evals": [], "resumed_from": [], "total_steps": total, "stopped_early": False}
     step, best_weights, counters = 0, None, new_counters()
-    shards = distributed.trainable_shards if world.distributed else trainable_state
 
     def validation_loss():
         return evaluate(
@@ -197,7 +201,7 @@ def train(
         val_loss = validation_loss()
         log["evals"].append({"step": 0, "val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50))})
         stopper.update(0, val_loss)
-        best_weights = shards(model)
+        best_weights = trainable_state(model)
 
     t0, seconds_before = time.time(), counters["train_seconds"]
     bar = tqdm(total=total, initial=step, desc="fine-tune", mininterval=5, disable=not world.is_main)
@@ -211,7 +215,7 @@ def train(
             chosen = [train_examples[i] for i in order[epoch][pos]]
             batch = {k: v.to(device) for k, v in make_batch(chosen, pad_id, cfg, task_type).items()}
             with autocast(device, compute_dtype):
-                loss = root(batch) if root is not None else batch_loss(model, batch, task_type)
+                loss = _loss(model, root, batch, task_type)
             (loss / accumulation if accumulation > 1 else loss).backward()
             loss_sum += float(loss.detach())
             r, c = token_counts(chosen, batch, task_type)
@@ -238,7 +242,7 @@ def train(
             val_loss = validation_loss()
             log["evals"].append({"step": step, "val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50))})
             if stopper.update(step, val_loss):
-                best_weights = shards(model)
+                best_weights = trainable_state(model)
             if world.is_main:
                 print(
                     f"step {step}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "

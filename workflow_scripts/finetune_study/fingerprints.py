@@ -50,9 +50,21 @@ def _in_package(path):
     return Path(path).resolve().is_relative_to(PACKAGE_DIR)
 
 
+@functools.lru_cache(maxsize=None)
+def _tree(text):
+    """The syntax tree of a source text, parsed once per process (Snakemake fingerprints every
+    rule's script at parse time, and the scripts share most of their modules). Read only."""
+    return ast.parse(text)
+
+
 def _imported(path):
     """Dotted names of the finetune_study modules a file imports (absolute or relative)."""
-    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    return _imported_by(str(Path(path).resolve()), Path(path).read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=None)
+def _imported_by(path, text):
+    tree = _tree(text)
     here = _dotted(path) if _in_package(path) else None
     package = None
     if here is not None:
@@ -83,7 +95,7 @@ def _imported(path):
 
 def task_parts(script_path):
     """The TASK_PART a script declares (module-level `TASK_PART = "data"` or a tuple), as a tuple."""
-    tree = ast.parse(Path(script_path).read_text(encoding="utf-8"))
+    tree = _tree(Path(script_path).read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "TASK_PART" for t in node.targets):
             value = ast.literal_eval(node.value)
@@ -116,9 +128,13 @@ def code_files(script, task_types=(), scripts=None):
 
 
 def _source_digest(path):
-    text = Path(path).read_text(encoding="utf-8")
+    return _text_digest(Path(path).read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=None)
+def _text_digest(text):
     try:
-        text = ast.dump(ast.parse(text))
+        text = ast.dump(_tree(text))
     except SyntaxError:
         pass
     return hashlib.sha256(text.encode()).hexdigest()

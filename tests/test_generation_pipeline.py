@@ -140,30 +140,27 @@ def test_decoding_change_reruns_only_that_point(run):
         tiny.write_config(work, config)
 
 
-def test_added_grid_point_runs_just_that_point(run):
-    work, config, _ = run
+def test_added_grid_point_runs_just_that_point(run, tmp_path):
+    # on a copy of the finished run, so the module's run needs no rebuild afterwards
+    work, config = tiny.copy_run((None, run[0], run[1]), tmp_path)
     tiny.write_config(
         work, tiny.edited(config, lambda c: c["tasks"]["alpaca"]["decoding_grid"]["grid"].update(top_k=[5, 9]))
     )
-    try:
-        # topk9_t0.7 for both runs; topk9_t0 is greedy like topk5_t0 (top_k does nothing without
-        # sampling), so it shares topk5_t0's generation and needs no job
-        assert tiny.planned_jobs(work) == {"generate": 2, "score_generation": 2, "generation_figures": 1, "report": 1}
-        shared = tiny.edited(config, lambda c: c["tasks"]["alpaca"]["decoding_grid"]["grid"].update(top_k=[5, 9]))
-        tiny.write_config(work, shared)
-        tiny.snakemake(work, "results/report.html")
-        html = (work / "results/report.html").read_text()
-        assert "topk9_t0 (= topk5_t0)" in html and "topk9_t0.7" in html
-        assert not (work / "results/alpaca/tiny_llama/zeroshot/gen/topk9_t0").exists()
-        import csv
+    # topk9_t0.7 for both runs; topk9_t0 is greedy like topk5_t0 (top_k does nothing without
+    # sampling), so it shares topk5_t0's generation and needs no job
+    assert tiny.planned_jobs(work) == {"generate": 2, "score_generation": 2, "generation_figures": 1, "report": 1}
+    shared = tiny.edited(config, lambda c: c["tasks"]["alpaca"]["decoding_grid"]["grid"].update(top_k=[5, 9]))
+    tiny.write_config(work, shared)
+    tiny.snakemake(work, "results/report.html")
+    html = (work / "results/report.html").read_text()
+    assert "topk9_t0 (= topk5_t0)" in html and "topk9_t0.7" in html
+    assert not (work / "results/alpaca/tiny_llama/zeroshot/gen/topk9_t0").exists()
+    import csv
 
-        rows = {(r["method"], r["decoding"]): r for r in csv.DictReader(open(work / "results/metrics.csv"))}
-        for method in ("zeroshot", "lora"):  # every point the user asked for is a row; shared ones agree
-            assert rows[(method, "topk9_t0")]["bleu"] == rows[(method, "topk5_t0")]["bleu"]
-            assert (method, "topk9_t0.7") in rows
-    finally:
-        tiny.write_config(work, config)
-        tiny.snakemake(work, "results/report.html")
+    rows = {(r["method"], r["decoding"]): r for r in csv.DictReader(open(work / "results/metrics.csv"))}
+    for method in ("zeroshot", "lora"):  # every point the user asked for is a row; shared ones agree
+        assert rows[(method, "topk9_t0")]["bleu"] == rows[(method, "topk5_t0")]["bleu"]
+        assert (method, "topk9_t0.7") in rows
 
 
 def test_bad_records_and_decodings_fail_before_models_load(run, tmp_path):

@@ -128,18 +128,16 @@ def test_config_edit_plans_exactly(finished, row):
         tiny.write_config(work, config)
 
 
-def test_seed_change_under_sampling_reruns_the_sampled_runs(finished):
-    work, config, snakefile = finished
+def test_seed_change_under_sampling_reruns_the_sampled_runs(finished, tmp_path):
+    # on a copy of the finished run, so the shared one never has to be rebuilt afterwards
+    original, config, snakefile = finished
+    work, _ = tiny.copy_run((None, original, config), tmp_path)
     sampled = tiny.edited(config, lambda c: emotion(c)["decoding"].update(do_sample=True, temperature=0.7, top_k=5))
     tiny.write_config(work, sampled)
-    try:
-        tiny.snakemake(work, "results/report.html", snakefile=snakefile)  # the sampled runs become the baseline
-        assert tiny.planned_jobs(work, snakefile=snakefile) == {}
-        tiny.write_config(work, tiny.edited(sampled, lambda c: emotion(c)["decoding"].update(seed=7)))
-        assert tiny.planned_jobs(work, snakefile=snakefile) == jobs(predict=3, score=3, **TASK_JOBS)
-    finally:
-        tiny.write_config(work, config)
-        tiny.snakemake(work, "results/report.html", snakefile=snakefile)
+    tiny.snakemake(work, "results/report.html", snakefile=snakefile)  # the sampled runs become the baseline
+    assert tiny.planned_jobs(work, snakefile=snakefile) == {}
+    tiny.write_config(work, tiny.edited(sampled, lambda c: emotion(c)["decoding"].update(seed=7)))
+    assert tiny.planned_jobs(work, snakefile=snakefile) == jobs(predict=3, score=3, **TASK_JOBS)
 
 
 @pytest.mark.parametrize("module", list(CODE_ROWS))

@@ -167,3 +167,54 @@ def test_relative_paths_under_the_working_directory(tmp_path, monkeypatch):
     assert paths.relative(tmp_path / "resources" / "a.txt") == str(Path("resources") / "a.txt")
     assert paths.relative("/elsewhere/b.txt") == "/elsewhere/b.txt"
     assert paths.relative("../shared/data") == "../shared/data"
+
+
+FINGERPRINTS_OF_ALL = """
+import json, sys
+from finetune_study import fingerprints, tasks
+print(json.dumps({s: fingerprints.code_fingerprint(s, tasks.TASK_TYPES if s in sys.argv[1:] else ())
+                  for s in {scripts}}))
+"""
+
+
+def _fingerprints_in_a_fresh_process(scripts_dir, cache_home):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    names = sorted(p.name for p in Path(scripts_dir).glob("*.py"))
+    code = FINGERPRINTS_OF_ALL.replace("{scripts}", repr(names))
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache_home), PYTHONPATH=str(scripts_dir))
+    proc = subprocess.run([sys.executable, "-c", code, "finetune.py"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_the_parse_time_cache_never_changes_a_fingerprint(tmp_path):
+    """The fingerprints a fresh process computes are the same with no cache, a warm one, a corrupt
+    one and one that cannot be written; an edited module is a new entry (the fingerprint changes),
+    and undoing the edit gives the first fingerprint back."""
+    import shutil
+
+    scripts = tmp_path / "workflow_scripts"
+    shutil.copytree(REPO / "workflow_scripts", scripts, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    cache = tmp_path / "cache"
+    cold = _fingerprints_in_a_fresh_process(scripts, cache)
+    cache_file = cache / "finetune_study"
+    assert [p.name for p in cache_file.iterdir()][0].startswith("code_facts-")
+    assert _fingerprints_in_a_fresh_process(scripts, cache) == cold  # warm
+    next(cache_file.iterdir()).write_text("{not json")
+    assert _fingerprints_in_a_fresh_process(scripts, cache) == cold  # corrupt: ignored
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert _fingerprints_in_a_fresh_process(scripts, blocker) == cold  # cannot be written: ignored
+    assert len(cold) == len(SCRIPTS) and len(set(cold.values())) == len(cold)
+
+    module = scripts / "finetune_study" / "classification_metrics.py"
+    original = module.read_text()
+    module.write_text(original + "\nCACHE_TEST_CHANGE = 1\n")
+    edited = _fingerprints_in_a_fresh_process(scripts, cache)
+    assert {s for s in cold if edited[s] != cold[s]} == {"score.py"}  # its one importer (see above)
+    module.write_text(original)
+    assert _fingerprints_in_a_fresh_process(scripts, cache) == cold

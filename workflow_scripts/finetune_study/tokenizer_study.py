@@ -149,8 +149,9 @@ def _decoder_types(tokenizer):
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         return set()
-    try:
-        decoder = json.loads(backend.to_str()).get("decoder")
+    try:  # the decoder's own serialization: the whole tokenizer's (17 MB for Llama 3) took ~0.3 s a call
+        decoder = backend.decoder
+        decoder = json.loads(decoder.__getstate__()) if decoder is not None else None
     except Exception:  # noqa: BLE001
         return set()
     types, stack = set(), [decoder]

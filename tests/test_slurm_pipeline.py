@@ -29,6 +29,7 @@ def test_pipeline_runs_on_slurm(slurm_cluster, tmp_path):
     tiny.make_tiny_llama(tmp_path / "models" / "llama")
     work = tmp_path / "work"
     c = tiny.tiny_config(tmp_path / "models", work)
+    c["tokenizer_study"] = None  # its jobs are localrules: nothing of it goes through SLURM
     task = c["tasks"]["emotion"]
     task["models"], task["raw_prompt_models"] = ["tiny_llama"], []
     task["finetune"] = {"tiny_llama": task["finetune"]["tiny_llama"]}

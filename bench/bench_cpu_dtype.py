@@ -97,8 +97,8 @@ def load(model_dir, dtype_name):
 
 
 def train_rate(model_dir, tok, dtype_name, rows, compiled=False):
-    """Real (non-pad) training tokens/s of LoRA r8 on q/v, batch 8, as training.train steps
-    (with `compiled`, also the first step's seconds and the losses)."""
+    """Real (non-pad) training tokens/s of LoRA r8 on q/v, batch 8, as training.train steps; the
+    first (warm-up) step's seconds, the losses and the matmul parameter count."""
     torch.manual_seed(0)
     model = adapters.trainable_model(
         load(model_dir, dtype_name),
@@ -138,10 +138,8 @@ def train_rate(model_dir, tok, dtype_name, rows, compiled=False):
         losses.append(step(ids))
         tokens += sum(lengths[i] for i in ids)
     rate = tokens / (time.perf_counter() - t)
-    if args.compile:
-        return rate, first, losses
     n_matmul = sum(q.numel() for q in model.parameters()) - model.get_input_embeddings().weight.numel()
-    return rate, n_matmul
+    return rate, first, losses, n_matmul
 
 
 def score_rate(model_dir, tok, dtype_name, rows, compiled=False):
@@ -158,7 +156,7 @@ def score_rate(model_dir, tok, dtype_name, rows, compiled=False):
     scores = inference.label_logprobs(model, ids, label_ids, 16, progress=False, normalization="mean")
     rate = len(rows) / (time.perf_counter() - t)
     preds = [max(range(len(LABELS)), key=s.__getitem__) for s in scores]
-    return (rate, first, preds) if args.compile else (rate, preds)
+    return rate, first, preds
 
 
 def generate_rate(model_dir, dtype_name, prompts):
@@ -179,7 +177,7 @@ def compare_compile(smollm, tok, train_rows, test_rows, dtype_name):
     losses, preds = {}, {}
     for _ in range(args.repeats):
         for v in res:
-            rate, first, losses[v] = train_rate(smollm, tok, dtype_name, train_rows, compiled=v == "compiled")
+            rate, first, losses[v], _ = train_rate(smollm, tok, dtype_name, train_rows, compiled=v == "compiled")
             res[v]["train"].append(rate)
             res[v]["train_first"].append(first)
             rate, first, preds[v] = score_rate(
@@ -229,9 +227,9 @@ def main():
     for _ in range(args.repeats):
         for d in DTYPES:
             res[d]["peak"].append(matmul_peak(DTYPES[d]))
-            rate, n_matmul = train_rate(smollm, tok, d, train_rows)
+            rate, _, _, n_matmul = train_rate(smollm, tok, d, train_rows)
             res[d]["train"].append(rate)
-            rate, preds[d] = score_rate(smollm, models.load_tokenizer(smollm), d, test_rows)
+            rate, _, preds[d] = score_rate(smollm, models.load_tokenizer(smollm), d, test_rows)
             res[d]["score"].append(rate)
             rate, gens[d] = generate_rate(gemma, d, prompts)
             res[d]["gen"].append(rate)

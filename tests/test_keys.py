@@ -169,24 +169,23 @@ def test_relative_paths_under_the_working_directory(tmp_path, monkeypatch):
     assert paths.relative("../shared/data") == "../shared/data"
 
 
-FINGERPRINTS_OF_ALL = """
-import json, sys
-from finetune_study import fingerprints, tasks
-print(json.dumps({s: fingerprints.code_fingerprint(s, tasks.TASK_TYPES if s in sys.argv[1:] else ())
-                  for s in {scripts}}))
-"""
+FINGERPRINTS_OF = (
+    "import json, sys; from finetune_study import fingerprints as f; "
+    "print(json.dumps({s: f.code_fingerprint(s) for s in sys.argv[1:]}))"
+)
 
 
 def _fingerprints_in_a_fresh_process(scripts_dir, cache_home):
+    """{script: code_fingerprint} of every script in scripts_dir, computed by a new Python process
+    that imports finetune_study from scripts_dir and keeps its cache under cache_home."""
     import json
     import os
     import subprocess
     import sys
 
     names = sorted(p.name for p in Path(scripts_dir).glob("*.py"))
-    code = FINGERPRINTS_OF_ALL.replace("{scripts}", repr(names))
     env = dict(os.environ, XDG_CACHE_HOME=str(cache_home), PYTHONPATH=str(scripts_dir))
-    proc = subprocess.run([sys.executable, "-c", code, "finetune.py"], env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", FINGERPRINTS_OF, *names], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

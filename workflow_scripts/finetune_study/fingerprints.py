@@ -146,14 +146,10 @@ def _save():
             Path(tmp).unlink(missing_ok=True)
 
 
+@functools.lru_cache(maxsize=None)
 def _facts(path):
     """{"digest": sha256 of the syntax tree, "names": what it imports} of one source file, read
     once per process (as code_fingerprint is computed once per script)."""
-    return _facts_at(str(path))
-
-
-@functools.lru_cache(maxsize=None)
-def _facts_at(path):
     text = Path(path).read_text(encoding="utf-8")
     key = hashlib.sha256(f"{_name(path)}\0{text}".encode()).hexdigest()
     entries = _entries()

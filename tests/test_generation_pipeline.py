@@ -149,8 +149,6 @@ def test_added_grid_point_runs_just_that_point(run, tmp_path):
     # topk9_t0.7 for both runs; topk9_t0 is greedy like topk5_t0 (top_k does nothing without
     # sampling), so it shares topk5_t0's generation and needs no job
     assert tiny.planned_jobs(work) == {"generate": 2, "score_generation": 2, "generation_figures": 1, "report": 1}
-    shared = tiny.edited(config, lambda c: c["tasks"]["alpaca"]["decoding_grid"]["grid"].update(top_k=[5, 9]))
-    tiny.write_config(work, shared)
     tiny.snakemake(work, "results/report.html")
     html = (work / "results/report.html").read_text()
     assert "topk9_t0 (= topk5_t0)" in html and "topk9_t0.7" in html

@@ -6,12 +6,11 @@ import copy
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
+import forked
 from conftest import DATA_DIR, REPO
 
 CHAT_TEMPLATE = (
@@ -226,10 +225,8 @@ CORES = os.environ.get("LORA_WF_TEST_CORES", "2")
 
 
 def snakemake(workdir, *args, env=None, check=True, snakefile=None):
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
+    """`python -m snakemake` on workdir (as a fork of this process: forked.py)."""
+    args = [
         "-s",
         str(snakefile or REPO / "Snakefile"),
         "--directory",
@@ -243,7 +240,7 @@ def snakemake(workdir, *args, env=None, check=True, snakefile=None):
     # (tests edit it) ahead of the installed one
     scripts = str(Path(snakefile or REPO / "Snakefile").parent / "workflow_scripts")
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in (scripts, full_env.get("PYTHONPATH")) if p)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=1800)
+    proc = forked.run(args, full_env, timeout=1800)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc

@@ -1,7 +1,7 @@
 """Runs `python -m snakemake ARGS` for the tests as a fork of a waiting interpreter that has already
 imported Snakemake, instead of a new interpreter per call: Snakemake's own imports (its CLI,
-persistence layer and executor plugins, about 1.3 of the 2 CPU-seconds a no-op dry run costs) are
-then paid once per pytest worker, not once per call.
+persistence layer and executor plugins, about 1.5 of the 2 seconds a no-op dry run of the tiny
+config takes as a new process) are then paid once per pytest worker, not once per call.
 
 The waiting interpreter (the "zygote", `python forked.py --zygote`, one per pytest worker) imports
 only Snakemake and what its CLI imports, never the workflow's own package or anything a test

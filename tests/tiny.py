@@ -225,7 +225,7 @@ CORES = os.environ.get("LORA_WF_TEST_CORES", "2")
 
 
 def snakemake(workdir, *args, env=None, check=True, snakefile=None):
-    """`python -m snakemake` on workdir (as a fork of this process: forked.py)."""
+    """`python -m snakemake` on workdir (a fork of an interpreter that has imported Snakemake: forked.py)."""
     args = [
         "-s",
         str(snakefile or REPO / "Snakefile"),

@@ -2,29 +2,18 @@
 Snakemake) answers as a new `python -m snakemake` process does: the same exit status and the
 same plan or error line, with the caller's environment, and nothing taken from the test process."""
 
-import os
-import re
 import subprocess
 import sys
 
 import forked
 import tiny
-from conftest import REPO
 
 
 def both(work, *args, env=None):
-    """(forked, new process) for the same call."""
-    full = dict(os.environ, **(env or {}), PYTHONPATH=str(REPO / "workflow_scripts"))
-    argv = ["-s", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "2", *args]
+    """(forked, new process) for the same call as tiny.snakemake makes it."""
+    argv, full = tiny.snakemake_call(work, *args, env=env)
     new = subprocess.run([sys.executable, "-m", "snakemake", *argv], capture_output=True, text=True, env=full)
     return forked.run(argv, full, timeout=600), new
-
-
-def job_stats(proc):
-    out = proc.stdout + proc.stderr
-    if "Nothing to be done" in out:
-        return "nothing"
-    return sorted(re.findall(r"^(\w+)\s+(\d+)\s*$", out.split("Job stats:")[1].split("Reasons:")[0], re.M))
 
 
 def error_line(proc):
@@ -36,12 +25,12 @@ def test_forked_calls_answer_as_a_new_process(tiny_run, tmp_path, monkeypatch):
 
     work, config = tiny.copy_run(tiny_run, tmp_path)
     a, b = both(work, "-n")
-    assert a.returncode == b.returncode == 0 and job_stats(a) == job_stats(b) == "nothing"
+    assert a.returncode == b.returncode == 0 and tiny.job_counts(a) == tiny.job_counts(b) == {}
 
     tiny.write_config(work, tiny.edited(config, lambda c: c["tasks"]["emotion"]["decoding"].update(max_new_tokens=4)))
     a, b = both(work, "-n")
     assert a.returncode == b.returncode == 0
-    assert job_stats(a) == job_stats(b) and ("predict", "3") in job_stats(a)
+    assert tiny.job_counts(a) == tiny.job_counts(b) and tiny.job_counts(a)["predict"] == 3
 
     # the test process's own modules are not the child's: a validator patched here still runs there
     monkeypatch.setattr(cfg, "validate", lambda *a, **k: None)

@@ -224,23 +224,20 @@ def copy_workflow(dest):
 CORES = os.environ.get("LORA_WF_TEST_CORES", "2")
 
 
-def snakemake(workdir, *args, env=None, check=True, snakefile=None):
-    """`python -m snakemake` on workdir (a fork of an interpreter that has imported Snakemake: forked.py)."""
-    args = [
-        "-s",
-        str(snakefile or REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--cores",
-        CORES,
-        *args,
-    ]
+def snakemake_call(workdir, *args, env=None, snakefile=None):
+    """(arguments after `python -m snakemake`, environment) of a call on workdir."""
+    args = ["-s", str(snakefile or REPO / "Snakefile"), "--directory", str(workdir), "--cores", CORES, *args]
     full_env = dict(os.environ, **(env or {}))
     # the jobs import finetune_study from the workflow they run: a private copy's own package
     # (tests edit it) ahead of the installed one
     scripts = str(Path(snakefile or REPO / "Snakefile").parent / "workflow_scripts")
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in (scripts, full_env.get("PYTHONPATH")) if p)
-    proc = forked.run(args, full_env, timeout=1800)
+    return args, full_env
+
+
+def snakemake(workdir, *args, env=None, check=True, snakefile=None):
+    """`python -m snakemake` on workdir (a fork of an interpreter that has imported Snakemake: forked.py)."""
+    proc = forked.run(*snakemake_call(workdir, *args, env=env, snakefile=snakefile), timeout=1800)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -270,7 +267,11 @@ def copy_run(run, dest):
 
 def planned_jobs(workdir, *targets, snakefile=None, env=None):
     """Rule -> job count of a dry run (empty dict when nothing is planned)."""
-    proc = snakemake(workdir, "-n", *targets, snakefile=snakefile, env=env)
+    return job_counts(snakemake(workdir, "-n", *targets, snakefile=snakefile, env=env))
+
+
+def job_counts(proc):
+    """Rule -> job count from a dry run's output (empty dict when nothing is planned)."""
     out = proc.stdout + proc.stderr
     if "Nothing to be done" in out:
         return {}

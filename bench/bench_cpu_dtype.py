@@ -3,7 +3,8 @@ process, on the real offline models and data of the default study: the measured 
 CPU, LoRA fine-tuning tokens/s and the share of the bf16 peak it reaches, label-likelihood scoring
 examples/s, batched generation new tokens/s, and how many predictions agree with float32.
 
-Every variant calls the pipeline's own code: models.load_causal_lm, adapters.trainable_model,
+Every variant calls the pipeline's own code: models.load_causal_lm, adapters.trainable_model (with
+float32 attention in bf16, as training.attention_dtype auto gives on a CPU),
 training.autocast + loss.batch_loss + AdamW (one training.train step), inference.label_logprobs and
 inference.generate. The float32 and bf16 runs alternate (`--repeats`), so other work on the cores
 slows both alike; the ratios are what to read.
@@ -33,7 +34,16 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LORA_WF_DATA_DIR", REPO.parent / "shared" / "data"))
 
-from finetune_study import adapters, batching, inference, models, precision, prompting, training  # noqa: E402
+from finetune_study import (  # noqa: E402
+    adapters,
+    attention,
+    batching,
+    inference,
+    models,
+    precision,
+    prompting,
+    training,
+)
 from finetune_study.loss import batch_loss  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -105,6 +115,8 @@ def train_rate(model_dir, tok, dtype_name, rows, compiled=False):
         {"method": "lora", "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}},
         "CAUSAL_LM",
     )
+    if attention.resolve("auto", {"dtype": dtype_name}) == "float32" and dtype_name != "float32":
+        attention.use_float32_attention(model)  # as the fine-tune job does under attention_dtype auto
     model.train()
     examples = []
     for r in rows:

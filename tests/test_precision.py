@@ -1,7 +1,8 @@
 """bf16 where the hardware has it: how `dtype: auto` resolves (from what the CPU reports), that the
 resolved dtype is in every model stage key, that trained weights stay float32, and that bf16 and
 float32 agree within stated tolerances on a tiny model (likelihood scoring, generation, one
-training step). Also the thread count a model job takes under --cores 1 and --cores 2."""
+training step), and where a bf16 fine-tune's attention computes in float32 (attention.py). Also
+the thread count a model job takes under --cores 1 and --cores 2."""
 
 import copy
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 import tiny
-from finetune_study import adapters, common, inference, keys, precision, training
+from finetune_study import adapters, attention, common, inference, keys, precision, training
 from finetune_study import config as cfg
 from finetune_study.loss import batch_loss
 from finetune_study.tasks import classification, generation
@@ -177,6 +178,125 @@ def test_one_bf16_training_step_matches_float32_and_trains_float32_weights(tiny_
     cosine = torch.nn.functional.cosine_similarity(g32, g16, dim=0)
     assert cosine > 0.98, cosine  # the same descent direction
     assert 0.8 < g16.norm() / g32.norm() < 1.25
+
+
+@pytest.mark.parametrize(
+    "dtype,gpus,gpu,requested,expected",
+    [
+        ("bfloat16", 0, False, "auto", "float32"),  # a bf16 fine-tune on a CPU: float32 attention
+        ("bfloat16", 1, False, "auto", "bfloat16"),  # on a GPU node: the bf16 kernel
+        ("bfloat16", 0, True, "auto", "bfloat16"),
+        ("float32", 0, False, "auto", "float32"),
+        ("bfloat16", 0, False, "compute", "bfloat16"),
+        ("bfloat16", 1, False, "float32", "float32"),
+    ],
+)
+def test_attention_dtype_resolves_per_machine(monkeypatch, dtype, gpus, gpu, requested, expected):
+    monkeypatch.setattr(precision, "machine_has_gpu", lambda: gpu)
+    model = {"dtype": dtype, "resources": {"gpus": gpus}}
+    assert attention.resolve(requested, model) == expected
+
+
+def test_attention_dtype_is_in_the_fine_tune_key_only_where_it_changes_the_run(monkeypatch):
+    monkeypatch.setattr(precision, "machine_has_gpu", lambda: False)
+    c = _config()
+
+    def key(model_dtype, attention_dtype):
+        c2 = copy.deepcopy(c)
+        c2["models"]["tiny_llama"]["dtype"] = model_dtype
+        c2["tasks"]["emotion"]["finetune"]["tiny_llama"]["training"]["attention_dtype"] = attention_dtype
+        return keys.finetune_settings(c2, c2["tasks"]["emotion"], "tiny_llama", "lora-s0")
+
+    assert key("bfloat16", "auto")["finetune"]["attention_dtype"] == "float32"
+    assert "attention_dtype" not in key("bfloat16", "compute")["finetune"]
+    assert key("bfloat16", "auto") != key("bfloat16", "compute")
+    # a float32 fine-tune has one attention dtype: the setting is not in its key
+    assert key("float32", "auto") == key("float32", "compute") == key("float32", "float32")
+    assert "attention_dtype" not in key("float32", "auto")["finetune"]
+    assert "attention_dtype" not in key("float32", "auto")["finetune"]["training"]
+
+
+def test_float32_attention_holds_under_bf16_autocast():
+    """The registered attention computes on float32 q/k/v even inside a bf16 autocast region (which
+    would otherwise cast sdpa's inputs back down): the same values as torch's sdpa called directly on
+    the float32 tensors, outside autocast."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 9, 16, generator=g).to(torch.bfloat16) for _ in range(3))
+    mask = torch.tril(torch.ones(9, 9, dtype=torch.bool))[None, None].expand(2, 1, 9, 9).clone()
+    mask[0, :, :, :3] = False  # left padding in row 0
+    mask[0, :, :3, 0] = True  # a pad row sees one position (no all-masked row)
+
+    class Layer(torch.nn.Module):
+        is_causal = True
+
+    direct = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = attention._sdpa_float32(Layer(), q, k, v, mask)
+        down = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, direct.transpose(1, 2).to(torch.bfloat16))  # transformers returns (B, L, H, D)
+    assert down.dtype == torch.bfloat16  # what autocast does to a plain sdpa call
+
+
+def test_float32_attention_in_a_bf16_training_step_stays_near_float32(tiny_llama_dir):
+    """One LoRA step of a bf16 model with float32 attention: the model runs the registered attention,
+    and its loss and gradient agree with the float32 model's at least as closely as stated for bf16."""
+    lora = {"method": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
+    ids = torch.tensor(_prompts(4, seed=3)[1][:16] * 2).view(2, -1)
+    mask = torch.ones_like(ids)
+    mask[1, :5] = 0  # padding: the attention mask reaches the float32 kernel
+    labels = ids.clone()
+    labels[:, : ids.shape[1] // 2] = -100
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    out = {}
+    for d, compute, float32_attention in (
+        ("float32", torch.float32, False),
+        ("bfloat16", torch.bfloat16, True),
+    ):
+        torch.manual_seed(0)
+        model = adapters.trainable_model(_llama(tiny_llama_dir, d), lora, "CAUSAL_LM")
+        if float32_attention:
+            assert attention.use_float32_attention(model) == attention.NAME
+        trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        for n, p in trained.items():
+            if "lora_B" in n:
+                torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(1))
+        with training.autocast("cpu", compute):
+            loss = batch_loss(model, batch, "CAUSAL_LM")
+        loss.backward()
+        out[d] = (float(loss), torch.cat([p.grad.flatten() for p in trained.values()]))
+    (l32, g32), (l16, g16) = out["float32"], out["bfloat16"]
+    assert abs(l32 - l16) / l32 < 0.01
+    assert torch.nn.functional.cosine_similarity(g32, g16, dim=0) > 0.98
+
+
+def test_float32_attention_reaches_the_encoder_inside_a_mean_pooling_head():
+    """A PEFT-wrapped mean-pooling classifier (the default study's MiniLM head) holds its encoder one
+    level down: use_float32_attention finds it, and the bf16 logits stay near the float32 ones."""
+    from transformers import BertConfig, BertModel
+
+    from finetune_study.heads import MeanPoolingClassifier
+
+    torch.manual_seed(0)
+    encoder = BertModel(
+        BertConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    )
+    lora = {"method": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"]}}
+    ids = torch.randint(1, 64, (3, 11), generator=torch.Generator().manual_seed(4))
+    mask = torch.ones_like(ids)
+    mask[2, 7:] = 0
+    logits = {}
+    for d in (torch.float32, torch.bfloat16):
+        model = adapters.trainable_model(
+            MeanPoolingClassifier(copy.deepcopy(encoder).to(d), 3, seed=0), lora, "SEQ_CLS"
+        )
+        if d == torch.bfloat16:
+            assert attention.implementation(model) == "sdpa"
+            assert attention.use_float32_attention(model) == attention.NAME
+        model.eval()
+        with torch.no_grad(), training.autocast("cpu", d):
+            logits[d] = model(input_ids=ids, attention_mask=mask).logits.float()
+    assert torch.allclose(logits[torch.float32], logits[torch.bfloat16], atol=0.05), logits
 
 
 @pytest.mark.parametrize(

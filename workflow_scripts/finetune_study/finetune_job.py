@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import (
     adapters,
+    attention,
     checkpoints,
     common,
     distributed,
@@ -96,7 +97,21 @@ def trainable(job):
     )
     if hasattr(model, "head_kind"):
         print(f"head: {model.head_kind}")
-    return adapters.trainable_model(model, s["finetune"], s["peft_task_type"], tcfg["gradient_checkpointing"])
+    model = adapters.trainable_model(model, s["finetune"], s["peft_task_type"], tcfg["gradient_checkpointing"])
+    if s["finetune"].get("attention_dtype") == "float32":  # float32 attention in a bf16 fine-tune (attention.py)
+        attention.use_float32_attention(model)
+    return model
+
+
+def attention_dtype(job, model):
+    """What the fine-tune's attention computed in: float32 where the key asks for it and the model's
+    attention is sdpa (attention.use_float32_attention), the compute dtype otherwise."""
+    compute, ran = job["settings"]["model"]["dtype"], attention.implementation(model)
+    if ran == attention.NAME:
+        return "float32"
+    if job["settings"]["finetune"].get("attention_dtype") == "float32":
+        return f"{compute} (float32 attention needs sdpa; this model's attention is {ran})"
+    return compute
 
 
 def run(job, world=SINGLE):
@@ -117,7 +132,10 @@ def run(job, world=SINGLE):
         f"({100 * counts['trainable_share']:.4f}%)"
     )
     print(f"checkpoints: {ckpt_dir}")
-    print(f"compute dtype {spec['dtype']}, trained weights {s['finetune'].get('master_dtype', 'float32')}")
+    print(
+        f"compute dtype {spec['dtype']}, trained weights {s['finetune'].get('master_dtype', 'float32')}, "
+        f"attention {attention_dtype(job, model)}"
+    )
     if world.distributed:
         print(f"{world.strategy}: {world.size} processes, gradient accumulation {tcfg.get('gradient_accumulation', 1)}")
     root = distributed.wrap(model, s["peft_task_type"], world)
@@ -152,7 +170,11 @@ def _write_outputs(job, model, log, counts):
     with common.atomic_dir(job["outputs"]["adapter"]) as tmp:
         adapters.save_trained(model, tmp, method, job["inputs"]["model"])
     log["method"], log["parameters"] = method, counts
-    log["dtype"] = {"compute": s["model"]["dtype"], "trained_weights": s["finetune"].get("master_dtype", "float32")}
+    log["dtype"] = {
+        "compute": s["model"]["dtype"],
+        "trained_weights": s["finetune"].get("master_dtype", "float32"),
+        "attention": attention_dtype(job, model),
+    }
     log["provenance"] = provenance.provenance(
         job["code"],
         {k: job["inputs"][k] for k in ("train", "validation")},

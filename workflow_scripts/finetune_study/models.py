@@ -12,8 +12,10 @@ Security: trust_remote_code only when the config asks for it; weights saved and 
 safetensors (use_safetensors=True), so no pickle is ever read.
 """
 
+import contextlib
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -91,6 +93,30 @@ def _clear_gguf_state(model):
     model.is_quantized = False
 
 
+@contextlib.contextmanager
+def one_gguf_parse():
+    """Inside: a GGUF file is parsed once. transformers reads a GGUF file's metadata three times to
+    load a model from it (the tokenizer, the config, the weights), each a new gguf.GGUFReader that
+    walks every field (Gemma-3's 262k-token vocabulary: about 13 s a parse on a 2-core CPU). Here
+    gguf.GGUFReader hands back the reader it already made for the same file: read-only, so the same
+    tensors and tokenizer come out. Yields the readers made, by path."""
+    import gguf
+
+    made, reader_class = {}, gguf.GGUFReader
+
+    def reader(path, mode="r"):
+        key = (os.path.realpath(path), mode)
+        if key not in made:
+            made[key] = reader_class(path, mode)
+        return made[key]
+
+    gguf.GGUFReader = reader
+    try:
+        yield made
+    finally:
+        gguf.GGUFReader = reader_class
+
+
 def materialize(spec, use_hub, out_dir):
     """Load the model from its source and save it as safetensors + tokenizer into out_dir."""
     import transformers
@@ -114,9 +140,10 @@ def materialize(spec, use_hub, out_dir):
     if Path(where).is_dir() and not gguf:
         preflight.check_folder_weights(where, "fix or replace the model's source")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
-        # safetensors only (a GGUF file is read by its own parser): no pickle is ever loaded
-        model = cls.from_pretrained(where, dtype=dtype, **({} if gguf else {"use_safetensors": True}), **kwargs)
+        with one_gguf_parse() if gguf else contextlib.nullcontext():
+            tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+            # safetensors only (a GGUF file is read by its own parser): no pickle is ever loaded
+            model = cls.from_pretrained(where, dtype=dtype, **({} if gguf else {"use_safetensors": True}), **kwargs)
     except OSError as e:
         if Path(where).is_dir():
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -299,6 +299,37 @@ def test_float32_attention_reaches_the_encoder_inside_a_mean_pooling_head():
     assert torch.allclose(logits[torch.float32], logits[torch.bfloat16], atol=0.05), logits
 
 
+@pytest.mark.parametrize("maker,targets", [("make_tiny_t5", ["q", "v"]), ("make_tiny_bart", ["q_proj", "v_proj"])])
+def test_float32_attention_in_a_bf16_seq2seq_training_step(tmp_path, maker, targets):
+    """Encoder-decoder models through the float32 attention: T5's additive position bias joins the
+    mask in float32 too. One LoRA step's loss within 1 % of the float32 model's."""
+    from finetune_study import models
+
+    folder = getattr(tiny, maker)(tmp_path / maker)
+    spec = {"type": "seq2seq_lm", "trust_remote_code": False}
+    g = torch.Generator().manual_seed(5)
+    src, tgt = torch.randint(5, 200, (2, 9), generator=g), torch.randint(5, 200, (2, 6), generator=g)
+    mask = torch.ones_like(src)
+    mask[1, 6:] = 0
+    batch = {"input_ids": src, "attention_mask": mask, "labels": tgt}
+    lora = {
+        "method": "lora",
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": targets},
+    }
+    losses = {}
+    for d, compute in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        torch.manual_seed(0)
+        model = adapters.trainable_model(models.load_seq2seq_lm(folder, {**spec, "dtype": d}), lora, "SEQ_2_SEQ_LM")
+        if d == "bfloat16":
+            assert attention.use_float32_attention(model) == attention.NAME
+        model.train()
+        with training.autocast("cpu", compute):
+            loss = batch_loss(model, batch, "SEQ_2_SEQ_LM")
+        loss.backward()
+        losses[d] = float(loss)
+    assert abs(losses["float32"] - losses["bfloat16"]) / losses["float32"] < 0.01, losses
+
+
 @pytest.mark.parametrize(
     "torch_threads,job,affinity,cores,expected",
     [

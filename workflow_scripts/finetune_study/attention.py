@@ -43,6 +43,8 @@ def _sdpa_float32(module, query, key, value, attention_mask, **kwargs):
 
     if attention_mask is not None and attention_mask.is_floating_point():
         attention_mask = attention_mask.float()
+    # an additive position bias (T5) joins the mask inside sdpa_attention_forward: float32 as well
+    kwargs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in kwargs.items()}
     with torch.autocast(query.device.type, enabled=False):
         out, weights = sdpa_attention_forward(
             module, query.float(), key.float(), value.float(), attention_mask, **kwargs

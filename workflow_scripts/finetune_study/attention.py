@@ -14,9 +14,10 @@ forward and backward of one SmolLM2 layer's attention, batch 8 x 110 tokens, 15 
 
 resolve() runs at parse time (standard library only); its answer is part of the fine-tune's key
 (keys.finetune_settings) whenever it differs from the compute dtype, so a float32 stage, or a bf16
-one on a GPU, keeps the key it had. use_float32_attention() switches the transformers models inside a loaded model from
-`sdpa` to the registered `sdpa_float32`, the same kernel on float32 inputs; a model whose attention
-is not sdpa keeps its own, which the training log says.
+one on a GPU, keeps the key it had. use_float32_attention() switches the transformers models
+inside a loaded model from `sdpa` to the registered `sdpa_float32`, the same kernel on float32
+inputs (a float mask and T5's position bias cast up too); a model whose attention is not sdpa
+keeps its own, which the training log says.
 """
 
 from . import precision

@@ -115,7 +115,7 @@ def train_rate(model_dir, tok, dtype_name, rows, compiled=False):
         {"method": "lora", "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}},
         "CAUSAL_LM",
     )
-    if attention.resolve("auto", {"dtype": dtype_name}) == "float32" and dtype_name != "float32":
+    if attention.resolve("auto", {"dtype": dtype_name}) != dtype_name:  # keys.finetune_settings' rule
         attention.use_float32_attention(model)  # as the fine-tune job does under attention_dtype auto
     model.train()
     examples = []

@@ -150,29 +150,44 @@ def test_bf16_generation_follows_float32_logits(tiny_llama_dir):
     assert logits["float32_tokens"] == [int(t) for t in logits["float32"].argmax(-1)]
 
 
-def test_one_bf16_training_step_matches_float32_and_trains_float32_weights(tiny_llama_dir):
-    lora = {"method": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
-    ids = torch.tensor(_prompts(4, seed=2)[0][:20] * 2).view(2, -1)
+LLAMA_LORA = {"method": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
+
+
+def _causal_batch(ids, mask=None):
     labels = ids.clone()
-    labels[:, : ids.shape[1] // 2] = -100
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    labels[:, : ids.shape[1] // 2] = -100  # the loss on the second half
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids) if mask is None else mask, "labels": labels}
+
+
+def _lora_step(folder, dtype_name, batch, float32_attention=False):
+    """One LoRA backward pass of the tiny LLaMA loaded in dtype_name, under training.autocast:
+    (model, loss, the trained weights' gradients). LoRA B starts at zero: it is given values here,
+    so that A's gradient is not zero either."""
+    compute = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype_name]
+    torch.manual_seed(0)
+    model = adapters.trainable_model(_llama(folder, dtype_name), LLAMA_LORA, "CAUSAL_LM")
+    if float32_attention:
+        assert attention.use_float32_attention(model) == attention.NAME
+    trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    for n, p in trained.items():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(1))
+    with training.autocast("cpu", compute):
+        loss = batch_loss(model, batch, "CAUSAL_LM")
+    loss.backward()
+    return model, loss, torch.cat([p.grad.flatten() for p in trained.values()])
+
+
+def test_one_bf16_training_step_matches_float32_and_trains_float32_weights(tiny_llama_dir):
+    batch = _causal_batch(torch.tensor(_prompts(4, seed=2)[0][:20] * 2).view(2, -1))
     out = {}
     for d, compute in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
-        torch.manual_seed(0)
-        model = adapters.trainable_model(_llama(tiny_llama_dir, d), lora, "CAUSAL_LM")
-        trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        assert trained and all(p.dtype == torch.float32 for p in trained.values())  # float32 masters
-        frozen = {p.dtype for p in model.parameters() if not p.requires_grad}
-        assert frozen == {compute}
-        # LoRA B starts at zero: give it values so that A's gradient is not zero either
-        for n, p in trained.items():
-            if "lora_B" in n:
-                torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(1))
-        with training.autocast("cpu", compute):
-            loss = batch_loss(model, batch, "CAUSAL_LM")
+        model, loss, grads = _lora_step(tiny_llama_dir, d, batch)
+        trained = [p for p in model.parameters() if p.requires_grad]
+        assert trained and all(p.dtype == torch.float32 for p in trained)  # float32 masters
+        assert {p.dtype for p in model.parameters() if not p.requires_grad} == {compute}
         assert loss.dtype == torch.float32
-        loss.backward()
-        out[d] = (float(loss), torch.cat([p.grad.flatten() for p in trained.values()]))
+        out[d] = (float(loss), grads)
     (l32, g32), (l16, g16) = out["float32"], out["bfloat16"]
     assert abs(l32 - l16) / l32 < 0.01  # loss within 1 %
     cosine = torch.nn.functional.cosine_similarity(g32, g16, dim=0)
@@ -241,32 +256,13 @@ def test_float32_attention_holds_under_bf16_autocast():
 def test_float32_attention_in_a_bf16_training_step_stays_near_float32(tiny_llama_dir):
     """One LoRA step of a bf16 model with float32 attention: the model runs the registered attention,
     and its loss and gradient agree with the float32 model's at least as closely as stated for bf16."""
-    lora = {"method": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
     ids = torch.tensor(_prompts(4, seed=3)[1][:16] * 2).view(2, -1)
     mask = torch.ones_like(ids)
     mask[1, :5] = 0  # padding: the attention mask reaches the float32 kernel
-    labels = ids.clone()
-    labels[:, : ids.shape[1] // 2] = -100
-    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-    out = {}
-    for d, compute, float32_attention in (
-        ("float32", torch.float32, False),
-        ("bfloat16", torch.bfloat16, True),
-    ):
-        torch.manual_seed(0)
-        model = adapters.trainable_model(_llama(tiny_llama_dir, d), lora, "CAUSAL_LM")
-        if float32_attention:
-            assert attention.use_float32_attention(model) == attention.NAME
-        trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        for n, p in trained.items():
-            if "lora_B" in n:
-                torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(1))
-        with training.autocast("cpu", compute):
-            loss = batch_loss(model, batch, "CAUSAL_LM")
-        loss.backward()
-        out[d] = (float(loss), torch.cat([p.grad.flatten() for p in trained.values()]))
-    (l32, g32), (l16, g16) = out["float32"], out["bfloat16"]
-    assert abs(l32 - l16) / l32 < 0.01
+    batch = _causal_batch(ids, mask)
+    _, l32, g32 = _lora_step(tiny_llama_dir, "float32", batch)
+    _, l16, g16 = _lora_step(tiny_llama_dir, "bfloat16", batch, float32_attention=True)
+    assert abs(float(l32) - float(l16)) / float(l32) < 0.01
     assert torch.nn.functional.cosine_similarity(g32, g16, dim=0) > 0.98
 
 

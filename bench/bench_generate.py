@@ -80,6 +80,7 @@ def timed(name, dt, fn, warm):
     with Timer(args.device) as t:
         outs = fn(prompts)
     n_new = sum(map(len, outs))
+    print(f"  {name}: {n_new / t.seconds:,.1f} new tokens/s ({t.seconds:.2f} s)", flush=True)  # survives a timeout
     return {
         "variant": name,
         "dtype": dtype_name(dt),

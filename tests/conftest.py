@@ -105,3 +105,16 @@ SLOW_FIRST = [
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(item.module.__name__, len(rank)))  # stable: files keep their order
+
+
+@pytest.fixture(autouse=True)
+def models_load_on_the_cpu(monkeypatch):
+    """In-process tests load their tiny models on the CPU, where their tolerances were measured and
+    their tensors are built, also on a machine with a GPU; the pipelines they start (Snakemake jobs,
+    new processes) use the GPU there. A test that wants a device moves its model there itself (the
+    `device` parameter of test_precision.py's bf16 checks)."""
+    import torch
+
+    from finetune_study import models
+
+    monkeypatch.setattr(models, "device", lambda: torch.device("cpu"))

@@ -225,7 +225,7 @@ def _kill_rank_mid_run(work, target, rank=1, after_step=2):
     """Run snakemake for `target` and SIGKILL process `rank` from outside once checkpoint
     step-<after_step> is complete: (snakemake's return code, its output, the killed pids, the
     checkpoint markers left behind)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow_scripts"))
+    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow_scripts"), **CPU_ONLY)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "2", target]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     ckpts = work / "checkpoints/emotion/fsdp/lora-s0"
@@ -240,6 +240,26 @@ def _kill_rank_mid_run(work, target, rank=1, after_step=2):
     return proc.returncode, out, killed, sorted(ckpts.glob("*/step-*/COMPLETE"))
 
 
+# The pipeline runs below are the gloo path on the CPU, on a machine with GPUs too (there each
+# process would take a GPU of its own, and one GPU cannot hold two: distributed.check_gpus).
+CPU_ONLY = {"CUDA_VISIBLE_DEVICES": ""}
+
+
+def test_more_processes_than_gpus_is_one_line_before_any_process_starts(monkeypatch):
+    from finetune_study import distributed
+    from finetune_study.common import PipelineError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(
+        PipelineError, match=r"^ddp fine-tune: 2 processes per node take one GPU each, and this node has 1;"
+    ):
+        distributed.check_gpus(2, "ddp")
+    distributed.check_gpus(1, "fsdp")  # one process per GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    distributed.check_gpus(2, "ddp")  # no CUDA: gloo processes on the CPU
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The three runs to their train logs; the FSDP one first killed mid-run (rank 1, from outside)
@@ -249,14 +269,14 @@ def trained(tmp_path_factory):
     work = base / "work"
     c = _dist_config(base / "models", work, RUNS)
     tiny.write_config(work, c)
-    tiny.snakemake(work, *[f"results/emotion/{n}/lora-s0/train_log.json" for n in RUNS if n != "fsdp"])
+    tiny.snakemake(work, *[f"results/emotion/{n}/lora-s0/train_log.json" for n in RUNS if n != "fsdp"], env=CPU_ONLY)
     target = "results/emotion/fsdp/lora-s0/train_log.json"
     killed = _kill_rank_mid_run(work, target)
     left = {
         "outputs": (work / target).exists(),
         "files": {str(m.parent): sorted(str(p.relative_to(m.parent)) for p in m.parent.rglob("*")) for m in killed[3]},
     }
-    tiny.snakemake(work, target)
+    tiny.snakemake(work, target, env=CPU_ONLY)
     return base, work, c, killed, left
 
 

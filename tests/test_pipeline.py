@@ -199,8 +199,11 @@ def test_likelihood_scoring_through_the_pipeline(run):
 
 def test_every_model_run_records_its_resolved_dtype(run):
     """dtype auto resolves once for this machine (bf16 on a CPU with native bf16): each run's
-    provenance, train log, metrics.csv row and report row name it; the baseline has none."""
+    provenance, train log, metrics.csv row and report row name it; the baseline has none. The
+    provenance also names the device the job computed on."""
     import csv
+
+    import torch
 
     from finetune_study import precision
 
@@ -213,11 +216,15 @@ def test_every_model_run_records_its_resolved_dtype(run):
         "tiny_bert/zeroshot",
         "tiny_bert/lora-s0",
     ):
-        assert tiny.read_json(work / f"results/emotion/{run_dir}/provenance.json")["dtype"] == expected, run_dir
-    # attention in float32 either way: cast up in a bf16 fine-tune on a CPU (attention_dtype auto)
+        prov = tiny.read_json(work / f"results/emotion/{run_dir}/provenance.json")
+        assert prov["dtype"] == expected, run_dir
+        assert prov["device"].startswith("cuda (") if torch.cuda.is_available() else prov["device"] == "cpu", run_dir
+    # on a CPU attention is float32 either way: cast up in a bf16 fine-tune (attention_dtype auto);
+    # on a GPU it computes in the compute dtype
+    attention = expected if torch.cuda.is_available() else "float32"
     for model in ("tiny_llama", "tiny_bert"):
         log = tiny.read_json(work / f"results/emotion/{model}/lora-s0/train_log.json")
-        assert log["dtype"] == {"compute": expected, "trained_weights": "float32", "attention": "float32"}, model
+        assert log["dtype"] == {"compute": expected, "trained_weights": "float32", "attention": attention}, model
     assert "dtype" not in tiny.read_json(work / "results/emotion/majority/baseline/provenance.json")
     rows = list(csv.DictReader(open(work / "results/metrics.csv")))
     assert {r["dtype"] for r in rows if r["model"] != "majority"} == {expected}

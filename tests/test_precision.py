@@ -15,6 +15,9 @@ from finetune_study import config as cfg
 from finetune_study.loss import batch_loss
 from finetune_study.tasks import classification, generation
 
+# The bf16-against-float32 checks below run on the CPU and, where there is one, on a CUDA GPU.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
 X86_BF16 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
 X86_AMX = "flags\t\t: fpu avx512f amx_tile amx_bf16 amx_int8\n"
 X86_NONE = "flags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
@@ -29,6 +32,23 @@ def test_native_bf16_is_read_from_the_cpu_flags():
     assert not precision.cpu_flags_have_bf16(X86_NONE)
     assert not precision.cpu_flags_have_bf16(ARM_NONE)
     assert not precision.cpu_flags_have_bf16("model name\t: bf16 in a name is no flag\n")
+
+
+@pytest.mark.parametrize("visible,hidden", [("", True), ("-1", True), ("0", False), (None, False)])
+def test_hidden_gpus_are_no_gpu(monkeypatch, visible, hidden):
+    """CUDA_VISIBLE_DEVICES '' or -1 hides every GPU: dtype auto then reads the CPU alone."""
+    import os
+
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    precision.machine_has_gpu.cache_clear()
+    try:
+        device_node = os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl")
+        assert precision.machine_has_gpu() == (device_node and not hidden)
+    finally:
+        precision.machine_has_gpu.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -95,10 +115,11 @@ def tiny_llama_dir(tmp_path_factory):
     return tiny.make_tiny_llama(tmp_path_factory.mktemp("models") / "llama", chat=False)
 
 
-def _llama(folder, dtype):
+def _llama(folder, dtype, device="cpu"):
     from finetune_study import models
 
-    return models.load_causal_lm(folder, {"type": "causal_lm", "trust_remote_code": False, "dtype": dtype})
+    spec = {"type": "causal_lm", "trust_remote_code": False, "dtype": dtype}
+    return models.load_causal_lm(folder, spec).to(device)
 
 
 def _prompts(n=12, seed=0):
@@ -108,11 +129,12 @@ def _prompts(n=12, seed=0):
     ]
 
 
-def test_bf16_likelihood_scores_agree_with_float32(tiny_llama_dir):
+@pytest.mark.parametrize("device", DEVICES)
+def test_bf16_likelihood_scores_agree_with_float32(tiny_llama_dir, device):
     labels = [[11, 12], [300], [501, 502, 503], [77]]
     prompts = _prompts()
     scores = {
-        d: torch.tensor(inference.label_logprobs(_llama(tiny_llama_dir, d), prompts, labels, 4, progress=False))
+        d: torch.tensor(inference.label_logprobs(_llama(tiny_llama_dir, d, device), prompts, labels, 4, progress=False))
         for d in ("float32", "bfloat16")
     }
     # tolerance: bf16 keeps 8 bits of mantissa; a label's log-probability (-10 to -33 nats here,
@@ -121,17 +143,18 @@ def test_bf16_likelihood_scores_agree_with_float32(tiny_llama_dir):
     assert scores["float32"].std() > 1  # the labels really score differently
 
 
-def test_bf16_generation_follows_float32_logits(tiny_llama_dir):
+@pytest.mark.parametrize("device", DEVICES)
+def test_bf16_generation_follows_float32_logits(tiny_llama_dir, device):
     """Greedy generation in bf16: the first new token's logits are within a stated tolerance of
     float32 (0.005; measured 0.003, the logits' spread is 0.11), and every first token whose float32
     margin over the runner-up is clear (> 0.01, more than twice that) is the same."""
     prompts = _prompts(8, seed=1)
     logits = {}
     for d in ("float32", "bfloat16"):
-        model = _llama(tiny_llama_dir, d)
+        model = _llama(tiny_llama_dir, d, device)
         ids, mask = inference.left_padded(prompts, 0)
         with torch.no_grad():
-            logits[d] = model(input_ids=ids, attention_mask=mask).logits[:, -1].float()
+            logits[d] = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, -1].float().cpu()
         first = inference.generate(
             model,
             type("T", (), {"pad_token_id": 0, "decode": lambda self, x, **k: ""})(),
@@ -159,10 +182,11 @@ def _causal_batch(ids, mask=None):
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids) if mask is None else mask, "labels": labels}
 
 
-def _lora_step(folder, dtype_name, batch, float32_attention=False):
-    """One LoRA backward pass of the tiny LLaMA loaded in dtype_name, under training.autocast:
-    (model, loss, the trained weights' gradients). LoRA B starts at zero: it is given values here,
-    so that A's gradient is not zero either."""
+def _lora_step(folder, dtype_name, batch, float32_attention=False, device="cpu"):
+    """One LoRA backward pass of the tiny LLaMA loaded in dtype_name on `device`, under
+    training.autocast: (model, loss, the trained weights' gradients, on the CPU). LoRA B starts at
+    zero: it is given values here (drawn on the CPU, the same on every device), so that A's
+    gradient is not zero either."""
     compute = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype_name]
     torch.manual_seed(0)
     model = adapters.trainable_model(_llama(folder, dtype_name), LLAMA_LORA, "CAUSAL_LM")
@@ -172,17 +196,19 @@ def _lora_step(folder, dtype_name, batch, float32_attention=False):
     for n, p in trained.items():
         if "lora_B" in n:
             torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(1))
-    with training.autocast("cpu", compute):
-        loss = batch_loss(model, batch, "CAUSAL_LM")
+    model.to(device)
+    with training.autocast(device, compute):
+        loss = batch_loss(model, {k: v.to(device) for k, v in batch.items()}, "CAUSAL_LM")
     loss.backward()
-    return model, loss, torch.cat([p.grad.flatten() for p in trained.values()])
+    return model, loss, torch.cat([p.grad.flatten() for p in trained.values()]).cpu()
 
 
-def test_one_bf16_training_step_matches_float32_and_trains_float32_weights(tiny_llama_dir):
+@pytest.mark.parametrize("device", DEVICES)
+def test_one_bf16_training_step_matches_float32_and_trains_float32_weights(tiny_llama_dir, device):
     batch = _causal_batch(torch.tensor(_prompts(4, seed=2)[0][:20] * 2).view(2, -1))
     out = {}
     for d, compute in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
-        model, loss, grads = _lora_step(tiny_llama_dir, d, batch)
+        model, loss, grads = _lora_step(tiny_llama_dir, d, batch, device=device)
         trained = [p for p in model.parameters() if p.requires_grad]
         assert trained and all(p.dtype == torch.float32 for p in trained)  # float32 masters
         assert {p.dtype for p in model.parameters() if not p.requires_grad} == {compute}

@@ -55,7 +55,12 @@ with common.log_to(common.snakemake_log(snakemake)):
     common.write_json(
         snakemake.output.provenance,
         provenance.provenance(
-            snakemake.params.code, {"test": snakemake.input.test}, snakemake.input.model, adapter, s["model"]["dtype"]
+            snakemake.params.code,
+            {"test": snakemake.input.test},
+            snakemake.input.model,
+            adapter,
+            s["model"]["dtype"],
+            models.device_name(),
         ),
     )
     shutil.rmtree(chunk_dir, ignore_errors=True)

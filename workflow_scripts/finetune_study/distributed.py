@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from .checkpoints import COUNTERS, is_sharded, publish, trainable_state  # noqa: F401 (is_sharded: training, finetune_job)
+from .common import PipelineError
 from .loss import batch_loss
 
 
@@ -67,6 +68,20 @@ def init(strategy):
         backend = "gloo"
     dist.init_process_group(backend)
     return World(dist.get_rank(), dist.get_world_size(), local, strategy)
+
+
+def check_gpus(processes_per_node, strategy):
+    """Where CUDA is available each process of a node takes a GPU of its own (init): refuse more
+    processes per node than the node has GPUs, in one line, before any process starts."""
+    if not torch.cuda.is_available():
+        return
+    have = torch.cuda.device_count()
+    if processes_per_node > have:
+        raise PipelineError(
+            f"{strategy} fine-tune: {processes_per_node} processes per node take one GPU each, and this node "
+            f"has {have}; set distributed.processes to at most {have} per node, or hide the GPUs "
+            "(CUDA_VISIBLE_DEVICES=) to run the processes on the CPU"
+        )
 
 
 def close(world):

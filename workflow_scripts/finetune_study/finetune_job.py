@@ -181,6 +181,7 @@ def _write_outputs(job, model, log, counts):
         job["inputs"]["model"],
         job["outputs"]["adapter"],
         s["model"]["dtype"],
+        models.device_name(),
     )
     common.write_json(job["outputs"]["train_log"], log)
     ckpt_dir = Path(job["checkpoint_dir"])
@@ -199,6 +200,7 @@ def launch(job):
     examples(job)
     dist = job["distributed"]
     n = sharding.per_node(dist)
+    distributed.check_gpus(n, dist["strategy"])
     per_process = max(1, int(job["threads"]) // n)
     worker_job = {**job, "threads": per_process, "torch_threads": job["torch_threads"] or per_process}
     slurm_job = os.environ.get("SLURM_JOB_ID") if job["executor"] == "slurm" else None

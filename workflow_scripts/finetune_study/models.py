@@ -30,6 +30,11 @@ def device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def device_name():
+    """What a model job computes on, for its provenance: 'cuda (NVIDIA H200)' or 'cpu'."""
+    return f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "cpu"
+
+
 def resolve_dtype(name, dev=None):
     """A config dtype as a torch dtype. The stage keys already hold the resolved name
     (precision.model_dtype); 'auto' (bench scripts, direct callers) is resolved here for `dev`:

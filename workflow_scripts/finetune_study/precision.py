@@ -63,7 +63,10 @@ def cpu_has_native_bf16() -> bool:
 
 @functools.lru_cache(maxsize=None)
 def machine_has_gpu() -> bool:
-    """An NVIDIA device node on this machine (without importing torch: parse time stays fast)."""
+    """An NVIDIA device node on this machine (without importing torch: parse time stays fast),
+    unless CUDA_VISIBLE_DEVICES hides every GPU ('' or -1: the jobs then run on the CPU)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() in ("", "-1"):
+        return False
     return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl")
 
 

@@ -6,7 +6,7 @@ chunks are never reused), write the predictions and the provenance, and delete t
 import shutil
 from pathlib import Path
 
-from . import common, hashing, inference, provenance
+from . import common, hashing, inference, models, provenance
 
 
 def write_predictions(snakemake, rows, predict_fn, settings, stage, output="predictions"):
@@ -28,6 +28,7 @@ def write_predictions(snakemake, rows, predict_fn, settings, stage, output="pred
             snakemake.input.model,
             adapter,
             settings["model"]["dtype"],
+            models.device_name(),
         ),
     )
     shutil.rmtree(chunk_dir, ignore_errors=True)

@@ -41,12 +41,14 @@ def resume_key(settings, code, data_files, model_dir) -> str:
     )
 
 
-def provenance(code, data=None, model_dir=None, adapter=None, dtype=None):
+def provenance(code, data=None, model_dir=None, adapter=None, dtype=None, device=None):
     """The hashes a run's outputs were built from (12 hex digits each), and the dtype its model
-    computed in, for the report."""
+    computed in and the device it ran on (models.device_name), for the report."""
     out = {"code": code}
     if dtype:
         out["dtype"] = dtype
+    if device:
+        out["device"] = device
     if data:
         out["data"] = {k: file_digest(p)[:12] for k, p in data.items()}
     if model_dir:

@@ -1,9 +1,14 @@
 # LoRA experiment workflow: raw data -> base/instruct/LoRA inference -> metrics -> figures -> report.
 # Run:  snakemake --cores 1 results/report.html
+# Then, optionally, Snakemake's own report of the finished run:  snakemake --report report.zip
+# (figures and tables flagged report() in rules/, captions under report/).
 # Each stage is one rule file under rules/; the config is validated in rules/common.smk.
 
 
 configfile: "config.yaml"
+
+
+report: "report/workflow.rst"
 
 
 include: "rules/common.smk"

@@ -34,6 +34,10 @@ try:
         config,
         Path(workflow.basedir) / "schemas" / "config.schema.yaml",
         files=_sources,
+        # a --configfile study shows its own report_title and notes, never config.yaml's
+        default_files=cfg.default_study_files(
+            workflow.configfiles, _settings.configfiles, workflow.basedir
+        ),
     )
     cfg.check_resources(config, workflow.resource_settings.default_resources or {})
     preflight.check(config, _sources)
@@ -50,7 +54,11 @@ except (cfg.ConfigError, PipelineError) as err:
 
 # Model jobs split the cores this machine gives them by how many jobs --cores runs at once
 # (common.cpu_threads); the jobs inherit this environment. It is in no stage key: no rerun.
-os.environ[WORKFLOW_CORES_ENV] = str(workflow.cores)
+# `snakemake --report` sets no cores and runs no job.
+try:
+    os.environ[WORKFLOW_CORES_ENV] = str(workflow.cores)
+except WorkflowError:
+    pass
 
 TASKS = cfg.selected_tasks(config)
 MODELS = config["models"]

@@ -7,9 +7,24 @@ rule figures:
     input:
         unpack(lambda w: classification.figure_inputs(w.task, TASKS[w.task])),
     output:
-        scores="results/{task}/figures/scores.png",
-        confusion="results/{task}/figures/confusion.png",
-        training="results/{task}/figures/training.png",
+        scores=report(
+            "results/{task}/figures/scores.png",
+            caption="../report/classification_scores.rst",
+            category="{task}",
+            subcategory="evaluation",
+        ),
+        confusion=report(
+            "results/{task}/figures/confusion.png",
+            caption="../report/confusion.rst",
+            category="{task}",
+            subcategory="evaluation",
+        ),
+        training=report(
+            "results/{task}/figures/training.png",
+            caption="../report/training_curves.rst",
+            category="{task}",
+            subcategory="fine-tuning",
+        ),
     log:
         "logs/figures/{task}.log",
     conda:
@@ -30,8 +45,18 @@ rule training_grid:
     input:
         unpack(training_grid_inputs),
     output:
-        summary=paths.TRAINING_GRID,
-        figure="results/{task}/figures/training_grid.png",
+        summary=report(
+            paths.TRAINING_GRID,
+            caption="../report/training_grid_table.rst",
+            category="{task}",
+            subcategory="training grid",
+        ),
+        figure=report(
+            "results/{task}/figures/training_grid.png",
+            caption="../report/training_grid.rst",
+            category="{task}",
+            subcategory="training grid",
+        ),
     log:
         "logs/training_grid/{task}.log",
     conda:

@@ -89,9 +89,24 @@ rule generation_figures:
     input:
         unpack(lambda w: generation.figure_inputs(w.task, TASKS[w.task])),
     output:
-        scores="results/{task}/figures/gen_scores.png",
-        sweep="results/{task}/figures/sweep.png",
-        training="results/{task}/figures/gen_training.png",
+        scores=report(
+            "results/{task}/figures/gen_scores.png",
+            caption="../report/generation_scores.rst",
+            category="{task}",
+            subcategory="evaluation",
+        ),
+        sweep=report(
+            "results/{task}/figures/sweep.png",
+            caption="../report/decoding_sweep.rst",
+            category="{task}",
+            subcategory="evaluation",
+        ),
+        training=report(
+            "results/{task}/figures/gen_training.png",
+            caption="../report/training_curves.rst",
+            category="{task}",
+            subcategory="fine-tuning",
+        ),
     log:
         "logs/generation_figures/{task}.log",
     conda:

@@ -27,7 +27,12 @@ rule compare:
     input:
         unpack(lambda w: classification.compare_inputs(w.task, TASKS[w.task])),
     output:
-        comparison=paths.COMPARISON,
+        comparison=report(
+            paths.COMPARISON,
+            caption="../report/comparison.rst",
+            category="{task}",
+            subcategory="evaluation",
+        ),
     log:
         "logs/compare/{task}.log",
     conda:

@@ -126,8 +126,18 @@ rule target_figures:
     input:
         unpack(lambda w: s2t.figure_inputs(w.task, TASKS[w.task])),
     output:
-        scores=paths.FIGURE.format(task="{task}", figure="target_scores"),
-        training=paths.FIGURE.format(task="{task}", figure="target_training"),
+        scores=report(
+            paths.FIGURE.format(task="{task}", figure="target_scores"),
+            caption="../report/target_scores.rst",
+            category="{task}",
+            subcategory="evaluation",
+        ),
+        training=report(
+            paths.FIGURE.format(task="{task}", figure="target_training"),
+            caption="../report/training_curves.rst",
+            category="{task}",
+            subcategory="fine-tuning",
+        ),
     log:
         "logs/target_figures/{task}.log",
     conda:

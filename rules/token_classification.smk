@@ -80,9 +80,24 @@ rule ner_figures:
     input:
         unpack(lambda w: ner.figure_inputs(w.task, TASKS[w.task])),
     output:
-        scores=paths.FIGURE.format(task="{task}", figure="ner_scores"),
-        per_type=paths.FIGURE.format(task="{task}", figure="ner_per_type"),
-        training=paths.FIGURE.format(task="{task}", figure="ner_training"),
+        scores=report(
+            paths.FIGURE.format(task="{task}", figure="ner_scores"),
+            caption="../report/entity_scores.rst",
+            category="{task}",
+            subcategory="evaluation",
+        ),
+        per_type=report(
+            paths.FIGURE.format(task="{task}", figure="ner_per_type"),
+            caption="../report/entity_per_type.rst",
+            category="{task}",
+            subcategory="evaluation",
+        ),
+        training=report(
+            paths.FIGURE.format(task="{task}", figure="ner_training"),
+            caption="../report/training_curves.rst",
+            category="{task}",
+            subcategory="fine-tuning",
+        ),
     log:
         "logs/ner_figures/{task}.log",
     conda:

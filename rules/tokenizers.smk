@@ -25,8 +25,18 @@ rule tokenizer_stats:
     input:
         unpack(lambda w: study_inputs.inputs(config, TASKS, workflow.basedir)),
     output:
-        table="results/tokenizers/table.json",
-        figure="results/tokenizers/stats.png",
+        table=report(
+            "results/tokenizers/table.json",
+            caption="../report/tokenizer_table.rst",
+            category="tokenizer study",
+            subcategory="tokenizers",
+        ),
+        figure=report(
+            "results/tokenizers/stats.png",
+            caption="../report/tokenizer_stats.rst",
+            category="tokenizer study",
+            subcategory="tokenizers",
+        ),
         pieces="results/tokenizers/pieces.json",
     log:
         "logs/tokenizer_stats.log",

@@ -110,9 +110,15 @@ if (table) {
                               table, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;
   heading = h ? h.innerText.trim() : null;
 }
+const headlines = Array.from(document.querySelectorAll('.table-wrap.headline')).map(w => {
+  const h = document.evaluate('preceding::*[self::h2 or self::h3][1]', w, null,
+                              XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;
+  return {heading: h ? h.innerText.trim() : null, scroll_width: w.scrollWidth, client_width: w.clientWidth,
+          table_width: Math.round(w.querySelector('table').getBoundingClientRect().width)};
+});
 return {viewport_width: W, page_width: document.documentElement.scrollWidth, overflowing: overflowing,
         broken_images: broken, n_images: document.images.length, first_table_header: header,
-        first_table_heading: heading};
+        first_table_heading: heading, headlines: headlines};
 """
 
 
@@ -124,6 +130,9 @@ def check_report(html_path, width=1280, height=900, open_details=True):
     broken_images: <img> with naturalWidth == 0, n_images,
     first_table_header: the first table's header cells (list of str), first_table_header_text
       (them joined by tabs), first_table_heading: the heading just before that table,
+    headlines: per headline results table (report.table kind="headline"): the heading before it,
+      scroll_width and client_width of its scrolling wrapper (scroll_width > client_width: the
+      table scrolls sideways) and table_width, the table's rendered width,
     console_errors: browser console messages of level SEVERE.
     All <details> are opened first (open_details) so folded content is measured too."""
     with chromium(width, height) as driver:

@@ -95,6 +95,7 @@ SLOW_FIRST = [
     "test_source_target_pipeline",
     "test_hub_cache",
     "test_methods",
+    "test_mlflow_tracking",
     "test_pipeline",
     "test_seeds",
     "test_reliability",

@@ -191,19 +191,23 @@ def test_bad_records_and_decodings_fail_before_models_load(run, tmp_path):
             tiny.write_config(work, config)
 
 
+def gridded(config):
+    """The config with a two-point learning-rate grid on the task's fine-tune."""
+    return tiny.edited(
+        config,
+        lambda c: c["tasks"]["alpaca"]["finetune"]["tiny_llama"].update(
+            grid={"training.learning_rate": [0.01, 0.00001]}
+        ),
+    )
+
+
 def test_training_grid_on_a_generation_task(run):
     """A grid on a generation task: each point its own fine-tune with its generations, scores and
     perplexity; the best point is the one with the lowest validation loss in its own training log,
     and its test metrics are those of the first named decoding."""
     work, config, _ = run
     points = ["lr0.01", "lr1em05"]
-    gridded = tiny.edited(
-        config,
-        lambda c: c["tasks"]["alpaca"]["finetune"]["tiny_llama"].update(
-            grid={"training.learning_rate": [0.01, 0.00001]}
-        ),
-    )
-    tiny.write_config(work, gridded)
+    tiny.write_config(work, gridded(config))
     try:
         # the grid's points replace lora-s0: 2 fine-tunes, each with 3 decodings and a perplexity
         assert tiny.planned_jobs(work) == {
@@ -232,5 +236,22 @@ def test_training_grid_on_a_generation_task(run):
         html = (work / "results/report.html").read_text()
         assert "Training grid" in html and f"★ {g['best']}" in html
         assert (work / "results/alpaca/figures/training_grid.png").stat().st_size > 10_000
+    finally:
+        tiny.write_config(work, config)
+
+
+def test_snakemake_report_of_the_gridded_task(run, tmp_path):
+    """`snakemake --report` of the gridded run (finished by the test above; built here when run
+    alone): the generation figures and the grid's figure and table, under the task's stages."""
+    from test_snakemake_report import check_report
+
+    work, config, _ = run
+    tiny.write_config(work, gridded(config))
+    try:
+        tiny.snakemake(work, "results/report.html")
+        results, categories = check_report(work, tmp_path)
+        assert set(categories["alpaca"]) == {"evaluation", "fine-tuning", "training grid"}
+        assert "results/alpaca/training_grid.json" in categories["alpaca"]["training grid"]
+        assert "decoding parameter" in results["results/alpaca/figures/sweep.png"]["caption"]
     finally:
         tiny.write_config(work, config)

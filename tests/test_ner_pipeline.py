@@ -227,3 +227,15 @@ def test_killed_token_head_finetune_resumes_exactly(run, tmp_path):
     assert a.keys() == b.keys() and any("classifier" in k for k in a)  # the trained head is saved with LoRA
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_snakemake_report(run, tmp_path):
+    """`snakemake --report` of the finished NER run: entity F1, F1 per type and training curves."""
+    from test_snakemake_report import check_report
+
+    _, work, _ = run
+    _, categories = check_report(work, tmp_path)
+    assert categories[TASK] == {
+        "evaluation": [f"results/{TASK}/figures/ner_per_type.png", f"results/{TASK}/figures/ner_scores.png"],
+        "fine-tuning": [f"results/{TASK}/figures/ner_training.png"],
+    }

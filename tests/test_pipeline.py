@@ -233,3 +233,28 @@ def test_every_model_run_records_its_resolved_dtype(run):
     short = {"bfloat16": "bf16", "float32": "fp32"}[expected]
     headline = html[html.index("Results on the test split") : html.index("<h3>Data</h3>")]
     assert headline.count(f"<td>{short}</td>") == 5, headline  # one per model run, not the baseline
+
+
+def test_a_configfile_study_shows_its_own_title_and_notes(tiny_run, tmp_path):
+    """config.yaml's report_title and notes describe the default study: a study given with
+    --configfile that sets none shows no notes and the schema's default title; one that sets them
+    shows its own; the run without --configfile still shows config.yaml's. Only the report reruns."""
+    import yaml
+
+    work, _ = tiny.copy_run(tiny_run, tmp_path)
+    report = work / "results/report.html"
+    default_note, default_title = "note with &lt;b&gt;markup&lt;/b&gt; &amp; ampersand", "tiny &lt;test&gt; report"
+    assert default_note in report.read_text() and f"<h1>{default_title}</h1>" in report.read_text()
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"run_tasks": ["emotion"]}))  # a study that sets no title and no notes
+    assert tiny.planned_jobs(work, "results/report.html", "--configfile", str(study)) == {"report": 1}
+    tiny.snakemake(work, "results/report.html", "--configfile", str(study))
+    html = report.read_text()
+    assert default_note not in html and "<h1>LoRA experiment report</h1>" in html
+    assert "class='note'" not in html
+    study.write_text(yaml.safe_dump({"run_tasks": ["emotion"], "report_title": "Own", "notes": ["own note"]}))
+    tiny.snakemake(work, "results/report.html", "--configfile", str(study))
+    html = report.read_text()
+    assert "<h1>Own</h1>" in html and "<p class='note'>own note</p>" in html and default_note not in html
+    tiny.snakemake(work, "results/report.html")  # the default study again
+    assert default_note in report.read_text() and f"<h1>{default_title}</h1>" in report.read_text()

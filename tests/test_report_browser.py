@@ -12,6 +12,8 @@ if REASON:
     pytest.skip(f"no real-browser check: {REASON}", allow_module_level=True)
 
 from finetune_study import report  # noqa: E402
+from finetune_study.report_blocks import ci, pvalue  # noqa: E402
+from finetune_study.tasks import classification_results  # noqa: E402
 
 
 def _page(body):
@@ -63,6 +65,59 @@ def test_negative_control_overflow_is_reported(tmp_path):
     assert [i["alt"] for i in found["broken_images"]] == ["broken"]
 
 
+def _iv(mean, low, high):
+    return ci({"mean": mean, "low": low, "high": high})
+
+
+def _sd(mean, sd):
+    return ci({"mean": mean, "sd": sd})
+
+
+LIK, HEAD = "likelihood (mean)", "mean-pooling head"
+# the default study's headline rows (its report of 2026-12-05, docs/report_first_screen.png), the
+# widest names and cells a 300-item classification table has
+DEFAULT_STUDY_ROWS = [
+    ["zero-shot: gemma3_270m_base", "base", "-", LIK, "fp32"]
+    + [_iv(0.213, 0.167, 0.263), _iv(0.135, 0.091, 0.180), _iv(0.139, 0.100, 0.184), "0.0%", "", 300],
+    ["zero-shot: smollm2_135m_instruct", "instruct", "-", LIK, "fp32"]
+    + [_iv(0.243, 0.197, 0.297), _iv(0.091, 0.066, 0.124), _iv(0.128, 0.090, 0.170), "0.0%", "", 300],
+    ["untrained head: minilm_l6", "encoder", "-", HEAD, "fp32"]
+    + [_iv(0.220, 0.173, 0.267), _iv(0.195, 0.153, 0.238), _iv(0.246, 0.196, 0.297), "0.0%", "", 300],
+    ["raw prompt: smollm2_135m_instruct", "instruct", "-", LIK, "fp32"]
+    + [_iv(0.290, 0.240, 0.343), _iv(0.075, 0.065, 0.085), _iv(0.130, 0.093, 0.176), "0.0% (12 near-miss)", "", 300],
+    ["LoRA: smollm2_135m_instruct", "instruct", "0", LIK, "fp32"]
+    + [_iv(0.497, 0.437, 0.553), _iv(0.257, 0.219, 0.296), _iv(0.431, 0.370, 0.493), "0.0%", pvalue(1e-9), 300],
+    ["LoRA: minilm_l6", "encoder", "0, 1, 2", HEAD, "fp32"]
+    + [_sd(0.726, 0.011), _sd(0.531, 0.032), _sd(0.691, 0.018), "0.0%", pvalue(1e-9) + " (largest of 3 seeds)", 300],
+    ["majority class (train)", "baseline", "-", "-", "-"]
+    + [_iv(0.347, 0.290, 0.397), _iv(0.086, 0.075, 0.095), _iv(0.178, 0.130, 0.225), "0.0%", "", 300],
+]
+
+
+def test_the_default_studys_headline_fits_1280px(tmp_path):
+    """The default study's results table at 1280 px: its wrapper does not scroll sideways and the
+    page has no horizontal scrollbar. The check can fail: the same rows laid out as before (numbers
+    and run names on one line) scroll."""
+    html = tmp_path / "headline.html"
+    html.write_text(
+        _page("<h3>Results on the test split</h3>" + classification_results.headline_table(DEFAULT_STUDY_ROWS))
+    )
+    found = browser.check_report(html, width=1280)
+    [table] = found["headlines"]
+    assert table["scroll_width"] <= table["client_width"], table
+    assert found["page_width"] <= found["viewport_width"] and found["overflowing"] == []
+    old = report.table(
+        classification_results.HEADLINE_HEADER,
+        [[str(c).replace("\u00a0", " ") for c in r] for r in DEFAULT_STUDY_ROWS],
+        num_cols=(5, 6, 7, 10),
+        label_cols=(0,),
+        kind="headline",
+    )
+    html.write_text(_page("<h3>Results on the test split</h3>" + old))
+    [table] = browser.check_report(html, width=1280)["headlines"]
+    assert table["scroll_width"] > table["client_width"], table
+
+
 @pytest.fixture(scope="module")
 def run(tiny_run):
     _, work, config = tiny_run  # read only
@@ -78,6 +133,9 @@ def seen(run):
 def test_report_fits_1280px(seen):
     assert seen["overflowing"] == [], seen["overflowing"][:10]
     assert seen["page_width"] <= seen["viewport_width"]
+    # every task's headline table fits without a sideways scrollbar of its own
+    assert [t["heading"] for t in seen["headlines"]] == ["Results on the test split"]
+    assert all(t["scroll_width"] <= t["client_width"] for t in seen["headlines"]), seen["headlines"]
 
 
 def test_report_images_load_and_console_is_clean(seen):

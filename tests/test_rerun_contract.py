@@ -1,5 +1,5 @@
 """The rerun contract, as one table: from one finished tiny run, each edit plans exactly these jobs
-(`snakemake -n`), no more and no fewer. The README's "Using it" section states the same table.
+(`snakemake -n`), no more and no fewer. docs/decoding.md states the same table.
 
 The workflow is a private copy (tiny.copy_workflow), so the code edits (classification_metrics.py, training.py)
 never touch the repository. Every edit is undone after its row.

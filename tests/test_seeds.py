@@ -41,7 +41,7 @@ def test_mean_and_sd_across_seeds(run):
     assert row["seeds"] == [0, 1]
     assert row["accuracy"]["mean"] == pytest.approx(statistics.fmean(accs))
     assert row["accuracy"]["sd"] == pytest.approx(statistics.stdev(accs))
-    html = (work / "results/report.html").read_text()
+    html = (work / "results/report.html").read_text().replace("\u00a0", " ")  # ± and sd stay on one line
     assert f"{statistics.fmean(accs):.3f} ± {statistics.stdev(accs):.3f}" in html and "per-seed values" in html
     bert_pairs = [p for p in comp["paired"] if p["model"] == "tiny_bert"]
     assert len(bert_pairs) == 2  # each seed against the zero-shot row

@@ -247,3 +247,15 @@ def test_bad_input_is_one_line_before_any_model_loads(tmp_path):
     msg = bad(lambda c: None)
     assert "pairs.en + " in msg and ":5 has an empty target (target)" in msg
     assert not (work / "results").exists()
+
+
+def test_snakemake_report(run, tmp_path):
+    """`snakemake --report` of the finished summarization and translation run: each task's scores
+    and training curves, the caption naming the task's field."""
+    from test_snakemake_report import check_report
+
+    _, work, _, _ = run
+    results, categories = check_report(work, tmp_path)
+    for task, field in ((SUM, "summarization"), (TRA, "translation")):
+        assert categories[task]["evaluation"] == [f"results/{task}/figures/target_scores.png"]
+        assert f"({field})" in results[f"results/{task}/figures/target_scores.png"]["caption"]

@@ -205,11 +205,12 @@ def write_config(workdir, config):
 
 
 def copy_workflow(dest):
-    """A private copy of the workflow (Snakefile, rules, schemas, scripts), for tests that edit its code."""
+    """A private copy of the workflow (Snakefile, rules, report captions, schemas, scripts), for tests
+    that edit its code."""
     import shutil
 
     Path(dest).mkdir(parents=True, exist_ok=True)
-    for part in ("Snakefile", "rules", "schemas", "workflow_scripts", "envs", "resources", "profiles"):
+    for part in ("Snakefile", "rules", "report", "schemas", "workflow_scripts", "envs", "resources", "profiles"):
         src = REPO / part
         (
             shutil.copytree(src, Path(dest) / part, ignore=shutil.ignore_patterns("__pycache__"))

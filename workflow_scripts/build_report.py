@@ -3,13 +3,14 @@ predictions, figures and training logs, and results/metrics.csv, one row per run
 rules/report.smk). Self-contained: figures are embedded. Each task's section comes from its task
 type (tasks/<type>_results.py: headline table first, then figures); the tokenizer study follows
 the tasks; the footer lists the hashes every run was built from. Every file it reads is one of the
-rule's inputs (paths.DeclaredInputs)."""
+rule's inputs (paths.DeclaredInputs). With `tracking.mlflow` in the config, every row of
+metrics.csv is then logged to MLflow (finetune_study/tracking.py)."""
 
 import json
 
 import yaml
 
-from finetune_study import common, paths, report, results_table, runs
+from finetune_study import common, paths, report, results_table, runs, tracking
 from finetune_study import tasks as task_types
 from finetune_study import tokenizer_study as ts
 from finetune_study.report import esc
@@ -94,5 +95,9 @@ with common.log_to(common.snakemake_log(snakemake)):
         config["report_title"], sections, config["notes"], yaml.safe_dump(config, sort_keys=False), hashes
     )
     common.atomic_write_text(snakemake.output.html, text)
-    results_table.write_csv(snakemake.output.table, results_table.rows(tasks, read))
+    table = results_table.rows(tasks, read)
+    results_table.write_csv(snakemake.output.table, table)
     print(f"wrote {snakemake.output.html} ({len(text) // 1024} KiB) and {snakemake.output.table}")
+    # with tracking.mlflow in the config (read from the workflow's config, in no params): every row
+    # to MLflow; a tracker that fails is one warning line in this job's log
+    tracking.log_rows(snakemake.config, table, results_table.COLUMNS)

@@ -11,11 +11,13 @@ and a run with any other input starts afresh. After success the run folder's oth
 Causal LMs learn prompt -> label with the loss on the answer tokens only; encoders train the
 method's parameters plus their classification head.
 
+With `tracking.mlflow` in the config, the run is logged to MLflow afterwards (finetune_study/tracking.py).
+
 The job itself is finetune_study/finetune_job.py: run in this process for one process, or through
 torchrun in `distributed.processes` processes (finetune_worker.py; sharding.py, distributed.py).
 """
 
-from finetune_study import common, finetune_job, sharding
+from finetune_study import common, finetune_job, sharding, tracking
 
 # the task-type part finetune_job runs (tasks/<type>_training.py), in this stage's code fingerprint
 TASK_PART = "training"
@@ -26,3 +28,7 @@ with common.log_to(common.snakemake_log(snakemake)):
         finetune_job.launch(job)
     else:
         finetune_job.run(job)
+    # MLflow, when the config turns it on (tracking.py): from this process once the outputs are
+    # written, also after a multi-process run; a tracker that fails is one warning line here
+    w, p = snakemake.wildcards, snakemake.params
+    tracking.log_finetune(snakemake.config, w.task, w.model, w.method, p.settings, p.code, **job["outputs"])

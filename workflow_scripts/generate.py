@@ -6,7 +6,17 @@ import json
 import shutil
 from pathlib import Path
 
-from finetune_study import common, hashing, human_eval, inference, model_kinds, models, prompting, provenance
+from finetune_study import (
+    common,
+    hashing,
+    human_eval,
+    inference,
+    model_kinds,
+    models,
+    prediction_job,
+    prompting,
+    provenance,
+)
 from finetune_study.tasks import generation
 
 s = json.loads(snakemake.params.settings)
@@ -53,15 +63,7 @@ with common.log_to(common.snakemake_log(snakemake)):
         [r["output"] for r in out],
     )
     common.write_json(
-        snakemake.output.provenance,
-        provenance.provenance(
-            snakemake.params.code,
-            {"test": snakemake.input.test},
-            snakemake.input.model,
-            adapter,
-            s["model"]["dtype"],
-            models.device_name(),
-        ),
+        snakemake.output.provenance, prediction_job.test_split_provenance(snakemake, adapter, s["model"]["dtype"])
     )
     shutil.rmtree(chunk_dir, ignore_errors=True)
     print(f"wrote {len(out)} responses")

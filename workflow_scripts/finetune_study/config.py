@@ -20,11 +20,19 @@ import shutil
 import jsonschema
 import yaml
 
-from . import model_kinds, precision, published, sharding, tasks, training_grid
+from . import model_kinds, precision, published, sharding, tasks, tracking, training_grid
 from .common import ConfigError
 from .finetune_methods import METHOD_SETTINGS, METHODS
 from .hashing import canonical  # noqa: F401 (the rule files call cfg.canonical)
-from .sources import key_path, merge_order, source_of  # noqa: F401 (rules/common.smk calls cfg.merge_order)
+from .sources import (  # noqa: F401 (rules/common.smk calls cfg.merge_order, cfg.default_study_files)
+    STUDY_TEXT_KEYS,
+    default_study_files,
+    key_path,
+    merge_order,
+    own_study_text,
+    source_of,
+)
+from .tracking import without_tracking  # noqa: F401 (rules/report.smk calls cfg.without_tracking)
 
 
 def _with_defaults(validator_class):
@@ -61,9 +69,11 @@ def _describe(error, files):
     return f"{source_of(parts, files)}: {where}: {error.message}"
 
 
-def validate(config: dict, schema_path, files=("config.yaml",)) -> dict:
+def validate(config: dict, schema_path, files=("config.yaml",), default_files=None) -> dict:
     """Fill defaults in place and check types and keys; raise ConfigError with one line that names
-    the config file the key came from (files: the config files in merge order)."""
+    the config file the key came from (files: the config files in merge order). default_files: the
+    default study's files (sources.default_study_files); given, a --configfile study does not inherit
+    their report_title and notes (sources.own_study_text)."""
     with open(schema_path, encoding="utf-8") as f:
         schema = yaml.safe_load(f)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
@@ -72,6 +82,9 @@ def validate(config: dict, schema_path, files=("config.yaml",)) -> dict:
         best = jsonschema.exceptions.best_match(errors)
         raise ConfigError(_describe(best, files))
     _cross_check(config, files, {**schema["$defs"]["finetune"], "$defs": schema["$defs"]})
+    if default_files is not None:
+        defaults = {k: schema["properties"][k]["default"] for k in STUDY_TEXT_KEYS}
+        own_study_text(config, files, default_files, defaults)
     return config
 
 
@@ -116,6 +129,9 @@ def _cross_check(config, files, finetune_schema):
                     f"{' or '.join(spec.MODEL_KINDS)} models"
                 )
         spec.check_config(task, models, at)
+    problem = tracking.config_problem(config)
+    if problem:
+        raise ConfigError(f"{source('tracking', 'mlflow')}: tracking.mlflow: {problem}")
     study = config.get("tokenizer_study")
     if study:
         for m in study["models"]:

@@ -2,9 +2,10 @@
 
 A script's fingerprint hashes the script and every finetune_study module it imports, directly or
 transitively (imports inside functions count too), by syntax tree: comments and formatting do not
-count, real changes do. A script that dispatches on the task type (tasks.part) names the parts it
-uses in a module-level `TASK_PART = "data"` (or a tuple; "spec" is tasks/<type>.py itself); the rule passes the task types, and
-those task types' part modules join the fingerprint. So an edit to one task type's code reruns
+count, real changes do; modules in OUTSIDE_KEYS (they write nothing) do not count. A script that
+dispatches on the task type (tasks.part) names the parts it uses in a module-level
+`TASK_PART = "data"` (or a tuple; "spec" is tasks/<type>.py itself); the rule passes the task types,
+and those task types' part modules join the fingerprint. So an edit to one task type's code reruns
 only that task type's stages.
 
 The package's files are read where Python imports the package from (what the jobs run), the
@@ -35,6 +36,9 @@ PACKAGE = PACKAGE_DIR.name
 SCRIPTS = PACKAGE_DIR.parent  # the scripts beside the package, when it is used from a checkout
 TASKS_PACKAGE = f"{PACKAGE}.tasks"
 CACHE_ENTRIES = 4000  # source texts remembered; the least recently used go first
+# modules that write no output and so change no result: their edits rerun nothing (tracking.py
+# logs finished outputs to MLflow); neither they nor what only they import join a fingerprint
+OUTSIDE_KEYS = frozenset({f"{PACKAGE}.tracking"})
 
 
 @functools.lru_cache(maxsize=None)
@@ -190,7 +194,7 @@ def code_files(script, task_types=(), scripts=None):
         if path in seen:
             continue
         seen.add(path)
-        todo += [_module_file(m) for m in _imported(path)]
+        todo += [_module_file(m) for m in _imported(path) if m not in OUTSIDE_KEYS]
     seen.add(PACKAGE_DIR / "__init__.py")
     return sorted(seen)
 

@@ -21,15 +21,20 @@ def write_predictions(snakemake, rows, predict_fn, settings, stage, output="pred
     preds = inference.run_chunked(rows, predict_fn, chunk_dir, snakemake.params.chunk_size)
     common.write_jsonl(snakemake.output[output], preds)
     common.write_json(
-        snakemake.output.provenance,
-        provenance.provenance(
-            snakemake.params.code,
-            {"test": snakemake.input.test},
-            snakemake.input.model,
-            adapter,
-            settings["model"]["dtype"],
-            models.device_name(),
-        ),
+        snakemake.output.provenance, test_split_provenance(snakemake, adapter, settings["model"]["dtype"])
     )
     shutil.rmtree(chunk_dir, ignore_errors=True)
     return preds
+
+
+def test_split_provenance(snakemake, adapter, dtype):
+    """The provenance of a model job on the test split (predictions here, generate.py's responses):
+    code, test data, weights, dtype and the device it computed on."""
+    return provenance.provenance(
+        snakemake.params.code,
+        {"test": snakemake.input.test},
+        snakemake.input.model,
+        adapter,
+        dtype,
+        models.device_name(),
+    )

@@ -12,7 +12,8 @@ table{border-collapse:collapse;margin:1em 0;font-size:14px;display:block;max-wid
 .table-wrap{max-width:100%;overflow-x:auto;margin:1em 0}.table-wrap>table{display:table;max-width:none;margin:0}
 td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}td:not(.num){overflow-wrap:break-word}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.label{white-space:nowrap;overflow-wrap:normal}
+td.label{white-space:nowrap;overflow-wrap:normal}td.num.wrap{white-space:normal}
+.headline th{font-size:13px;vertical-align:bottom}.headline td{padding:4px 6px}
 img{max-width:100%;height:auto}
 pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:12px;white-space:pre-wrap;overflow-wrap:anywhere;max-width:100%;box-sizing:border-box}
 code{overflow-wrap:anywhere}
@@ -37,16 +38,23 @@ def esc(x):
     return html.escape(str(x), quote=True)
 
 
-def table(header, rows, num_cols=(), label_cols=()):
+def table(header, rows, num_cols=(), label_cols=(), wrap_cols=(), kind=""):
     """An HTML table, every cell escaped. num_cols: right-aligned numbers; label_cols: names kept on
-    one line (the wrapper scrolls instead)."""
+    one line (the wrapper scrolls instead); wrap_cols: numbers that may break at a space (an estimate
+    above its interval: report_blocks.ci keeps the interval itself on one line); kind: a class of the
+    wrapper (headline: a task's results table, which fits a 1280 px window)."""
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    cls = {i: " class='num'" for i in num_cols} | {i: " class='label'" for i in label_cols}
+    cls = (
+        {i: " class='num'" for i in num_cols}
+        | {i: " class='num wrap'" for i in wrap_cols}
+        | {i: " class='label'" for i in label_cols}
+    )
     body = ""
     for r in rows:
         body += "<tr>" + "".join(f"<td{cls.get(i, '')}>{esc(c)}</td>" for i, c in enumerate(r)) + "</tr>"
     # the wrapper scrolls sideways when the table is wider than the page (long cells wrap anywhere)
-    return f"<div class='table-wrap'><table><tr>{head}</tr>{body}</table></div>"
+    wrap = f"table-wrap {kind}".strip()
+    return f"<div class='{wrap}'><table><tr>{head}</tr>{body}</table></div>"
 
 
 def image(path, alt):

@@ -18,15 +18,19 @@ def short_dtype(name):
     return {"bfloat16": "bf16", "float32": "fp32", "float16": "fp16"}.get(name, name or "-")
 
 
+NBSP = "\u00a0"  # a space no line breaks at
+
+
 def ci(m, digits=3):
-    """'mean [low, high]' for one run, 'mean ± sd (k seeds)' across seeds."""
+    """'mean [low, high]' for one run, 'mean ± sd' across seeds. The one place a narrow cell (a
+    wrap_cols column of report.table) breaks is after the mean: the interval and '± sd' stay whole."""
     if "sd" in m:
-        return f"{m['mean']:.{digits}f} ± {(m['sd'] or 0):.{digits}f}"
-    return f"{m['mean']:.{digits}f} [{m['low']:.{digits}f}, {m['high']:.{digits}f}]"
+        return f"{m['mean']:.{digits}f} ±{NBSP}{(m['sd'] or 0):.{digits}f}"
+    return f"{m['mean']:.{digits}f} [{m['low']:.{digits}f},{NBSP}{m['high']:.{digits}f}]"
 
 
 def pvalue(p):
-    return "" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+    return "" if p is None else (f"<{NBSP}0.001" if p < 0.001 else f"{p:.3f}")
 
 
 def finetune_cost_table(read, task, listed):

@@ -1,7 +1,8 @@
 """Where each config value came from: the config sources in Snakemake's merge order, and the
-one whose value of a key was used, so every error names the file that set the bad value.
-Standard library plus PyYAML."""
+one whose value of a key was used, so every error names the file that set the bad value; and
+which study the report's title and notes belong to (own_study_text). Standard library plus PyYAML."""
 
+import copy
 from pathlib import Path
 
 import yaml
@@ -54,3 +55,42 @@ def source_of(parts, files):
         if _lookup(node, parts):
             return name
     return "the merged config"
+
+
+# ---------------------------------------------------------------- whose study the report describes
+
+STUDY_TEXT_KEYS = ("report_title", "notes")
+
+
+def default_study_files(configfiles, cli_configfiles=(), workflow_dir=None):
+    """The files that hold the default study: the Snakefile's own `configfile:` files (as
+    merge_order finds them) and the workflow's config.yaml, however the command line names it."""
+    declared = [str(f) for f in list(configfiles)[len(list(cli_configfiles or [])) :]]
+    return declared + ([str(Path(workflow_dir) / "config.yaml")] if workflow_dir else [])
+
+
+def _same_file(a, b):
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def own_study_text(config, files, default_files, defaults):
+    """report_title and notes say what is true of one study: those of the default study's files
+    (default_study_files) are its own. When the sources (merge_order) include another config file
+    (a `--configfile` study), a title or notes that came from a default file are replaced by the
+    schema's default (`defaults`: key -> value), so an overlay's report shows only what the
+    overlay (or --config) says. Returns the keys replaced, in place in config."""
+
+    def is_default(f):
+        return not isinstance(f, tuple) and any(_same_file(f, d) for d in default_files)
+
+    if not any(not isinstance(f, tuple) and not is_default(f) for f in files or []):
+        return []
+    replaced = []
+    for key in STUDY_TEXT_KEYS:
+        if is_default(source_of([key], files)):
+            config[key] = copy.deepcopy(defaults[key])
+            replaced.append(key)
+    return replaced

@@ -8,6 +8,26 @@ from ..report import esc, fmt
 from ..report_blocks import N_SAMPLES, ci, finetune_cost_table, grid_section, published_caption, pvalue, short_dtype
 from .classification import TABLE_METRICS
 
+HEADLINE_HEADER = [
+    "run",
+    "role",
+    "seeds",
+    "scoring / head",
+    "dtype",
+    "accuracy",
+    "macro F1",
+    "weighted F1",
+    "unparsed",
+    "McNemar p vs zero-shot",
+    "n",
+]
+
+
+def headline_table(rows):
+    """The results table's HTML: the metric columns break between estimate and interval, the run
+    names at spaces, so that the table fits a 1280 px window."""
+    return report.table(HEADLINE_HEADER, rows, num_cols=(10,), wrap_cols=(5, 6, 7), kind="headline")
+
 
 def headline(task, entry, comp, metrics, read):
     """The task's results table: every run with 95% intervals (mean ± sd over seeds for replicated
@@ -50,26 +70,7 @@ def headline(task, entry, comp, metrics, read):
             + [fmt(p["metrics"][k], 3) if k in p["metrics"] else "-" for k in ("accuracy", "macro_f1", "weighted_f1")]
             + ["-", "", p["n"] or ""]
         )
-    out = [
-        report.table(
-            [
-                "run",
-                "role",
-                "seeds",
-                "scoring / head",
-                "dtype",
-                "accuracy",
-                "macro F1",
-                "weighted F1",
-                "unparsed",
-                "McNemar p vs zero-shot",
-                "n",
-            ],
-            rows,
-            num_cols=(5, 6, 7, 10),
-            label_cols=(0,),
-        )
-    ]
+    out = [headline_table(rows)]
     out.append(
         "<p class='caption'>Test split. Single runs: point estimate [95% bootstrap interval over test items]. "
         "Replicated fine-tunes: mean ± sample sd over seeds (per-seed values and intervals below). "

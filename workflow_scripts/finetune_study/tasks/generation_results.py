@@ -55,7 +55,9 @@ def section(task, entry, read):
         report.table(
             ["run", "decoding", "dtype", "BLEU", "ROUGE-L F", "BERTScore F1", "reference perplexity", "human score"],
             rows,
-            num_cols=(3, 4, 5, 6, 7),
+            num_cols=(6, 7),
+            wrap_cols=(3, 4, 5),
+            kind="headline",
         )
     )
     out.append(published_caption(entry))

@@ -5,7 +5,16 @@ side-by-side samples) and its rows of results/metrics.csv. `read`: the report jo
 
 from .. import paths, plots, report, results_table, runs, stats
 from ..report import esc, fmt
-from ..report_blocks import N_SAMPLES, ci, finetune_cost_table, grid_section, published_caption, pvalue, short_dtype
+from ..report_blocks import (
+    N_SAMPLES,
+    NBSP,
+    ci,
+    finetune_cost_table,
+    grid_section,
+    published_caption,
+    pvalue,
+    short_dtype,
+)
 from ..target_plots import METRIC_LABELS
 from .source_target import BASELINE_DECODING, HEADLINE, TABLE_METRICS
 
@@ -51,7 +60,7 @@ def _headline(task, entry, read, kinds):
                 "-" if meth == "baseline" else short_dtype(results_table.run_dtype(read, folder)),
                 *[ci(iv[k]) for k in names],
                 fmt(_perplexity(read, task, m, meth), 2) or "-",
-                (f"{vs['diff']:+.3f} [{vs['low']:+.3f}, {vs['high']:+.3f}] (p {pvalue(vs['p'])})") if vs else "",
+                (f"{vs['diff']:+.3f} [{vs['low']:+.3f},{NBSP}{vs['high']:+.3f}] (p {pvalue(vs['p'])})") if vs else "",
             ]
         )
         if runs.method_seed(meth) is not None:
@@ -70,7 +79,8 @@ def _headline(task, entry, read, kinds):
         )
     header = ["run", "decoding", "dtype", *[METRIC_LABELS[k][0].replace(" / 100", "") for k in names]]
     header += ["reference perplexity", f"{METRIC_LABELS[head][0].replace(' / 100', '')} vs zero-shot (paired)"]
-    return report.table(header, rows, num_cols=range(3, 4 + len(names)))
+    n = len(names)
+    return report.table(header, rows, num_cols=(3 + n,), wrap_cols=range(3, 3 + n), kind="headline")
 
 
 def _caption(entry, signatures):

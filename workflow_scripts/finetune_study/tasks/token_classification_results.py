@@ -83,7 +83,9 @@ def _headline(task, entry, read):
             "F1 vs zero-shot (paired)",
         ],
         rows,
-        num_cols=(3, 4, 5, 6, 7, 8),
+        num_cols=(4, 5, 7),
+        wrap_cols=(3, 6, 8),
+        kind="headline",
     )
 
 

@@ -42,7 +42,7 @@ def test_every_task_type_provides_every_part_of_the_interface(task_type):
 @pytest.mark.parametrize("task_type", tasks.TASK_TYPES)
 def test_every_task_type_has_its_schema_block_and_dispatch(task_type):
     block = DEFS[f"{task_type}_task"]
-    assert block["properties"]["type"] == {"const": task_type}
+    assert block["properties"]["type"]["const"] == task_type
     dispatch = [(c["if"]["properties"]["type"]["const"], c["then"]["$ref"]) for c in DEFS["task"]["allOf"]]
     assert (task_type, f"#/$defs/{task_type}_task") in dispatch
 

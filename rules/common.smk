@@ -1,11 +1,25 @@
 # Parse-time setup: validate the config against the schema (defaults filled in), check the
 # local data files, and define the small helpers the rule files use.
 import os
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# This checkout's finetune_study, whatever copy is installed: the parse (its code fingerprints) and
+# every job import the package beside this Snakefile (checkout.py).
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
+from finetune_study import checkout
+
+checkout.use_own_package(workflow.basedir)
+import finetune_study
+
+if checkout.foreign_package(workflow.basedir, finetune_study.__file__):
+    raise WorkflowError(
+        "Error: " + checkout.foreign_package(workflow.basedir, finetune_study.__file__)
+    )
 
 from finetune_study import config as cfg
 from finetune_study import data as data_lib

@@ -155,6 +155,42 @@ def test_code_edit_plans_exactly(finished, module):
     assert tiny.planned_jobs(work, snakefile=snakefile) == {}
 
 
+def test_a_second_checkout_runs_and_fingerprints_its_own_package(finished, tiny_run, tmp_path):
+    """One environment, two checkouts: the installed finetune_study is the repository's (pip
+    install -e .), the private copy is a second clone. An edit in the copy replans the copy's jobs
+    and only those, and the copy's jobs run the copy's code."""
+    import os
+    import subprocess
+    import sys
+
+    original_work, config, snakefile = finished
+    clone = snakefile.parent / "workflow_scripts" / "finetune_study"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    installed = subprocess.run(
+        [sys.executable, "-c", "import finetune_study; print(finetune_study.__file__)"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert Path(installed).resolve().parent != clone.resolve(), "the test needs another checkout installed"
+    work, _ = tiny.copy_run((None, original_work, config), tmp_path)
+    path = clone / "classification_metrics.py"
+    text = path.read_text()
+    marker = tmp_path / "imported_from.txt"
+    try:
+        path.write_text(text + f"\nfrom pathlib import Path as _P\n_P({str(marker)!r}).write_text(__file__)\n")
+        assert tiny.planned_jobs(work, snakefile=snakefile) == CODE_ROWS["finetune_study/classification_metrics.py"]
+        # the other checkout, on its own finished run, plans nothing
+        assert tiny.planned_jobs(tiny_run[1]) == {}
+        target = "results/emotion/majority/baseline/metrics.json"
+        tiny.snakemake(work, target, snakefile=snakefile)
+        assert Path(marker.read_text()).resolve() == path.resolve()  # the job imported the clone's module
+    finally:
+        path.write_text(text)
+
+
 def test_copied_working_directory_reruns_nothing(finished, tmp_path):
     work, _, snakefile = finished
     copy = tmp_path / "elsewhere" / "deeper" / "work"

@@ -229,10 +229,9 @@ def snakemake_call(workdir, *args, env=None, snakefile=None):
     """(arguments after `python -m snakemake`, environment) of a call on workdir."""
     args = ["-s", str(snakefile or REPO / "Snakefile"), "--directory", str(workdir), "--cores", CORES, *args]
     full_env = dict(os.environ, **(env or {}))
-    # the jobs import finetune_study from the workflow they run: a private copy's own package
-    # (tests edit it) ahead of the installed one
-    scripts = str(Path(snakefile or REPO / "Snakefile").parent / "workflow_scripts")
-    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (scripts, full_env.get("PYTHONPATH")) if p)
+    # no PYTHONPATH: the workflow itself makes its parse and its jobs import the finetune_study
+    # beside its Snakefile (a private copy's, which tests edit), not the installed one (checkout.py)
+    full_env.pop("PYTHONPATH", None)
     return args, full_env
 
 

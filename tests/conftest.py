@@ -1,5 +1,6 @@
 """Shared pytest setup: makes workflow_scripts importable, points at the shared data, and starts
-the local SLURM cluster for the tests that need one (skipped, with the reason, where it cannot start)."""
+the local SLURM cluster for the tests that need one (skipped, with the reason, where it cannot start;
+under CI=true a service that cannot start fails the run instead)."""
 
 import os
 import subprocess
@@ -14,6 +15,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 START_SCRIPT = REPO / ".ci" / "start_slurm.sh"
+
+
+def skip_or_fail_in_ci(reason: str):
+    """Skip, saying why; under CI (CI=true, which .ci/run sets) fail instead: CI installs every
+    service and package the tests need, so a missing one is a broken CI, not a skipped test."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true, but {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def _last_error_line(text: str) -> str:
@@ -35,9 +44,9 @@ def slurm_cluster(tmp_path_factory):
     from filelock import FileLock
 
     if os.environ.get("SKIP_SLURM") == "1":
-        pytest.skip("SKIP_SLURM=1: not starting the local SLURM cluster")
+        skip_or_fail_in_ci("SKIP_SLURM=1: not starting the local SLURM cluster")
     if not START_SCRIPT.exists():
-        pytest.skip(f"{START_SCRIPT} missing")
+        skip_or_fail_in_ci(f"{START_SCRIPT} missing")
     t0 = time.monotonic()
     try:
         with FileLock(str(_shared_root(tmp_path_factory) / "slurm.lock")):  # one worker starts it at a time
@@ -48,9 +57,9 @@ def slurm_cluster(tmp_path_factory):
                 timeout=900,  # a cold apt-get install can take a few minutes
             )
     except subprocess.TimeoutExpired as e:
-        pytest.skip(f"start_slurm.sh timed out after {e.timeout}s")
+        skip_or_fail_in_ci(f"start_slurm.sh timed out after {e.timeout}s")
     if proc.returncode != 0:
-        pytest.skip(
+        skip_or_fail_in_ci(
             f"local SLURM cluster unavailable (rc={proc.returncode}): "
             + _last_error_line(proc.stderr + "\n" + proc.stdout)
         )

@@ -7,7 +7,7 @@ import random
 import pytest
 from seqeval.scheme import IOB2, Entities
 
-from conftest import DATA_DIR
+from conftest import DATA_DIR, skip_or_fail_in_ci
 from finetune_study import conll
 from finetune_study.common import PipelineError
 
@@ -198,8 +198,7 @@ def test_entity_types_and_counts_by_hand():
 def test_wnut17_train_counts_match_source_md():
     path = DATA_DIR / "wnut17" / "train.conll"
     if not path.is_file():
-        print(f"skipped: {path} not found")
-        pytest.skip(f"{path} not found")
+        skip_or_fail_in_ci(f"{path} not found")
     sentences = conll.read_conll(path)
     assert len(sentences) == 3394
     assert sum(len(s["tokens"]) for s in sentences) == 62730

@@ -45,6 +45,7 @@ def test_tsv_without_header_and_csv_with_stray_header_and_jsonl():
     )
     rows = data.normalize(data.read_rows(DATA_DIR / "imdb/asini_imdb_sample.csv"), imdb, "imdb")
     assert 1990 <= len(rows) <= 2000 and {r["label"] for r in rows} == {"negative", "positive"}
+    assert rows, "nothing to check"
     assert not any("<br />" in r["text"] for r in rows)
     q = dict(ag, text_column="question", label_column="answer")
     rows = data.normalize(data.read_rows(DATA_DIR / "ag_news/ashlesha_unit_test.jsonl"), q, "unit")

@@ -165,13 +165,32 @@ def test_the_memory_check_understands_sharding(edit, message):
         cfg.check_resources(c, {"slurm_partition": "gpu"})
 
 
-def test_nodes_need_slurm_and_qlora_stays_one_process():
+def test_nodes_need_slurm():
     def nodes(c):
         t = c["tasks"][next(iter(c["tasks"]))]
         t["finetune"][next(iter(t["finetune"]))]["distributed"] = {"processes": 4, "nodes": 2}
 
     with pytest.raises(ConfigError, match=r"distributed.nodes: 2 nodes need the SLURM profile"):
         _config(fns=[nodes])
+
+
+@pytest.mark.parametrize("processes", [2, 1])
+def test_qlora_stays_one_process(monkeypatch, processes):
+    """A qlora fine-tune over two processes is refused for that reason, before (and whatever) the
+    GPU check says; in one process only the GPU check speaks (LORA_WF_CUDA=0: no GPU here)."""
+    monkeypatch.setenv("LORA_WF_CUDA", "0")
+
+    def qlora(c):
+        t = c["tasks"][next(iter(c["tasks"]))]
+        ft = t["finetune"][next(iter(t["finetune"]))]
+        ft["method"] = "qlora"
+        ft["distributed"] = {"processes": processes}
+
+    with pytest.raises(ConfigError) as err:
+        _config(fns=[qlora])
+    one_process = "qlora trains one process (bitsandbytes 4-bit); set processes: 1 or method: lora"
+    assert (one_process in str(err.value)) is (processes == 2), err.value
+    assert ("qlora needs a CUDA GPU" in str(err.value)) is (processes == 1), err.value
 
 
 # ---------------------------------------------------------------- the real pipeline on two CPU processes

@@ -142,7 +142,7 @@ def test_mean_pooling_equals_a_hand_computation(prepared):
     got = inference.classify(model, tok, texts, batch_size=8)
     bert = BertModel.from_pretrained(prepared["mean"]).eval()
     w, b = model.classifier.weight.detach(), model.classifier.bias.detach()
-    for text, (label, logits) in zip(texts, got):
+    for text, (label, logits) in zip(texts, got, strict=True):
         ids = torch.tensor([tok(text)["input_ids"]])
         with torch.no_grad():
             hidden = bert(input_ids=ids).last_hidden_state[0]  # this text alone: every token is real

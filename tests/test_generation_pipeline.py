@@ -91,13 +91,42 @@ def test_scores_recomputed_from_outputs(run, method, point):
     assert 0 < m["bertscore_f1"]["mean"] <= 1
 
 
+def test_bertscore_is_bert_score_called_directly(run):
+    """The default BERTScore model (the MiniLM-L6 folder pip ships, layer 6, no idf, no rescaling)
+    on the outputs and references, computed by bert_score itself: the same per-item F1 as the
+    pipeline's, which is not zero (random outputs still embed close to their references)."""
+    import bert_score
+    from test_generation_metrics import minilm_dir
+
+    work, _, _ = run
+    for method in ("zeroshot", "lora-s0"):
+        folder = work / f"results/alpaca/tiny_llama/{method}/gen/greedy"
+        gen = read_jsonl(folder / "generations.jsonl")
+        _, _, f1 = bert_score.score(
+            [r["output"] for r in gen],
+            [r["reference"] for r in gen],
+            model_type=str(minilm_dir()),
+            num_layers=6,
+            lang=None,
+            idf=False,
+            rescale_with_baseline=False,
+        )
+        ours = tiny.read_json(folder / "metrics.json")
+        assert ours["per_example"]["bertscore_f1"] == pytest.approx(f1.tolist(), abs=1e-6)
+        assert ours["bertscore_f1"]["mean"] == pytest.approx(f1.mean().item(), abs=1e-6)
+        assert min(f1.tolist()) > 0.01
+
+
 def test_greedy_and_temperature_zero_agree_sampling_differs(run):
     work, _, _ = run
     out = {
         p: [r["output"] for r in read_jsonl(work / f"results/alpaca/tiny_llama/zeroshot/gen/{p}/generations.jsonl")]
         for p in POINTS
     }
+    assert len(out["greedy"]) == 6 and any(out["greedy"])
     assert out["greedy"] == out["topk5_t0"]  # also: static cache == dynamic cache
+    # sampling at temperature 0.7 (seeded) draws other tokens than the argmax on most prompts
+    assert sum(g != s for g, s in zip(out["greedy"], out["topk5_t0.7"], strict=True)) >= 3
 
 
 def test_fine_tune_packed_its_batches(run):

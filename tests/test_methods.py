@@ -183,7 +183,7 @@ def test_virtual_tokens_match_peft_forward(llama, method):
     prompts, label_ids = prompts_and_labels(tok)
     scores = inference.label_logprobs(model, prompts, label_ids, batch_size=3, progress=False)
     with torch.no_grad():
-        for p, row in zip(prompts, scores):
+        for p, row in zip(prompts, scores, strict=True):
             direct = []
             for lab in label_ids:
                 logits = model(input_ids=torch.tensor([p + lab])).logits[0, -len(p + lab) :]  # drop virtual positions

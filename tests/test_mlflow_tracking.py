@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 import tiny
-from conftest import REPO
+from conftest import REPO, skip_or_fail_in_ci
 from finetune_study import config as cfg
 from finetune_study import fingerprints
 from finetune_study.common import ConfigError
@@ -46,9 +46,7 @@ WARNING = "WARNING: MLflow tracking"
 def _need_mlflow():
     if importlib.util.find_spec("mlflow") is None:
         why = "mlflow is not installed (pip install -r requirements-tracking.txt)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{why}, but CI installs it")
-        pytest.skip(why)
+        skip_or_fail_in_ci(why)
 
 
 def _free_port():

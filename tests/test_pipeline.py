@@ -36,6 +36,7 @@ def test_data_splits(run):
     summary = tiny.read_json(work / "results/emotion/data/summary.json")
     assert {k: v["rows"] for k, v in summary["splits"].items()} == {"train": 32, "validation": 8, "test": 16}
     rows = read_jsonl(work / "results/emotion/data/test.jsonl")
+    assert rows, "nothing to check"
     assert all(r["label"] in LABELS and r["text"] for r in rows)
 
 
@@ -76,6 +77,7 @@ def test_training_log(run):
     log = tiny.read_json(work / "results/emotion/tiny_llama/lora-s0/train_log.json")
     assert log["final_step"] == 4  # 32 rows / batch 8, one epoch
     assert [e["step"] for e in log["evals"]] == [0, 2, 4]
+    assert log["evals"], "nothing to check"
     assert all(e["val_perplexity"] > 1 for e in log["evals"])
     assert [h["step"] for h in log["history"]] == [1, 2, 3, 4]
     # checkpoints live outside the declared outputs and are deleted once the fine-tune succeeded
@@ -191,6 +193,7 @@ def test_likelihood_scoring_through_the_pipeline(run):
         assert tiny.planned_jobs(work) == {"predict": 3, "score": 3, "compare": 1, "figures": 1, "report": 1}
         tiny.snakemake(work, "results/report.html")
         preds = read_jsonl(work / "results/emotion/tiny_llama/lora-s0/predictions.jsonl")
+        assert preds, "nothing to check"
         assert all(p["pred"] in LABELS and len(p["scores"]) == 6 for p in preds)
         assert all(p["pred"] == LABELS[max(range(6), key=p["scores"].__getitem__)] for p in preds)
         assert tiny.read_json(work / "results/emotion/tiny_llama/lora-s0/metrics.json")["unparsed_share"] == 0

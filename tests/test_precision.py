@@ -34,19 +34,26 @@ def test_native_bf16_is_read_from_the_cpu_flags():
     assert not precision.cpu_flags_have_bf16("model name\t: bf16 in a name is no flag\n")
 
 
-@pytest.mark.parametrize("visible,hidden", [("", True), ("-1", True), ("0", False), (None, False)])
-def test_hidden_gpus_are_no_gpu(monkeypatch, visible, hidden):
-    """CUDA_VISIBLE_DEVICES '' or -1 hides every GPU: dtype auto then reads the CPU alone."""
-    import os
-
+@pytest.mark.parametrize("node", [True, False])
+@pytest.mark.parametrize("visible,hidden", [("", True), ("-1", True), ("0", False), ("1,0", False), (None, False)])
+def test_hidden_gpus_are_no_gpu(monkeypatch, visible, hidden, node):
+    """CUDA_VISIBLE_DEVICES '' or -1 hides every GPU: dtype auto then reads the CPU alone. The NVIDIA
+    device nodes are faked (present or absent), so the rule is checked on a machine without a GPU."""
+    real_exists = precision.os.path.exists
+    fake_nodes = {"/dev/nvidia0", "/dev/nvidiactl"} if node else set()
+    monkeypatch.setattr(
+        precision.os.path,
+        "exists",
+        lambda p: p in fake_nodes if str(p).startswith("/dev/nvidia") else real_exists(p),
+    )
     if visible is None:
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     else:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     precision.machine_has_gpu.cache_clear()
     try:
-        device_node = os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl")
-        assert precision.machine_has_gpu() == (device_node and not hidden)
+        expected = {(True, False): True, (True, True): False, (False, False): False, (False, True): False}
+        assert precision.machine_has_gpu() is expected[(node, hidden)]
     finally:
         precision.machine_has_gpu.cache_clear()
 

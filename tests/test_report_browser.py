@@ -1,7 +1,10 @@
 """The report as a reader sees it: opened in a real headless Chromium (tests/browser.py) at
 1280 px, nothing may spill off the page, every image must load, the console must stay clean, and
 the first table must be a results table. Skips, with the reason, where Chromium, chromedriver or
-selenium is missing (.ci/run installs the Debian packages chromium and chromium-driver)."""
+selenium is missing (.ci/run installs the Debian packages chromium and chromium-driver); under
+CI=true a missing browser fails instead."""
+
+import os
 
 import pytest
 
@@ -9,6 +12,8 @@ import browser
 
 REASON = browser.missing()
 if REASON:
+    if os.environ.get("CI") == "true":  # CI installs Chromium: a missing browser fails it
+        pytest.fail(f"CI=true, but no real-browser check: {REASON}", pytrace=False)
     pytest.skip(f"no real-browser check: {REASON}", allow_module_level=True)
 
 from finetune_study import report  # noqa: E402
@@ -135,6 +140,7 @@ def test_report_fits_1280px(seen):
     assert seen["page_width"] <= seen["viewport_width"]
     # every task's headline table fits without a sideways scrollbar of its own
     assert [t["heading"] for t in seen["headlines"]] == ["Results on the test split"]
+    assert seen["headlines"], "nothing to check"
     assert all(t["scroll_width"] <= t["client_width"] for t in seen["headlines"]), seen["headlines"]
 
 

@@ -140,6 +140,7 @@ def test_changed_data_never_resumes_an_old_checkpoint(tmp_path):
     assert key_folders(work) == new_key and len(new_key) == 1 and new_key[0] != old_key  # only the new run's own
     assert list((work / RUN_CKPTS / new_key[0]).glob("step-*/COMPLETE"))  # kept: keep_checkpoints
     assert not fake.exists()
+    assert others, "nothing to check"
     assert all((o / "step-00000003" / "COMPLETE").is_file() for o in others)
     assert sorted(removed_lines(work)) == [
         f"removed checkpoints {RUN_CKPTS}/{k} (superseded resume key)" for k in sorted(["0123456789ab", old_key])

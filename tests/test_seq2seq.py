@@ -121,6 +121,7 @@ def test_the_kind_loads_the_checkpoint(s2s):
     assert inference.is_encoder_decoder(model) and not model.training
     saved = load_file(folder / "model.safetensors")
     params = dict(model.named_parameters())
+    assert saved.keys() & params.keys(), "no saved weight found among the model parameters"
     assert all(torch.equal(params[k], v) for k, v in saved.items() if k in params)
     # the examples: source with the tokenizer's EOS, target with it too
     _, _, _, examples = s2s

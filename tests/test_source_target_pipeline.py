@@ -157,6 +157,7 @@ def test_translation_bleu_chrf_match_sacrebleu_with_every_reference(run):
         assert "tok:intl" in m["signatures"]["bleu"] and "nw:2" in m["signatures"]["chrf"]
         assert set(m["intervals"]) == {"bleu", "chrf"}
     copy = outputs(work, TRA, "copy", "baseline")
+    assert copy, "nothing to check"
     assert all(r["output"] == r["source"] for r in copy)
 
 

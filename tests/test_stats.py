@@ -223,7 +223,7 @@ def test_label_logprobs_normalization(llama):
     total = run()
     assert run(normalization="sum") == total
     mean, chars = run(normalization="mean"), run(normalization="chars", label_texts=texts)
-    for s, m, c in zip(total, mean, chars):
+    for s, m, c in zip(total, mean, chars, strict=True):
         assert m == pytest.approx([x / len(t) for x, t in zip(s, label_ids)], rel=1e-6)
         assert c == pytest.approx([x / len(t) for x, t in zip(s, texts)], rel=1e-6)
     with pytest.raises(ValueError, match="label_texts"):

@@ -203,7 +203,7 @@ def test_alpaca_published_rows_are_the_studys_table(study):
         "Mistral": (0.110753, 0.304393, 0.855278, 8.10991, 0.845679),
         "Phi-2": (0.469636, 0.604907, 0.931351, 19.0088, 0.895062),
     }
-    for row, (name, (bleu, rouge, bert, ppl, human)) in zip(rows, readme.items()):
+    for row, (name, (bleu, rouge, bert, ppl, human)) in zip(rows, readme.items(), strict=True):
         assert row["run"].startswith(name)
         m = row["metrics"]
         assert m["bleu"] == pytest.approx(100 * bleu, abs=1e-4) and m["rouge_l"] == pytest.approx(rouge, abs=1e-5)

@@ -141,6 +141,8 @@ def test_splits_carved_from_a_file_with_documents_never_share_a_document(tmp_pat
     auto = ner_file_task(tmp_path, text.replace("-DOCSTART-\tO\n\n", ""))
     plain = data.normalize(conll.read_conll(tmp_path / "d.conll"), auto, "d.conll")
     assert "doc" not in plain[0] and not data.carve_by_document(auto, plain)
+    one = [dict(r, doc=1) for r in splits["train"]]  # one -DOCSTART- at the top: by row under auto
+    assert not data.carve_by_document(auto, one) and data.carve_by_document(dict(auto, split_by="document"), one)
 
 
 def test_split_by_document_without_marks_is_one_line_naming_the_file(tmp_path):

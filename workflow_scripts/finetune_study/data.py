@@ -218,9 +218,12 @@ def _sample(rows, n, seed, labels=None):
 def carve_by_document(task, rows):
     """Whether a missing validation/test split is carved from train by whole documents: `split_by`
     document, or auto (the default) when every train row marks its document (-DOCSTART- in a CoNLL
-    file, document_column in a table); else sentence by sentence (row by row)."""
+    file, document_column in a table) and there are at least three documents (one per split; a
+    file with one -DOCSTART- at its top is carved by row); else sentence by sentence (row by row)."""
     by = task.get("split_by") or "auto"
-    return by == "document" or (by == "auto" and bool(rows) and all("doc" in r for r in rows))
+    if by != "auto":
+        return by == "document"
+    return bool(rows) and all("doc" in r for r in rows) and len({r["doc"] for r in rows}) >= 3
 
 
 def _carve_documents(rows, n, seed):

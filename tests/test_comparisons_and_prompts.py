@@ -300,6 +300,14 @@ def test_bad_stop_or_fewshot_is_one_line_naming_the_file_and_key(tmp_path):
             cfg.validate(bad, REPO / "schemas" / "config.schema.yaml", files=(str(path),))
         msg = str(e.value)
         assert len(msg.splitlines()) == 1 and msg.startswith(f"{path}: {key}"), msg
+    bad = copy.deepcopy(c)
+    bad["tasks"]["emotion"]["prompt"]["fewshot"] = 40  # sample.train keeps 32
+    bad["tasks"]["emotion"]["sample"]["train"] = 32
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError) as e:
+        cfg.validate(bad, REPO / "schemas" / "config.schema.yaml", files=(str(tmp_path / "config.yaml"),))
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'config.yaml'}: tasks.emotion.prompt.fewshot: 40 examples") and "\n" not in msg
     with pytest.raises(ValueError, match="stop must be a list of non-empty strings"):
         decoding.validate_decoding("greedy", {"stop": ["a", ""]})
 

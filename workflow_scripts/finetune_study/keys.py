@@ -169,6 +169,15 @@ def prompt_key(prompt):
     return {k: v for k, v in prompt.items() if k != "fewshot"}
 
 
+def fewshot_problem(task):
+    """Why a task's prompt.fewshot cannot be drawn (more examples than sample.train keeps), or None."""
+    k = (task.get("prompt") or {}).get("fewshot", 0)
+    n = (task.get("sample") or {}).get("train")
+    if k and n and k > n:
+        return f"{k} examples asked for, but sample.train keeps {n} training rows; lower fewshot or raise sample.train"
+    return None
+
+
 def fewshot_settings(task, method):
     """{"fewshot": {"k", "seed"}} for a row that is not fine-tuned (zero-shot, raw prompt) when the
     task's prompt.fewshot is above 0: k train examples drawn with the task's seed; else {}, so

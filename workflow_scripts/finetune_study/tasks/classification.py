@@ -25,6 +25,8 @@ ENCODER_MAX_LENGTH = 256  # truncation of an encoder that is not fine-tuned in i
 
 def check_config(task, models, at):
     """Labels, prompt template and decoding of a classification task (at(*keys): 'file: key path')."""
+    if keys.fewshot_problem(task):
+        raise ConfigError(f"{at('prompt', 'fewshot')}: {keys.fewshot_problem(task)}")
     if "labels" not in task:
         raise ConfigError(f"{at()}: classification needs 'labels', the list of label names")
     for m in task["raw_prompt_models"]:

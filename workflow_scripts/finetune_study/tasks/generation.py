@@ -35,6 +35,8 @@ def decodings(task):
 
 def check_config(task, models, at):
     """Every decoding point of a generation task is valid."""
+    if keys.fewshot_problem(task):
+        raise ConfigError(f"{at('prompt', 'fewshot')}: {keys.fewshot_problem(task)}")
     for name, d in decodings(task).items():
         try:
             decoding.validate_decoding(name, d)

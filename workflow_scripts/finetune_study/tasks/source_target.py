@@ -63,6 +63,8 @@ def decodings(task):
 
 def check_config(task, models, at):
     """Prompt template, decodings and metrics of a source -> target task."""
+    if keys.fewshot_problem(task):
+        raise ConfigError(f"{at('prompt', 'fewshot')}: {keys.fewshot_problem(task)}")
     if "{text}" not in task["prompt"]["template"]:
         raise ConfigError(f"{at('prompt', 'template')}: must contain {{text}} (where the source goes)")
     for m in task["raw_prompt_models"]:

@@ -37,6 +37,8 @@ def tag_names(entity_types):
 
 def check_config(task, models, at):
     """Prompt template, decoding and entity types of a token-classification task."""
+    if keys.fewshot_problem(task):
+        raise ConfigError(f"{at('prompt', 'fewshot')}: {keys.fewshot_problem(task)}")
     for m in task["raw_prompt_models"]:
         if models[m]["type"] != "causal_lm":
             raise ConfigError(f"{at('raw_prompt_models')}: '{m}' is an encoder; only causal LMs take prompts")

@@ -144,6 +144,11 @@ def predict_inputs(wildcards):
     }
     if runs.method_seed(wildcards.method) is not None:
         inputs["adapter"] = paths.ADAPTER.format(**wildcards)
+    elif MODELS[wildcards.model]["type"] == "causal_lm" and keys.fewshot_settings(
+        TASKS[wildcards.task], wildcards.method
+    ):
+        # prompt.fewshot: the examples come from the train split
+        inputs["train"] = paths.SPLIT.format(task=wildcards.task, split="train")
     return inputs
 
 

@@ -28,6 +28,7 @@ rule generate:
                 TASKS[w.task],
                 w.model,
                 generation.decodings(TASKS[w.task])[w.decoding],
+                w.method,
             )
         ),
         code=code("generate.py"),

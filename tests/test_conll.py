@@ -45,10 +45,10 @@ def test_tab_file_with_docstart_and_whitespace_breaks(tmp_path):
         "Bob\tB-PER\n"  # 11: right after -DOCSTART-, no blank line
     )
     path = write(tmp_path, text)
-    assert conll.read_conll(path) == [
-        {"line": 3, "lines": [3, 4], "tokens": ["EU", "rejects"], "tags": ["B-ORG", "O"]},
-        {"line": 6, "lines": [6, 7], "tokens": ["New York", "call"], "tags": ["B-LOC", "O"]},
-        {"line": 11, "lines": [11], "tokens": ["Bob"], "tags": ["B-PER"]},
+    assert conll.read_conll(path) == [  # doc: the -DOCSTART- lines above the sentence
+        {"line": 3, "lines": [3, 4], "tokens": ["EU", "rejects"], "tags": ["B-ORG", "O"], "doc": 1},
+        {"line": 6, "lines": [6, 7], "tokens": ["New York", "call"], "tags": ["B-LOC", "O"], "doc": 1},
+        {"line": 11, "lines": [11], "tokens": ["Bob"], "tags": ["B-PER"], "doc": 2},
     ]
     assert conll.read_conll(path, separator="tab") == conll.read_conll(path)
 
@@ -65,8 +65,8 @@ def test_space_file_crlf_four_columns(tmp_path):
     )
     path = write(tmp_path, text)
     expected = [
-        {"line": 3, "lines": [3, 4], "tokens": ["EU", "rejects"], "tags": ["B-ORG", "O"]},
-        {"line": 6, "lines": [6, 7], "tokens": ["Peter", "Blackburn"], "tags": ["B-PER", "I-PER"]},
+        {"line": 3, "lines": [3, 4], "tokens": ["EU", "rejects"], "tags": ["B-ORG", "O"], "doc": 1},
+        {"line": 6, "lines": [6, 7], "tokens": ["Peter", "Blackburn"], "tags": ["B-PER", "I-PER"], "doc": 1},
     ]
     assert conll.read_conll(path) == expected
     assert conll.read_conll(path, separator="space") == expected

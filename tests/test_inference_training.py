@@ -8,6 +8,7 @@ import torch
 
 import tiny
 from finetune_study import adapters, batching, checkpoints, inference, prompting, training
+from finetune_study.decoding import cut_at_stop
 from finetune_study.loss import causal_answer_loss, n_loss_tokens
 
 
@@ -40,6 +41,35 @@ def test_batched_generation_equals_unbatched(llama):
     ]
     assert batched == single
     assert all(len(tok(o, add_special_tokens=False)["input_ids"]) >= 1 for o in batched)
+
+
+def test_stop_strings_reach_generate_and_cut_the_output(llama, monkeypatch):
+    """decoding.stop: transformers' stop_strings (with the tokenizer) reach model.generate, and each
+    output is the unstopped greedy text up to its first stop string (the string dropped)."""
+    model, tok = llama
+    prompts = [tok("English: the cat\nFrench:")["input_ids"], tok("Hello there")["input_ids"]]
+    greedy = {"max_new_tokens": 12, "batch_size": 2}
+    free = inference.generate(model, tok, prompts, greedy, progress=False, with_ids=True)
+    # a stop string from the middle of the first output, not written before it
+    text, ids = free[0]
+    k = next(
+        k for k in range(2, len(ids)) if tok.decode(ids[k]).strip() and tok.decode(ids[k]) not in tok.decode(ids[:k])
+    )
+    stop = tok.decode(ids[k])
+    seen = []
+    original = model.generate
+
+    def recording(*args, **kw):
+        seen.append(kw)
+        return original(*args, **kw)
+
+    monkeypatch.setattr(model, "generate", recording)
+    stopped = inference.generate(model, tok, prompts, dict(greedy, stop=[stop]), progress=False)
+    assert seen and all(kw["stop_strings"] == [stop] and kw["tokenizer"] is tok for kw in seen)
+    assert stopped[0] == text[: text.index(stop)]  # the unstopped greedy text, up to the stop string
+    other = free[1][0]
+    assert stopped[1] == (other[: other.index(stop)] if stop in other else other)
+    assert cut_at_stop("a\nb\n\nc", ["\n\n", "b"]) == "a\n" and cut_at_stop("abc", []) == "abc"
 
 
 def test_label_likelihood_matches_direct_computation(llama):

@@ -33,7 +33,10 @@ def ner_config(models_dir):
             "type": "token_classification",
             "files": {"train": "wnut17/train.conll", "validation": "wnut17/dev.conll", "test": "wnut17/test.conll"},
             "sample": {"train": 150, "validation": 12, "test": 40},
-            "decoding": {"max_new_tokens": 10, "batch_size": 8},
+            # the prompted LLM's rows that are not fine-tuned get two training sentences first; every
+            # prompted row stops at a blank line
+            "prompt": {"fewshot": 2},
+            "decoding": {"max_new_tokens": 10, "batch_size": 8, "stop": ["\n\n"]},
             "bootstrap": 200,
             "models": ["tiny_bert", "tiny_llama"],
             "raw_prompt_models": ["tiny_llama"],
@@ -151,6 +154,31 @@ def test_scores_match_seqeval_and_hand_matching(run, model, method):
         )
     else:
         assert "vs_zeroshot" not in m
+    if model == "dictionary":
+        assert "vs_baseline" not in m
+    else:  # every other run against the dictionary, on the same sentences: strict spans for a tagger
+        vs, base = m["vs_baseline"], metrics(work, "dictionary", "baseline")
+        key = "entity_f1" if tagger else "pair_f1"
+        assert (vs["baseline"], vs["metric"]) == ("dictionary", key)
+        assert vs["diff"] == pytest.approx(m["intervals"][key]["mean"] - base["intervals"][key]["mean"], abs=1e-12)
+        assert vs["low"] <= vs["diff"] <= vs["high"] and 0 <= vs["p"] <= 1
+    if not tagger:
+        assert not any("\n\n" in r["output"] for r in rows)  # decoding.stop
+
+
+def test_summary_counts_the_test_entities_seen_in_train(run):
+    _, work, _ = run
+    data = {s: common.read_jsonl(work / f"results/{TASK}/data/{s}.jsonl") for s in ("train", "test")}
+    from finetune_study.conll import spans
+
+    def mentions(rows):
+        return [(t, " ".join(r["tokens"][s:e]).lower()) for r in rows for t, s, e in spans(r["tags"])]
+
+    seen = set(mentions(data["train"]))
+    test = mentions(data["test"])
+    o = tiny.read_json(work / f"results/{TASK}/data/summary.json")["test_overlap"]
+    assert (o["test_entities"], o["also_in_train"]) == (len(test), sum(m in seen for m in test))
+    assert f"of the {len(test)} test entities" in (work / "results/report.html").read_text()
 
 
 def test_dictionary_baseline_finds_training_entities(run):
@@ -182,6 +210,9 @@ def test_report_and_metrics_csv(run):
         m = metrics(work, r["model"], r["method"] + ("-s" + r["seed"] if r["seed"] else ""))
         assert float(r["pair_f1"]) == pytest.approx(m["intervals"]["pair_f1"]["mean"])
         assert (r["entity_f1"] == "") == (not m["tagger"])
+        if r["model"] != "dictionary":
+            assert r["baseline_compared"] == "dictionary"
+            assert float(r["p_vs_baseline"]) == pytest.approx(m["vs_baseline"]["p"])
     html = (work / "results/report.html").read_text()
     assert "Task: wnut (named-entity recognition)" in html
     assert "F1 per entity type" in html and "dictionary of train entities" in html

@@ -164,6 +164,38 @@ def test_paired_test_pairs_the_same_items(run):
     assert (by[("tiny_bert", "lora-s0")]["b"], by[("tiny_bert", "lora-s0")]["c"]) == (b, c)
 
 
+def test_every_run_is_tested_against_the_majority_baseline(run):
+    """McNemar against the majority baseline, recomputed from the two predictions files with scipy's
+    exact binomial test; the same p and difference in metrics.csv."""
+    import csv
+
+    from scipy.stats import binomtest
+
+    work, _ = run
+
+    def correct(model, method):
+        rows = read_jsonl(work / f"results/emotion/{model}/{method}/predictions.jsonl")
+        return {p["id"]: p["pred"] == p["gold"] for p in rows}
+
+    base = correct("majority", "baseline")
+    tests = {
+        (t["model"], t["method"]): t for t in tiny.read_json(work / "results/emotion/comparison.json")["vs_baseline"]
+    }
+    assert set(tests) == set(RUNS) - {("majority", "baseline")}
+    table = {(r["model"], r["method"], r["seed"]): r for r in csv.DictReader(open(work / "results/metrics.csv"))}
+    for (model, method), t in tests.items():
+        mine = correct(model, method)
+        b = sum(base[i] and not mine[i] for i in base)
+        c = sum(mine[i] and not base[i] for i in base)
+        assert (t["mcnemar"]["b"], t["mcnemar"]["c"]) == (b, c)
+        assert t["p"] == pytest.approx(binomtest(min(b, c), b + c, 0.5).pvalue if b + c else 1.0)
+        assert t["diff"] == pytest.approx((sum(mine.values()) - sum(base.values())) / len(base))
+        row = table[(model, method.split("-")[0], method.split("-s")[1] if "-s" in method else "")]
+        assert row["baseline_compared"] == "majority" and float(row["p_vs_baseline"]) == pytest.approx(t["p"])
+    assert table[("majority", "baseline", "")]["p_vs_baseline"] == ""
+    assert "accuracy vs majority (paired), McNemar p" in (work / "results/report.html").read_text()
+
+
 def test_tokenizer_and_chat_template_study(run):
     work, _ = run
     table = tiny.read_json(work / "results/tokenizers/table.json")

@@ -80,6 +80,17 @@ CONFIG_ROWS = {
         jobs(predict=5, score=5, **TASK_JOBS) if _hardware_bf16() else REPORT,
     ),
     "decoding.seed (greedy)": (lambda c: emotion(c)["decoding"].update(seed=7), REPORT),
+    # stop strings: every generating run of the causal LM; an empty list is no stop string at all
+    "decoding.stop": (
+        lambda c: emotion(c)["decoding"].update(stop=["\n"]),
+        jobs(predict=3, score=3, **TASK_JOBS),
+    ),
+    "decoding.stop: []": (lambda c: emotion(c)["decoding"].update(stop=[]), REPORT),
+    # few-shot examples: only the rows that are not fine-tuned (zero-shot, raw prompt) of the causal LM
+    "prompt.fewshot": (
+        lambda c: emotion(c).setdefault("prompt", {}).update(fewshot=2),
+        jobs(predict=2, score=2, **TASK_JOBS),
+    ),
     "lora r": (lambda c: llama_ft(c)["lora"].update(r=8), jobs(finetune=1, predict=1, score=1, **TASK_JOBS)),
     "training.learning_rate": (
         lambda c: llama_ft(c)["training"].update(learning_rate=0.02),

@@ -60,8 +60,10 @@ def s2t_config(models_dir, data_dir):
             "target_column": ["summary", "summary1", "summary2", "summary3"],
             "sample": {"train": 24, "validation": 6, "test": 12},
             "max_source_tokens": 96,
-            "prompt": {"template": "Summarize the dialogue:\n{text}\nSummary:"},
-            "decodings": {"greedy": {"max_new_tokens": 12, "batch_size": 8}},
+            # the causal LM's zero-shot row gets one training dialogue and its summary first; every
+            # generated summary ends at its first line break
+            "prompt": {"template": "Summarize the dialogue:\n{text}\nSummary:", "fewshot": 1},
+            "decodings": {"greedy": {"max_new_tokens": 12, "batch_size": 8, "stop": ["\n"]}},
             "bootstrap": 200,
             "models": ["tiny_llama", "tiny_t5"],
             "finetune": {
@@ -185,6 +187,32 @@ def test_fine_tunes_train_on_targets_and_are_compared_with_zero_shot(run):
         assert vs["rouge_l"]["diff"] == pytest.approx(diff, abs=1e-9) and 0 <= vs["rouge_l"]["p"] <= 1
         ppl = tiny.read_json(work / f"results/{SUM}/{model}/lora-s0/targets/perplexity.json")
         assert ppl["pairs"] == 36 and ppl["corpus"] > 1
+
+
+def test_every_run_is_compared_with_each_baseline_and_the_table_with_the_strongest(run):
+    _, work, _, _ = run
+    table = (work / "results/metrics.csv").read_text().splitlines()
+    header = table[0].split(",")
+    csv_rows = {(r["task"], r["model"], r["method"]): r for r in (dict(zip(header, x.split(","))) for x in table[1:])}
+    for task, runs_, head, names in ((SUM, SUM_RUNS, "rouge_l", ("copy", "lead")), (TRA, TRA_RUNS, "chrf", ("copy",))):
+        base = {b: metrics(work, task, b, "baseline")["intervals"] for b in names}
+        strongest = max(names, key=lambda b: base[b][head]["mean"])
+        for model, method in runs_:
+            m = metrics(work, task, model, method)
+            if method == "baseline":
+                assert "vs_baselines" not in m
+                continue
+            assert set(m["vs_baselines"]) == set(names)
+            for b in names:
+                for k, t in m["vs_baselines"][b].items():  # ROUGE, BLEU, chrF++: run minus baseline, same sources
+                    assert t["diff"] == pytest.approx(m["intervals"][k]["mean"] - base[b][k]["mean"], abs=1e-9)
+                    assert t["low"] <= t["diff"] <= t["high"] and 0 <= t["p"] <= 1
+            r = csv_rows[(task, model, method.split("-")[0])]
+            assert (r["baseline_compared"], r["baseline_metric"]) == (strongest, head)
+            assert float(r["diff_vs_baseline"]) == pytest.approx(m["vs_baselines"][strongest][head]["diff"])
+    for model in ("tiny_llama", "tiny_t5"):
+        for method in ("zeroshot", "lora-s0"):
+            assert not any("\n" in r["output"] for r in outputs(work, SUM, model, method))  # decoding.stop
 
 
 def test_report_and_table(run):

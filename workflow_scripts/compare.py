@@ -1,6 +1,6 @@
 """Snakemake script: a classification task's runs side by side (rule compare): headline rows with
 intervals (mean and sd across seeds for replicated fine-tunes) and each fine-tuned run's paired
-McNemar test against its zero-shot row. See finetune_study/comparison.py."""
+McNemar test against its zero-shot row; every run against the majority baseline. See finetune_study/comparison.py."""
 
 import json
 
@@ -13,7 +13,10 @@ with common.log_to(common.snakemake_log(snakemake)):
     result = {
         "rows": comparison.rows_of(runs, metrics),
         "paired": comparison.paired_tests(runs, predictions, snakemake.params.bootstrap),
+        "vs_baseline": comparison.baseline_tests(runs, predictions, snakemake.params.bootstrap),
     }
     common.write_json(snakemake.output.comparison, result)
     for t in result["paired"]:
         print(f"{t['model']} {t['method']} vs zero-shot: McNemar p = {t['mcnemar']['p']:.3g}")
+    for t in result["vs_baseline"]:
+        print(f"{t['model']} {t['method']} vs {t['baseline']}: accuracy {t['diff']:+.4f}, McNemar p = {t['p']:.3g}")

@@ -31,7 +31,9 @@ with common.log_to(common.snakemake_log(snakemake)):
     rows = common.read_jsonl(snakemake.input.test)
     tok = models.load_tokenizer(snakemake.input.model, s["model"]["trust_remote_code"])
     model = model_kinds.get("causal_lm").load(snakemake.input.model, s["model"], adapter=adapter)
-    prompts = [prompting.instruction_prompt(r, s["prompt_style"], tok) for r in rows]
+    # prompt.fewshot: k train records with their outputs before every instruction (rows not fine-tuned)
+    shots = prompting.fewshot_rows(common.read_jsonl(snakemake.input.train) if "fewshot" in s else [], s)
+    prompts = [prompting.instruction_prompt(r, s["prompt_style"], tok, shots) for r in rows]
 
     def generate(part):
         ids = [prompting.prompt_ids(tok, prompts[r["id"]]) for r in part]

@@ -28,8 +28,11 @@ with common.log_to(common.snakemake_log(snakemake)):
         task_type=snakemake.params.peft_task_type,
     )
 
+    # prompt.fewshot: k train sources with their first reference before every source (rows not fine-tuned)
+    shots = source_prompting.fewshot_pairs(common.read_jsonl(snakemake.input.train) if "fewshot" in s else [], s)
+
     def generate(part):
-        ids = [prompting.prompt_ids(tok, source_prompting.model_input(r["text"], s, tok)) for r in part]
+        ids = [prompting.prompt_ids(tok, source_prompting.model_input(r["text"], s, tok, shots)) for r in part]
         outs = inference.generate(model, tok, ids, decoding)
         return [
             {"id": r["id"], "source": r["text"], "references": r["references"], "output": o.strip()}

@@ -57,9 +57,16 @@ with common.log_to(common.snakemake_log(snakemake)):
         model = model_kinds.get("causal_lm").load(snakemake.input.model, s["model"], adapter=adapter)
         answers = [prompting.answer_text(lab, s["prompt"], s["chat_template"]) for lab in labels]
         label_ids = [tok(a, add_special_tokens=False)["input_ids"] for a in answers]
+        # prompt.fewshot: k train examples with their labels before every question (rows not fine-tuned)
+        shots = [
+            (r["text"], r["label"])
+            for r in prompting.fewshot_rows(common.read_jsonl(snakemake.input.train) if "fewshot" in s else [], s)
+        ]
 
         def predict(part):
-            prompts = [prompting.build_prompt(r["text"], s["prompt"], labels, tok, s["chat_template"]) for r in part]
+            prompts = [
+                prompting.build_prompt(r["text"], s["prompt"], labels, tok, s["chat_template"], shots) for r in part
+            ]
             ids = [prompting.prompt_ids(tok, p) for p in prompts]
             if s["scoring"] == "likelihood":
                 scores = inference.label_logprobs(

@@ -6,7 +6,9 @@
   a prompted LLM and a tagger can be compared;
 - intervals: 95% percentile bootstrap over sentences of precision, recall and F1 (strict for
   taggers, pairs for all), and for a fine-tuned run a paired bootstrap of its F1 against its
-  model's zero-shot row (the same resampled sentences).
+  model's zero-shot row (the same resampled sentences); for every run but the baseline, the same
+  against the dictionary baseline (vs_baseline: strict F1 for a tagger, (type, text) pairs for a
+  prompted LM).
 """
 
 import json
@@ -49,6 +51,12 @@ with common.log_to(common.snakemake_log(snakemake)):
         zs_strict, zs_loose = counts(zs)
         mine, theirs, metric = (strict, zs_strict, "entity_f1") if strict is not None else (loose, zs_loose, "pair_f1")
         result["vs_zeroshot"] = {"metric": metric, **ner_metrics.paired_bootstrap(theirs, mine, **boot)}
+    if "baseline" in snakemake.input.keys():  # the dictionary, a tagger: strict spans against a tagger
+        base_strict, base_loose = counts(common.read_jsonl(snakemake.input.baseline))
+        tagged = strict is not None and base_strict is not None
+        mine, theirs, metric = (strict, base_strict, "entity_f1") if tagged else (loose, base_loose, "pair_f1")
+        b = ner_metrics.paired_bootstrap(theirs, mine, **boot)
+        result["vs_baseline"] = {"baseline": "dictionary", "metric": metric, "diff": b.pop("mean"), **b}
     common.write_json(snakemake.output.metrics, result)
     main = result["strict"]["f1"] if strict is not None else result["pairs"]["f1"]
     print(

@@ -5,7 +5,8 @@ each against all of its source's references:
 - BERTScore F1 (the best reference per output; local model by default), where the task lists it;
 - 95% percentile bootstrap intervals over test sources (corpus metrics recomputed from summed
   statistics), and for a fine-tuned run a paired bootstrap of every metric against its model's
-  zero-shot outputs (the same resampled sources).
+  zero-shot outputs (the same resampled sources); for every run but a baseline, the same of ROUGE
+  and BLEU / chrF++ against each baseline's outputs (vs_baselines).
 """
 
 import json
@@ -60,5 +61,20 @@ with common.log_to(common.snakemake_log(snakemake)):
         vs = {k: stm.paired_bootstrap_mean(values[k], zs_values[k], n_resamples=n) for k in values}
         vs.update({k: stm.paired_bootstrap_corpus(k, hyps, zs_hyps, refs, tokenize, n_resamples=n) for k in corpus})
         result["vs_zeroshot"] = vs
+    # every run against each baseline (copy, lead) on the same sources: the ROUGE and BLEU / chrF++ the
+    # task reports (BERTScore is left out: the report's strongest baseline is chosen on the headline metric)
+    vs_baselines = {}
+    for key in [k for k in snakemake.input.keys() if k.startswith("baseline_")]:
+        base = {r["id"]: r["output"] for r in common.read_jsonl(snakemake.input[key])}
+        base_hyps = [base[r["id"]] for r in rows]
+        wanted = [k for k in s["metrics"] if k in ROUGE]
+        vs = {}
+        if wanted:
+            base_rouge = stm.rouge_scores(base_hyps, refs)
+            vs.update({k: stm.paired_bootstrap_mean(values[k], base_rouge[ROUGE[k]], n_resamples=n) for k in wanted})
+        vs.update({k: stm.paired_bootstrap_corpus(k, hyps, base_hyps, refs, tokenize, n_resamples=n) for k in corpus})
+        vs_baselines[key.removeprefix("baseline_")] = vs
+    if vs_baselines:
+        result["vs_baselines"] = vs_baselines
     common.write_json(snakemake.output.metrics, result)
     print({k: round(v["mean"], 4) for k, v in result["intervals"].items()})

@@ -77,10 +77,14 @@ with common.log_to(common.snakemake_log(snakemake)):
 
     def causal_lm_tagger():
         model = model_kinds.get("causal_lm").load(snakemake.input.model, s["model"], adapter=adapter)
+        # prompt.fewshot: k train sentences with their entity lines before every sentence (rows not fine-tuned)
+        train = common.read_jsonl(snakemake.input.train) if "fewshot" in s else []
+        shots = [(r["tokens"], conll.tag_pairs(r["tokens"], r["tags"])) for r in prompting.fewshot_rows(train, s)]
 
         def tag(part):
             prompts = [
-                ner_prompting.build_prompt(r["tokens"], s["prompt"], types, tok, s["chat_template"]) for r in part
+                ner_prompting.build_prompt(r["tokens"], s["prompt"], types, tok, s["chat_template"], shots)
+                for r in part
             ]
             ids = [prompting.prompt_ids(tok, p) for p in prompts]
             outs = inference.generate(

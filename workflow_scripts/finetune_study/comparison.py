@@ -6,6 +6,8 @@
   report's details block and the figures' error bars.
 - Each fine-tuned run against its own model's zero-shot run on the same test items: the exact
   McNemar test (stats.mcnemar) and the paired bootstrap interval of the accuracy difference.
+- Each zero-shot, raw-prompt and fine-tuned run against the task's baseline (the majority class) on
+  the same test items, the same two ways (baseline_tests).
 """
 
 from . import runs as run_names
@@ -80,6 +82,38 @@ def paired_tests(runs, predictions, n_resamples=1000):
                 "against": "zeroshot",
                 "mcnemar": stats.mcnemar(a, b),
                 "accuracy_difference": stats.paired_bootstrap_diff(a, b, n_resamples=n_resamples),
+            }
+        )
+    return out
+
+
+def baseline_tests(runs, predictions, n_resamples=1000, baseline=("majority", "baseline")):
+    """Every run that is not a baseline against the task's baseline row (the majority class) on the
+    same items: {"model", "method", "baseline", "metric": "accuracy", "diff", "low", "high" (run minus
+    baseline, paired bootstrap interval), "p" (exact McNemar), "mcnemar"}."""
+    if baseline not in predictions:
+        return []
+    base = correct(predictions[baseline])
+    out = []
+    for model, method in runs:
+        if method == "baseline":
+            continue
+        mine = correct(predictions[(model, method)])
+        if len(mine) != len(base):
+            raise ValueError(f"{model}: the {baseline[0]} baseline and {method} predictions cover different test items")
+        test = stats.mcnemar(base, mine)
+        diff = stats.paired_bootstrap_diff(base, mine, n_resamples=n_resamples)
+        out.append(
+            {
+                "model": model,
+                "method": method,
+                "baseline": baseline[0],
+                "metric": "accuracy",
+                "diff": diff["mean"],
+                "low": diff["low"],
+                "high": diff["high"],
+                "p": test["p"],
+                "mcnemar": test,
             }
         )
     return out

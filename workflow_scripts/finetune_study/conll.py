@@ -2,8 +2,9 @@
 
 - read_conll: a file -> sentences {"line", "lines", "tokens", "tags"}, with line numbers so that
   every later error can name the file and line. A break is a line that is empty or holds only
-  whitespace (WNUT-17's train file has break lines holding a single tab); -DOCSTART- lines are
-  skipped; every token line must have as many columns as the first.
+  whitespace (WNUT-17's train file has break lines holding a single tab); -DOCSTART- lines start a
+  document (each sentence of a file that has them is numbered with its document, "doc"); every
+  token line must have as many columns as the first.
 - to_iob2: IOB1 tags (I- starts an entity unless it separates two of one type) to IOB2.
 - check_tags: every tag is O, B-<type> or I-<type>; strict: an I- tag continues its type.
 - spans: (type, start, end) entities in strict IOB2 reading, the same as seqeval's strict mode
@@ -38,7 +39,8 @@ def _column(columns, index, setting, path, n):
 
 def read_conll(path, token_column=0, tag_column=-1, separator="auto", encoding="utf-8"):
     """Sentences of a CoNLL file: [{"line": first token's line, "lines": [line of each token],
-    "tokens": [...], "tags": [...]}], line numbers 1-based."""
+    "tokens": [...], "tags": [...]}], line numbers 1-based. In a file with -DOCSTART- lines each
+    sentence also has "doc", its document: the number of -DOCSTART- lines above it."""
 
     path = Path(path)
     if separator not in SEPARATORS:
@@ -46,7 +48,8 @@ def read_conll(path, token_column=0, tag_column=-1, separator="auto", encoding="
     if not path.is_file():
         raise PipelineError(f"{path}: data file not found; check data_dir and the task's files: entry")
     text = read_text(path, encoding)
-    sentences, sentence, width = [], None, None
+    sentences, sentence, width, doc = [], None, None, 0
+    marked = any(line.split()[:1] == ["-DOCSTART-"] for line in text.split("\n"))
     for n, line in enumerate(text.split("\n"), 1):  # not splitlines: tokens may hold \x1c, \x85, \u2028 and such
         line = line.rstrip("\r\n")
         if line.strip() == "":  # a break: empty, or only whitespace (WNUT-17 train has lines of one tab)
@@ -54,7 +57,7 @@ def read_conll(path, token_column=0, tag_column=-1, separator="auto", encoding="
             continue
         columns = _columns(line, separator)
         if columns[0] == "-DOCSTART-":
-            sentence = None
+            sentence, doc = None, doc + 1
             continue
         if width is None:
             width = len(columns)
@@ -67,6 +70,8 @@ def read_conll(path, token_column=0, tag_column=-1, separator="auto", encoding="
             )
         if sentence is None:
             sentence = {"line": n, "lines": [], "tokens": [], "tags": []}
+            if marked:  # the document: -DOCSTART- lines before it (0: sentences before the first mark)
+                sentence["doc"] = doc
             sentences.append(sentence)
         sentence["lines"].append(n)
         sentence["tokens"].append(columns[token_column])

@@ -158,6 +158,12 @@ def check_task_files(name, task, data_dir):
         splits[split] = normalize(rows, task, f"{path} (task {name}, {split})")
         if not splits[split]:
             raise PipelineError(f"{path}: split '{split}' of task {name} is empty after dropping rows")
+        if split == "train" and task.get("split_by") == "document" and len(task["files"]) < 3:
+            if not all("doc" in r for r in splits[split]):
+                raise PipelineError(
+                    f"{path}: task {name}: split_by: document, but this file marks no documents (no -DOCSTART- "
+                    f"lines in a CoNLL file, no document_column in a table); set split_by: auto or row"
+                )
     sources = task_paths(task, data_dir)
     return tasks.part(task["type"], "data").derived_settings(task, splits, sources)
 
@@ -209,13 +215,46 @@ def _sample(rows, n, seed, labels=None):
     return picked
 
 
+def carve_by_document(task, rows):
+    """Whether a missing validation/test split is carved from train by whole documents: `split_by`
+    document, or auto (the default) when every train row marks its document (-DOCSTART- in a CoNLL
+    file, document_column in a table) and there are at least three documents (one per split; a
+    file with one -DOCSTART- at its top is carved by row); else sentence by sentence (row by row)."""
+    by = task.get("split_by") or "auto"
+    if by != "auto":
+        return by == "document"
+    return bool(rows) and all("doc" in r for r in rows) and len({r["doc"] for r in rows}) >= 3
+
+
+def _carve_documents(rows, n, seed):
+    """(carved, rest): whole documents, in a seeded order, until at least n rows are carved."""
+    docs = {}
+    for r in rows:
+        docs.setdefault(r["doc"], []).append(r)
+    order = list(docs)
+    random.Random(seed).shuffle(order)
+    carved, rest, taken = [], [], 0
+    for d in order:
+        if taken < n and len(order) > 1 and d != order[-1]:  # never all of train's documents
+            carved += docs[d]
+            taken += len(docs[d])
+        else:
+            rest += docs[d]
+    return carved, rest
+
+
 def _carve(raw, task):
-    """Cut a missing test/validation split from train: seeded and disjoint, never depending on sample sizes."""
+    """Cut a missing test/validation split from train: seeded and disjoint, never depending on sample
+    sizes; by whole documents where the rows mark them (carve_by_document), so that no document is
+    in two splits."""
     for split, fraction_key in (("test", "test_fraction"), ("validation", "validation_fraction")):
         if split not in raw:
             train = list(raw["train"])
-            random.Random(task["seed"] + len(split)).shuffle(train)
             n = max(1, int(len(train) * task[fraction_key]))
+            if carve_by_document(task, train):
+                raw[split], raw["train"] = _carve_documents(train, n, task["seed"] + len(split))
+                continue
+            random.Random(task["seed"] + len(split)).shuffle(train)
             raw[split], raw["train"] = train[:n], train[n:]
     return raw
 

@@ -50,6 +50,9 @@ def validate_decoding(name, params) -> None:
         raise ValueError(f"{where}: compile needs cache: static (a compiled step needs fixed shapes)")
     if p.get("do_sample") and p.get("temperature", 1.0) == 0:
         raise ValueError(f"{where}: do_sample with temperature 0; use temperature 0 without do_sample for greedy")
+    stop = p.get("stop", [])
+    if not isinstance(stop, (list, tuple)) or not all(isinstance(x, str) and x for x in stop):
+        raise ValueError(f'{where}: stop must be a list of non-empty strings (e.g. ["\\n"]), got {stop!r}')
 
 
 def format_number(x) -> str:
@@ -105,14 +108,24 @@ def to_generate_kwargs(params) -> dict:
     """model.generate kwargs for a decoding entry. do_sample and num_beams are always passed (a
     model's own generation_config may default to sampling or to beams); greedy/beam search drops temperature, top_k, top_p.
     cache: static preallocates the KV cache; compile lets transformers torch.compile the decoding
-    step with it (on a GPU), and is switched off explicitly otherwise."""
+    step with it (on a GPU), and is switched off explicitly otherwise. stop: transformers'
+    stop_strings (each output is also cut at its first stop string: cut_at_stop)."""
     kw = {k: params[k] for k in GENERATE_KEYS if params.get(k) is not None}
     kw["do_sample"] = bool(kw.get("do_sample", False))
     kw["num_beams"] = int(kw.get("num_beams", 1))  # not the model's generation_config default: keys.decoding_key
     if not kw["do_sample"]:
         for k in ("temperature", "top_k", "top_p"):
             kw.pop(k, None)
+    if params.get("stop"):  # transformers' stop_strings (generate needs the tokenizer with them)
+        kw["stop_strings"] = list(params["stop"])
     if params.get("cache") == "static":
         kw["cache_implementation"] = "static"
         kw["disable_compile"] = not params.get("compile", False)
     return kw
+
+
+def cut_at_stop(text, stop) -> str:
+    """The text up to (not including) the first occurrence of any stop string, as lm-eval and vLLM
+    return it: generation halts once a stop string is written, and the string itself is dropped."""
+    cut = min((i for i in (text.find(x) for x in stop or ()) if i >= 0), default=len(text))
+    return text[:cut]

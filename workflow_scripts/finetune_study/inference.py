@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from . import adapters
 from .common import write_jsonl
-from .decoding import to_generate_kwargs
+from .decoding import cut_at_stop, to_generate_kwargs
 
 
 def left_padded(seqs, pad):
@@ -44,10 +44,13 @@ def is_encoder_decoder(model):
 def generate(model, tokenizer, prompt_token_ids, decoding, progress=True, with_ids=False):
     """New text for each prompt (list of token-id lists), in input order; with_ids: (text, new token ids).
     An encoder-decoder model reads each prompt as its (right-padded) encoder input; its new tokens
-    are the decoder's after the decoder start token, trailing padding and EOS dropped."""
+    are the decoder's after the decoder start token, trailing padding and EOS dropped. With stop
+    strings (decoding `stop`), each text ends before its first stop string (the ids are kept whole)."""
     from .batching import right_padded
 
     kw = to_generate_kwargs(decoding)
+    if "stop_strings" in kw:  # transformers matches stop strings on the tokenizer's vocabulary
+        kw["tokenizer"] = tokenizer
     dev = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     seq2seq = is_encoder_decoder(model)
@@ -66,7 +69,7 @@ def generate(model, tokenizer, prompt_token_ids, decoding, progress=True, with_i
                 new.pop()
             if seq2seq and new and new[-1] == eos:
                 new.pop()
-            text = tokenizer.decode(new, skip_special_tokens=True)
+            text = cut_at_stop(tokenizer.decode(new, skip_special_tokens=True), kw.get("stop_strings"))
             outputs[i] = (text, new) if with_ids else text
     return outputs
 

@@ -22,7 +22,7 @@ content of its data splits and model weights.
 Standard library only: it runs at Snakemake parse time.
 """
 
-from . import attention, model_kinds, precision, sharding, tasks
+from . import attention, model_kinds, precision, runs, sharding, tasks
 from .finetune_methods import METHOD_SETTINGS
 from .hashing import canonical, short_hash  # noqa: F401 (the rule files call keys.canonical)
 from .runs import entry_method, finetune_entry, parse_run_point
@@ -54,6 +54,8 @@ DATA_KEYS = [
     "entity_types",
     "source_column",
     "target_column",
+    "document_column",
+    "split_by",
 ]
 SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p")
 
@@ -161,14 +163,42 @@ def batch_invariant(dtype):
     return dtype == "float32"
 
 
+def prompt_key(prompt):
+    """A prompt block as the stage keys hold it: without `fewshot`, which only the rows that are not
+    fine-tuned read (fewshot_settings), so fine-tunes and fine-tuned rows keep their keys."""
+    return {k: v for k, v in prompt.items() if k != "fewshot"}
+
+
+def fewshot_problem(task):
+    """Why a task's prompt.fewshot cannot be drawn (more examples than sample.train keeps), or None."""
+    k = (task.get("prompt") or {}).get("fewshot", 0)
+    n = (task.get("sample") or {}).get("train")
+    if k and n and k > n:
+        return f"{k} examples asked for, but sample.train keeps {n} training rows; lower fewshot or raise sample.train"
+    return None
+
+
+def fewshot_settings(task, method):
+    """{"fewshot": {"k", "seed"}} for a row that is not fine-tuned (zero-shot, raw prompt) when the
+    task's prompt.fewshot is above 0: k train examples drawn with the task's seed; else {}, so
+    fewshot 0 leaves every key as it was. A fine-tuned row is asked as it was trained."""
+    k = (task.get("prompt") or {}).get("fewshot", 0)
+    if not k or runs.method_seed(method) is not None or method == "baseline":
+        return {}
+    return {"fewshot": {"k": k, "seed": task["seed"]}}
+
+
 def decoding_key(decoding):
     """The decoding settings that can change generated text, in one canonical form: the arguments
     model.generate gets (decoding.to_generate_kwargs), its defaults left out. Greedy and beam search
     drop the sampling settings and the seed; `do_sample: false` and `num_beams: 1` are the defaults
     (always passed to generate), so a grid point `topk30_nb1_t0` and a plain `greedy` are one key.
     Batch size only matters where outputs depend on batching (sampling is seeded per batch; beam
-    search is kept to be safe)."""
+    search is kept to be safe). Stop strings (`stop`) are in the key; none (absent or []) adds
+    nothing."""
     d = {k: v for k, v in decoding.items() if k not in ("cache", "compile")}
+    if not d.get("stop"):  # no stop strings: the key of a decoding written before `stop` existed
+        d.pop("stop", None)
     sampled = bool(d.get("do_sample"))
     if not sampled:
         for k in SAMPLING_KEYS + ("seed",):

@@ -20,10 +20,13 @@ def _type_key(name):
     return re.sub(r"[\s_-]+", "-", name.strip().lower())
 
 
-def build_prompt(words, prompt_cfg, types, tok, use_chat):
-    """The prompt for one sentence: {text} is its words joined by spaces, {types} the entity types."""
+def build_prompt(words, prompt_cfg, types, tok, use_chat, shots=()):
+    """The prompt for one sentence: {text} is its words joined by spaces, {types} the entity types.
+    shots: few-shot examples [(words, [(type, text)])], each asked and answered before the sentence
+    (prompting.build_prompt)."""
     cfg = dict(prompt_cfg, template=prompt_cfg["template"].replace("{types}", ", ".join(types)))
-    return prompting.build_prompt(" ".join(words), cfg, [], tok, use_chat)
+    examples = [(" ".join(w), answer_text(pairs, cfg, True)) for w, pairs in shots]
+    return prompting.build_prompt(" ".join(words), cfg, [], tok, use_chat, examples)
 
 
 def answer_text(pairs, prompt_cfg, use_chat):

@@ -3,6 +3,7 @@ template when asked, build the answer text used as the training target, and pars
 back out of generated text.
 """
 
+import random
 import re
 
 
@@ -10,16 +11,40 @@ def fill_template(template, text, labels):
     return template.replace("{labels}", ", ".join(labels)).replace("{text}", text)
 
 
-def build_prompt(text, prompt_cfg, labels, tokenizer, use_chat):
-    """The prompt string a causal LM sees before its answer."""
-    user = fill_template(prompt_cfg["template"], text, labels)
+def build_prompt(text, prompt_cfg, labels, tokenizer, use_chat, shots=()):
+    """The prompt string a causal LM sees before its answer. shots: few-shot examples, [(text,
+    answer)], asked and answered before the question: in a chat template as user and assistant
+    turns, in a raw prompt as each filled template, answer_prefix and answer, then a blank line."""
+    template = prompt_cfg["template"]
+    user = fill_template(template, text, labels)
     system = prompt_cfg.get("system")
     if use_chat:
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError("chat_template: true, but this tokenizer has no chat template; set it to false")
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+        messages = [{"role": "system", "content": system}] if system else []
+        for t, a in shots:
+            messages += [
+                {"role": "user", "content": fill_template(template, t, labels)},
+                {"role": "assistant", "content": a},
+            ]
+        messages.append({"role": "user", "content": user})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    prefix = prompt_cfg.get("answer_prefix", " ")
+    user = "".join(f"{fill_template(template, t, labels)}{prefix}{a}\n\n" for t, a in shots) + user
     return f"{system}\n{user}" if system else user
+
+
+def fewshot_rows(train_rows, settings):
+    """The few-shot examples of a stage key's `fewshot` ({"k", "seed"}; none without it): k rows of
+    the train split (never test), drawn once with the task's seed, in the order drawn; the same for
+    every test item."""
+    fs = settings.get("fewshot")
+    if not fs:
+        return []
+    rows = list(train_rows)
+    if fs["k"] > len(rows):
+        raise ValueError(f"prompt.fewshot: {fs['k']} examples asked for, but the train split has {len(rows)} rows")
+    return random.Random(fs["seed"]).sample(rows, fs["k"])
 
 
 def answer_text(label, prompt_cfg, use_chat):
@@ -105,12 +130,20 @@ ALPACA_NO_INPUT = (
 )
 
 
-def instruction_prompt(row, style, tokenizer):
-    """Prompt for an Alpaca-style record {instruction, input}: the Alpaca format or the chat template."""
+def instruction_prompt(row, style, tokenizer, shots=()):
+    """Prompt for an Alpaca-style record {instruction, input}: the Alpaca format or the chat template.
+    shots: few-shot records {instruction, input, output} answered before it (chat: user and assistant
+    turns; Alpaca: each filled template followed by its output and a blank line)."""
     if style == "chat":
-        user = row["instruction"] + (f"\n\n{row['input']}" if row["input"] else "")
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
-        )
+        messages = []
+        for r in [*shots, row]:
+            messages.append({"role": "user", "content": r["instruction"] + (f"\n\n{r['input']}" if r["input"] else "")})
+            if r is not row:
+                messages.append({"role": "assistant", "content": r["output"]})
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return "".join(f"{_alpaca(r)}{r['output']}\n\n" for r in shots) + _alpaca(row)
+
+
+def _alpaca(row):
     template = ALPACA_WITH_INPUT if row["input"] else ALPACA_NO_INPUT
     return template.replace("{instruction}", row["instruction"]).replace("{input}", row["input"])

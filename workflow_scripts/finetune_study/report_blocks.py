@@ -33,6 +33,36 @@ def pvalue(p):
     return "" if p is None else (f"<{NBSP}0.001" if p < 0.001 else f"{p:.3f}")
 
 
+def vs_baseline(tests, digits=3):
+    """A run's paired test against the task's strongest baseline, as a headline cell: 'diff [low,
+    high], p' for one run; for several seeds the mean difference and the largest p. tests: the
+    records ({"diff", "low", "high", "p"}) of the row's runs; '' without one."""
+    tests = [t for t in tests if t]
+    if not tests:
+        return ""
+    if len(tests) == 1:
+        t = tests[0]
+        return (
+            f"{t['diff']:+.{digits}f} [{t['low']:+.{digits}f},{NBSP}{t['high']:+.{digits}f}], p{NBSP}{pvalue(t['p'])}"
+        )
+    mean = sum(t["diff"] for t in tests) / len(tests)
+    return f"{mean:+.{digits}f}, p{NBSP}{pvalue(max(t['p'] for t in tests))} (largest of {len(tests)} seeds)"
+
+
+def with_vs_baseline(row, test):
+    """results/metrics.csv's columns of a run's paired test against the strongest baseline."""
+    if test:
+        row |= {
+            "baseline_compared": test["baseline"],
+            "baseline_metric": test["metric"],
+            "diff_vs_baseline": test["diff"],
+            "diff_vs_baseline_low": test["low"],
+            "diff_vs_baseline_high": test["high"],
+            "p_vs_baseline": test["p"],
+        }
+    return row
+
+
 def finetune_cost_table(read, task, listed):
     """What each fine-tune (model x method x seed) trained and cost: its trainable parameters and their
     share of the model (train_log.json), its finetune job's wall time and peak RSS (Snakemake's

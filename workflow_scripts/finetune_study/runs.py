@@ -162,3 +162,15 @@ def head_seed(task, model_name):
     fine-tune, so the zero-shot row is that fine-tune's starting point."""
     ft = first_finetune(task, model_name)
     return finetune_seeds(ft)[0] if ft else 0
+
+
+# results/metrics.csv columns of a run's paired test against its task's strongest baseline (the
+# task types with a baseline list them in TABLE_COLUMNS; report_blocks.with_vs_baseline fills them)
+VS_BASELINE_COLUMNS = (
+    "baseline_compared",
+    "baseline_metric",
+    "diff_vs_baseline",
+    "diff_vs_baseline_low",
+    "diff_vs_baseline_high",
+    "p_vs_baseline",
+)

@@ -18,11 +18,18 @@ def cut_source(tokenizer, text, max_tokens):
     return tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
 
 
-def model_input(text, settings, tokenizer):
+def model_input(text, settings, tokenizer, shots=()):
     """The prompt text a model reads for one source (settings: the stage key's prompt, chat_template
-    and max_source_tokens)."""
+    and max_source_tokens). shots: few-shot examples [(source, target)], each source cut like this
+    one and answered with its target before it (prompting.build_prompt)."""
     source = cut_source(tokenizer, text, settings["max_source_tokens"])
-    return prompting.build_prompt(source, settings["prompt"], [], tokenizer, settings["chat_template"])
+    examples = [(cut_source(tokenizer, t, settings["max_source_tokens"]), a) for t, a in shots]
+    return prompting.build_prompt(source, settings["prompt"], [], tokenizer, settings["chat_template"], examples)
+
+
+def fewshot_pairs(train_rows, settings):
+    """(source, first reference) of the stage key's few-shot examples (prompting.fewshot_rows)."""
+    return [(r["text"], r["references"][0]) for r in prompting.fewshot_rows(train_rows, settings)]
 
 
 def answer(reference, settings):

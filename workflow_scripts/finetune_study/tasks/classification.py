@@ -15,7 +15,7 @@ from ..common import ConfigError
 # model kind -> PEFT task type: the loss it trains with (loss.LOSSES)
 MODEL_KINDS = {"causal_lm": "CAUSAL_LM", "encoder": "SEQ_CLS"}
 TABLE_METRICS = ("accuracy", "macro_f1", "weighted_f1")  # columns of results/metrics.csv, with intervals
-TABLE_COLUMNS = ("unparsed_share", "near_misses", "mcnemar_p_vs_zeroshot")
+TABLE_COLUMNS = ("unparsed_share", "near_misses", "mcnemar_p_vs_zeroshot", *runs.VS_BASELINE_COLUMNS)
 GRID_METRICS = [("accuracy", "accuracy"), ("macro_f1", "macro F1")]
 GRID_METRICS_FIELD = "intervals"  # where a run's metrics.json holds them
 STUDY_TEXTS = True
@@ -25,6 +25,8 @@ ENCODER_MAX_LENGTH = 256  # truncation of an encoder that is not fine-tuned in i
 
 def check_config(task, models, at):
     """Labels, prompt template and decoding of a classification task (at(*keys): 'file: key path')."""
+    if keys.fewshot_problem(task):
+        raise ConfigError(f"{at('prompt', 'fewshot')}: {keys.fewshot_problem(task)}")
     if "labels" not in task:
         raise ConfigError(f"{at()}: classification needs 'labels', the list of label names")
     for m in task["raw_prompt_models"]:
@@ -40,7 +42,8 @@ def check_config(task, models, at):
 
 def finetune_settings(task, model):
     """What a fine-tune's examples are built from: the labels, and for a causal LM the prompt."""
-    return {"labels": task["labels"], **({"prompt": task["prompt"]} if model["type"] == "causal_lm" else {})}
+    causal = model["type"] == "causal_lm"
+    return {"labels": task["labels"], **({"prompt": keys.prompt_key(task["prompt"])} if causal else {})}
 
 
 def baseline_runs(task):
@@ -121,7 +124,10 @@ def inference_settings(config, task, model_name, method):
             settings["head_seed"] = head_seed(task, model_name)
         return settings
     settings.update(
-        prompt=task["prompt"], scoring=task["scoring"], chat_template=model["chat_template"] and method != "raw"
+        prompt=keys.prompt_key(task["prompt"]),
+        scoring=task["scoring"],
+        chat_template=model["chat_template"] and method != "raw",
+        **keys.fewshot_settings(task, method),
     )
     if task["scoring"] == "likelihood":
         settings["likelihood_normalization"] = task["likelihood_normalization"]

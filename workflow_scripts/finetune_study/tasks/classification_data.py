@@ -52,6 +52,8 @@ def normalize(rows, task, source):
     drop = set(task.get("drop_rows_with_label") or [])
     mapping = label_map_of(task, source)
     require_columns(rows, (text_col, label_col), source, "rows", "column", "text_column/label_column or column_names")
+    if task.get("document_column"):
+        require_columns(rows, (task["document_column"],), source, "rows", "column", "document_column")
     out = []
     for i, row in enumerate(rows):
         raw = row.get(label_col)
@@ -61,7 +63,8 @@ def normalize(rows, task, source):
         text = str(row.get(text_col) or "").replace("<br />", " ").strip()
         if task.get("max_chars"):
             text = text[: task["max_chars"]]
-        out.append({"id": i, "text": text, "label": label})
+        doc = task.get("document_column")  # the row's document: carved with its document (data._carve)
+        out.append({"id": i, "text": text, "label": label} | ({"doc": str(row.get(doc))} if doc else {}))
     return out
 
 

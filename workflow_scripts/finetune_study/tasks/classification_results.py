@@ -5,7 +5,17 @@ inputs (paths.DeclaredInputs)."""
 
 from .. import comparison, paths, plots, report, results_table, runs
 from ..report import esc, fmt
-from ..report_blocks import N_SAMPLES, ci, finetune_cost_table, grid_section, published_caption, pvalue, short_dtype
+from ..report_blocks import (
+    N_SAMPLES,
+    ci,
+    finetune_cost_table,
+    grid_section,
+    published_caption,
+    pvalue,
+    short_dtype,
+    vs_baseline,
+    with_vs_baseline,
+)
 from .classification import TABLE_METRICS
 
 HEADLINE_HEADER = [
@@ -19,6 +29,7 @@ HEADLINE_HEADER = [
     "weighted F1",
     "unparsed",
     "McNemar p vs zero-shot",
+    "accuracy vs majority (paired), McNemar p",
     "n",
 ]
 
@@ -26,16 +37,18 @@ HEADLINE_HEADER = [
 def headline_table(rows):
     """The results table's HTML: the metric columns break between estimate and interval, the run
     names at spaces, so that the table fits a 1280 px window."""
-    return report.table(HEADLINE_HEADER, rows, num_cols=(10,), wrap_cols=(5, 6, 7), kind="headline")
+    return report.table(HEADLINE_HEADER, rows, num_cols=(11,), wrap_cols=(5, 6, 7, 10), kind="headline")
 
 
 def headline(task, entry, comp, metrics, read):
     """The task's results table: every run with 95% intervals (mean ± sd over seeds for replicated
     fine-tunes), the majority baseline, and each fine-tune's McNemar p against its zero-shot row."""
     role = {(m, meth): r for m, meth, r in entry["runs"]}
-    paired = {}
+    paired, vs_base = {}, {}
     for t in comp["paired"]:
         paired.setdefault((t["model"], runs.run_group_of(t["method"])), []).append(t["mcnemar"]["p"])
+    for t in comp.get("vs_baseline", []):
+        vs_base.setdefault((t["model"], runs.run_group_of(t["method"])), []).append(t)
     rows = []
     for r in comp["rows"]:
         m, meth = r["model"], r["method"]
@@ -61,6 +74,7 @@ def headline(task, entry, comp, metrics, read):
                 ci(r["weighted_f1"]),
                 unparsed,
                 (pvalue(max(p)) + (f" (largest of {len(p)} seeds)" if len(p) > 1 else "")) if p else "",
+                vs_baseline(vs_base.get((m, meth), [])),
                 r["n"],
             ]
         )
@@ -68,14 +82,16 @@ def headline(task, entry, comp, metrics, read):
         rows.append(
             [f"published, not reproduced: {p['run']}", "", "-", "-", "-"]
             + [fmt(p["metrics"][k], 3) if k in p["metrics"] else "-" for k in ("accuracy", "macro_f1", "weighted_f1")]
-            + ["-", "", p["n"] or ""]
+            + ["-", "", "", p["n"] or ""]
         )
     out = [headline_table(rows)]
     out.append(
         "<p class='caption'>Test split. Single runs: point estimate [95% bootstrap interval over test items]. "
         "Replicated fine-tunes: mean ± sample sd over seeds (per-seed values and intervals below). "
         "McNemar: exact two-sided test of each fine-tuned seed against the same model's zero-shot row on the "
-        "same items (with several seeds, the largest p). Unparsed outputs count as wrong; a near-miss names a label's "
+        "same items (with several seeds, the largest p). Against the majority baseline: each run's accuracy minus "
+        "the baseline's on the same items [95% paired bootstrap interval], exact McNemar p. Unparsed outputs count "
+        "as wrong; a near-miss names a label's "
         "stem (e.g. 'sad'). Heads: mean pooling for sentence-transformers checkpoints (their BERT pooler was never "
         "trained), the CLS pooler (AutoModelForSequenceClassification) otherwise. dtype: what the model's "
         "matmuls ran in (bf16: bfloat16 base weights, trained weights and loss in float32).</p>"
@@ -249,9 +265,9 @@ def provenance_folders(task, entry):
 
 def table_rows(task, entry, read):
     """One results/metrics.csv row per run (the majority baseline included)."""
-    pvals = {
-        (p["model"], p["method"]): p["mcnemar"]["p"] for p in read.json(paths.COMPARISON.format(task=task))["paired"]
-    }
+    comp = read.json(paths.COMPARISON.format(task=task))
+    pvals = {(p["model"], p["method"]): p["mcnemar"]["p"] for p in comp["paired"]}
+    vs_base = {(t["model"], t["method"]): t for t in comp.get("vs_baseline", [])}
     out = []
     for model, method, role in entry["runs"]:
         m = read.json(paths.METRICS.format(task=task, model=model, method=method))
@@ -264,6 +280,7 @@ def table_rows(task, entry, read):
             "dtype": results_table.run_dtype(read, paths.RUN_DIR.format(task=task, model=model, method=method)),
             "mcnemar_p_vs_zeroshot": pvals.get((model, method)),
         }
+        with_vs_baseline(row, vs_base.get((model, method)))
         if seed is not None:
             row.update(results_table.finetune_cost(read, task, model, method))
         for k in TABLE_METRICS:

@@ -35,6 +35,8 @@ def decodings(task):
 
 def check_config(task, models, at):
     """Every decoding point of a generation task is valid."""
+    if keys.fewshot_problem(task):
+        raise ConfigError(f"{at('prompt', 'fewshot')}: {keys.fewshot_problem(task)}")
     for name, d in decodings(task).items():
         try:
             decoding.validate_decoding(name, d)
@@ -141,11 +143,14 @@ def bertscore_model(task_name, task):
     return {"package": bs["package"], "subdir": bs["subdir"], "version": version}
 
 
-def generation_settings(config, task, model_name, decoding):
+def generation_settings(config, task, model_name, decoding, method=None):
+    """What a run's responses at one decoding point depend on; a run that is not fine-tuned also holds
+    its few-shot examples' draw (prompt.fewshot above 0: keys.fewshot_settings)."""
     settings = {
         "model": keys.model_settings(config["models"][model_name]),
         "prompt_style": task["prompt_style"],
         "decoding": keys.decoding_key(decoding),
+        **(keys.fewshot_settings(task, method) if method else {}),
     }
     if not keys.batch_invariant(settings["model"]["dtype"]):
         settings["decoding"]["batch_size"] = decoding.get("batch_size")  # config.decodings fills it in

@@ -8,8 +8,10 @@ prompt template with {text} turns the source into the model's input: a causal LM
 it as its encoder input. Fine-tuning trains on the target tokens only. The field decides the
 metrics: ROUGE-1/2/L/Lsum and BERTScore for summarization, sacreBLEU BLEU and chrF++ (with their
 signatures) for translation, each with bootstrap intervals over test items and a paired bootstrap
-of each fine-tune against its model's zero-shot row; plus the reference perplexity of every run.
-Baselines scored like runs: the source copied (both fields) and its lead sentences (summarization).
+of each fine-tune against its model's zero-shot row and of every run against each baseline (the
+report shows the strongest one, by its headline metric); plus the reference perplexity of every
+run. Baselines scored like runs: the source copied (both fields) and its lead sentences
+(summarization).
 Its rules (rules/source_target.smk): generate_targets, target_baseline, target_perplexity,
 score_targets, target_figures. Its job-time parts: source_target_data.py, _training.py, _results.py.
 
@@ -30,7 +32,13 @@ FIELD_METRICS = {
 }
 HEADLINE = {"summarization": "rouge_l", "translation": "chrf"}  # compared with zero-shot in the csv
 TABLE_METRICS = ("rouge1", "rouge2", "rouge_l", "rouge_lsum", "bleu", "chrf", "bertscore_f1")
-TABLE_COLUMNS = ("reference_perplexity", "headline_metric", "headline_diff_vs_zeroshot", "headline_p_vs_zeroshot")
+TABLE_COLUMNS = (
+    "reference_perplexity",
+    "headline_metric",
+    "headline_diff_vs_zeroshot",
+    "headline_p_vs_zeroshot",
+    *runs.VS_BASELINE_COLUMNS,
+)
 GRID_METRICS = [("rouge_l", "ROUGE-L F"), ("chrf", "chrF++")]
 GRID_METRICS_FIELD = "intervals"
 STUDY_TEXTS = True  # the sources are texts the tokenizer study can split
@@ -55,6 +63,8 @@ def decodings(task):
 
 def check_config(task, models, at):
     """Prompt template, decodings and metrics of a source -> target task."""
+    if keys.fewshot_problem(task):
+        raise ConfigError(f"{at('prompt', 'fewshot')}: {keys.fewshot_problem(task)}")
     if "{text}" not in task["prompt"]["template"]:
         raise ConfigError(f"{at('prompt', 'template')}: must contain {{text}} (where the source goes)")
     for m in task["raw_prompt_models"]:
@@ -84,7 +94,7 @@ def prompt_settings(task, model, method=None):
     """How a model's input is built from a source: the prompt, the chat template (causal LMs, not
     for the raw-prompt row) and the source's token budget."""
     return {
-        "prompt": task["prompt"],
+        "prompt": keys.prompt_key(task["prompt"]),
         "chat_template": bool(model.get("chat_template")) and method != "raw",
         "max_source_tokens": task["max_source_tokens"],
     }
@@ -176,6 +186,8 @@ def target_settings(config, task, model_name, method, decoding_name):
     model = config["models"][model_name]
     point = decodings(task)[decoding_name]
     settings = {"model": keys.model_settings(model), **prompt_settings(task, model, method)}
+    if model["type"] == "causal_lm":  # k train examples before the source (prompt.fewshot), not fine-tuned rows
+        settings.update(keys.fewshot_settings(task, method))
     settings["decoding"] = keys.decoding_key(point)
     if not keys.batch_invariant(settings["model"]["dtype"]):
         settings["decoding"]["batch_size"] = point["batch_size"]
@@ -242,6 +254,11 @@ def score_inputs(task_name, task, model, method, decoding_name):
     zs = zeroshot_folder(task_name, task, model, method, decoding_name)
     if zs:
         inputs["zeroshot"] = f"{zs}/outputs.jsonl"
+    if method != "baseline":  # every baseline's outputs: the paired tests against them (vs_baselines)
+        for b, _ in baseline_runs(task):
+            inputs[f"baseline_{b}"] = (
+                f"{target_folder(task_name, task, b, 'baseline', BASELINE_DECODING)}/outputs.jsonl"
+            )
     return inputs
 
 

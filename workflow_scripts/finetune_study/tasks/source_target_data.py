@@ -27,6 +27,8 @@ def normalize(rows, task, source):
     """Raw records -> items {"id", "text", "references"}, repeated sources grouped in first-seen order."""
     src = task["source_column"]
     require_columns(rows, (src,), source, "records", "column", "source_column")
+    if task.get("document_column"):
+        require_columns(rows, (task["document_column"],), source, "records", "column", "document_column")
     have = [c for c in target_columns(task) if c in rows[0]]
     if not have:
         raise PipelineError(
@@ -45,6 +47,8 @@ def normalize(rows, task, source):
                 raise PipelineError(f"{_where(row, i, source)} has an empty target ({c}); fix or remove it")
             refs.append(ref)
         item = items.setdefault(text, {"text": text, "references": []})
+        if task.get("document_column"):  # the source's document (its first record's): carved with it
+            item.setdefault("doc", str(row.get(task["document_column"])))
         item["references"] += [r for r in refs if r not in item["references"]]
     return [dict(item, id=i) for i, item in enumerate(items.values())]
 

@@ -1,5 +1,5 @@
 """Source -> target, the report's part: the task's section (the field's metrics per run and decoding
-point with intervals, the paired comparison with zero-shot, the baselines, figures, fine-tuning,
+point with intervals, the paired comparisons with zero-shot and with the strongest baseline, the baselines, figures, fine-tuning,
 side-by-side samples) and its rows of results/metrics.csv. `read`: the report job's declared inputs
 (paths.DeclaredInputs)."""
 
@@ -14,6 +14,8 @@ from ..report_blocks import (
     published_caption,
     pvalue,
     short_dtype,
+    vs_baseline,
+    with_vs_baseline,
 )
 from ..target_plots import METRIC_LABELS
 from .source_target import BASELINE_DECODING, HEADLINE, TABLE_METRICS
@@ -46,9 +48,31 @@ def _perplexity(read, task, model, method):
     return read.json(paths.TARGET_PERPLEXITY.format(task=task, model=model, method=method))["corpus"]
 
 
+def strongest_baseline(task, entry, read):
+    """The baseline (copy, lead) with the highest headline metric on the test split, or None."""
+    head, best = HEADLINE[entry["field"]], None
+    for m, meth, _ in entry["runs"]:
+        if meth == "baseline":
+            score = read.json(
+                f"{paths.TARGET_DIR.format(task=task, model=m, method=meth, decoding=BASELINE_DECODING)}/metrics.json"
+            )["intervals"][head]["mean"]
+            if best is None or score > best[1]:
+                best = (m, score)
+    return best and best[0]
+
+
+def vs_strongest(x, entry, strongest):
+    """A run's paired test on the headline metric against the strongest baseline ({"baseline",
+    "metric", "diff", "low", "high", "p"}), or None."""
+    head = HEADLINE[entry["field"]]
+    t = ((x.get("vs_baselines") or {}).get(strongest) or {}).get(head)
+    return {"baseline": strongest, "metric": head, **t} if t else None
+
+
 def _headline(task, entry, read, kinds):
     names, head = entry["metrics"], HEADLINE[entry["field"]]
-    rows, groups = [], {}
+    strongest = strongest_baseline(task, entry, read)
+    rows, groups, bases = [], {}, {}
     for m, meth, role, d, folder in _points(task, entry):
         x = read.json(f"{folder}/metrics.json")
         iv, vs = x["intervals"], (x.get("vs_zeroshot") or {}).get(head)
@@ -61,26 +85,30 @@ def _headline(task, entry, read, kinds):
                 *[ci(iv[k]) for k in names],
                 fmt(_perplexity(read, task, m, meth), 2) or "-",
                 (f"{vs['diff']:+.3f} [{vs['low']:+.3f},{NBSP}{vs['high']:+.3f}] (p {pvalue(vs['p'])})") if vs else "",
+                vs_baseline([vs_strongest(x, entry, strongest)]),
             ]
         )
         if runs.method_seed(meth) is not None:
             groups.setdefault((m, runs.run_group_of(meth), role, d), []).append(iv)
+            bases.setdefault((m, runs.run_group_of(meth), role, d), []).append(vs_strongest(x, entry, strongest))
     for (m, group, role, d), ivs in groups.items():
         if len(ivs) > 1:  # replicated fine-tunes: mean and sd over seeds
             agg = [ci(stats.mean_sd([iv[k]["mean"] for iv in ivs])) for k in names]
             label = f"{plots.run_label(m, group, kinds.get(m))}: mean ± sd over {len(ivs)} seeds"
-            rows.append([label, d, "", *agg, "", ""])
+            rows.append([label, d, "", *agg, "", "", vs_baseline(bases[(m, group, role, d)])])
     for p in entry.get("published", []):
         x = p["metrics"]
         rows.append(
             [f"published, not reproduced: {p['run']}", "as published", "-"]
             + [fmt(x[k], 3) if k in x else "-" for k in names]
-            + [fmt(x.get("perplexity"), 2) or "-", ""]
+            + [fmt(x.get("perplexity"), 2) or "-", "", ""]
         )
     header = ["run", "decoding", "dtype", *[METRIC_LABELS[k][0].replace(" / 100", "") for k in names]]
-    header += ["reference perplexity", f"{METRIC_LABELS[head][0].replace(' / 100', '')} vs zero-shot (paired)"]
+    label = METRIC_LABELS[head][0].replace(" / 100", "")
+    header += ["reference perplexity", f"{label} vs zero-shot (paired)"]
+    header += [f"{label} vs strongest baseline ({strongest or '-'}, paired)"]
     n = len(names)
-    return report.table(header, rows, num_cols=(3 + n,), wrap_cols=range(3, 3 + n), kind="headline")
+    return report.table(header, rows, num_cols=(3 + n,), wrap_cols=(*range(3, 3 + n), 5 + n), kind="headline")
 
 
 def _caption(entry, signatures):
@@ -105,7 +133,10 @@ def _caption(entry, signatures):
         "BERTScore F1: the best over a source's references. Intervals: 95% percentile bootstrap over test sources "
         "(corpus metrics recomputed on each resample). Reference perplexity: every reference's tokens given the "
         "model's input. The vs zero-shot column: the fine-tune minus its model's zero-shot score on the same "
-        "resampled sources, with a two-sided bootstrap p. Baselines need no model: the source copied as the "
+        "resampled sources, with a two-sided bootstrap p. The vs strongest baseline column: each run minus the "
+        "baseline with the highest headline score, on the same resampled sources [95% interval], two-sided "
+        "bootstrap p (for several seeds the mean difference and the largest p; every metric against every "
+        "baseline is in the run's metrics.json). Baselines need no model: the source copied as the "
         "output"
         + (", and its lead sentences up to the references' mean length" if entry["field"] == "summarization" else "")
         + "; a fine-tune that cannot beat them has learnt nothing of use."
@@ -194,6 +225,7 @@ def provenance_folders(task, entry):
 def table_rows(task, entry, read):
     """One results/metrics.csv row per run and decoding point (the baselines included)."""
     out, head = [], HEADLINE[entry["field"]]
+    strongest = strongest_baseline(task, entry, read)
     for model, method, role, d, folder in _points(task, entry):
         m = read.json(f"{folder}/metrics.json")
         vs = (m.get("vs_zeroshot") or {}).get(head)
@@ -206,6 +238,7 @@ def table_rows(task, entry, read):
             "headline_diff_vs_zeroshot": vs["diff"] if vs else None,
             "headline_p_vs_zeroshot": vs["p"] if vs else None,
         }
+        with_vs_baseline(row, vs_strongest(m, entry, strongest))
         if row["seed"] is not None:
             row.update(results_table.finetune_cost(read, task, model, method))
         for k in TABLE_METRICS:

@@ -7,7 +7,7 @@ prompted causal LM that lists the entities as `type: text` lines, parsed back to
 pairs. A dictionary baseline tags the entities seen in train (longest match). Every run is scored
 with entity-level precision, recall and F1 (seqeval, strict IOB2, for taggers; (type, text) pairs
 per sentence for every run), with bootstrap intervals over sentences and a paired bootstrap of
-each fine-tune against its model's zero-shot row. Its rules (rules/token_classification.smk):
+each fine-tune against its model's zero-shot row, and of every run against the dictionary. Its rules (rules/token_classification.smk):
 tag_entities, dictionary_baseline, score_entities, ner_figures. Its job-time parts:
 token_classification_data.py, _training.py, _results.py.
 
@@ -21,7 +21,7 @@ from ..common import ConfigError
 MODEL_KINDS = {"encoder": "TOKEN_CLS", "causal_lm": "CAUSAL_LM"}
 # columns of results/metrics.csv, with intervals: strict spans (taggers) and (type, text) pairs (all runs)
 TABLE_METRICS = ("entity_f1", "entity_precision", "entity_recall", "pair_f1")
-TABLE_COLUMNS = ("unparsed_lines", "f1_diff_vs_zeroshot", "f1_p_vs_zeroshot")
+TABLE_COLUMNS = ("unparsed_lines", "f1_diff_vs_zeroshot", "f1_p_vs_zeroshot", *runs.VS_BASELINE_COLUMNS)
 GRID_METRICS = [("pair_f1", "entity F1 (type, text)")]
 GRID_METRICS_FIELD = "intervals"
 STUDY_TEXTS = True
@@ -37,6 +37,8 @@ def tag_names(entity_types):
 
 def check_config(task, models, at):
     """Prompt template, decoding and entity types of a token-classification task."""
+    if keys.fewshot_problem(task):
+        raise ConfigError(f"{at('prompt', 'fewshot')}: {keys.fewshot_problem(task)}")
     for m in task["raw_prompt_models"]:
         if models[m]["type"] != "causal_lm":
             raise ConfigError(f"{at('raw_prompt_models')}: '{m}' is an encoder; only causal LMs take prompts")
@@ -63,7 +65,7 @@ def finetune_settings(task, model):
     types = entity_types(task)
     out = {"labels": tag_names(types), "entity_types": types}
     if model["type"] == "causal_lm":
-        out["prompt"] = task["prompt"]
+        out["prompt"] = keys.prompt_key(task["prompt"])
     return out
 
 
@@ -134,9 +136,10 @@ def tag_settings(config, task, model_name, method):
             settings["batch_size"] = task["decoding"]["batch_size"]
         return settings
     settings.update(
-        prompt=task["prompt"],
+        prompt=keys.prompt_key(task["prompt"]),
         chat_template=model["chat_template"] and method != "raw",
         decoding=keys.decoding_key(task["decoding"]),
+        **keys.fewshot_settings(task, method),
     )
     if not keys.batch_invariant(settings["model"]["dtype"]):
         settings["decoding"]["batch_size"] = task["decoding"]["batch_size"]
@@ -151,10 +154,14 @@ def zeroshot_run(task, model, method):
 
 
 def score_inputs(task_name, task, model, method):
+    """A run's entities; its zero-shot row's (a fine-tuned run) and the dictionary baseline's (every
+    run but the baseline), for the paired tests on the same sentences."""
     inputs = {"predictions": paths.NER_PREDICTIONS.format(task=task_name, model=model, method=method)}
     zs = zeroshot_run(task, model, method)
     if zs:
         inputs["zeroshot"] = paths.NER_PREDICTIONS.format(task=task_name, model=model, method=zs)
+    if method != BASELINE[1]:
+        inputs["baseline"] = paths.NER_PREDICTIONS.format(task=task_name, model=BASELINE[0], method=BASELINE[1])
     return inputs
 
 

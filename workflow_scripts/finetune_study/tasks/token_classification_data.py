@@ -33,6 +33,7 @@ def normalize(rows, task, source):
                     )
         out.append(
             {"id": i, "text": " ".join(row["tokens"]), "tokens": list(row["tokens"]), "tags": tags, "line": row["line"]}
+            | ({"doc": row["doc"]} if "doc" in row else {})  # its -DOCSTART- document (data.carve by document)
         )
     return out
 
@@ -74,6 +75,21 @@ def derived_settings(task, splits, sources):
     return {}
 
 
+def entity_set(rows):
+    """The (type, lowercased text) of every entity of the rows."""
+    return {(k, x.lower()) for r in rows for k, x in conll.tag_pairs(r["tokens"], r["tags"])}
+
+
+def test_overlap(splits):
+    """How many of the test split's entities (each mention, matched as (type, lowercased text)) also
+    occur in train: {"test_entities", "also_in_train", "share"}. What a dictionary of train can find
+    at most, and what a split that leaks documents inflates."""
+    seen = entity_set(splits["train"])
+    mentions = [(k, x.lower()) for r in splits["test"] for k, x in conll.tag_pairs(r["tokens"], r["tags"])]
+    hits = sum(m in seen for m in mentions)
+    return {"test_entities": len(mentions), "also_in_train": hits, "share": hits / len(mentions) if mentions else None}
+
+
 def split_summary(rows, task, duplicates_removed=0):
     types = task.get("entity_types") or sorted({t[2:] for r in rows for t in r["tags"] if t != "O"})
     counts = {t: 0 for t in types}
@@ -86,4 +102,5 @@ def split_summary(rows, task, duplicates_removed=0):
         "entities": sum(counts.values()),
         "entity_counts": counts,
         "duplicates_removed": duplicates_removed,
+        **({"documents": len({r["doc"] for r in rows})} if rows and all("doc" in r for r in rows) else {}),
     }

@@ -1,11 +1,20 @@
 """Token classification, the report's part: the task's section (entity F1 per run with intervals
-and the paired comparison with zero-shot, F1 per entity type, figures, fine-tuning, test sentences
+and the paired comparisons with zero-shot and with the dictionary baseline, F1 per entity type, figures, fine-tuning, test sentences
 with gold and predicted entities highlighted) and its rows of results/metrics.csv. `read`: the
 report job's declared inputs (paths.DeclaredInputs)."""
 
 from .. import conll, paths, plots, report, results_table, runs, stats
 from ..report import esc, fmt
-from ..report_blocks import ci, finetune_cost_table, grid_section, published_caption, pvalue, short_dtype
+from ..report_blocks import (
+    ci,
+    finetune_cost_table,
+    grid_section,
+    published_caption,
+    pvalue,
+    short_dtype,
+    vs_baseline,
+    with_vs_baseline,
+)
 from .token_classification import TABLE_METRICS
 
 N_SENTENCES = 6
@@ -21,15 +30,27 @@ def _metrics(read, task, model, method):
 
 
 def _data_table(summary, types):
+    docs = all("documents" in v for v in summary["splits"].values())
     rows = [
-        [s, v["rows"], v["tokens"], v["entities"]] + [v["entity_counts"].get(t, 0) for t in types]
+        [s, *([v["documents"]] if docs else []), v["rows"], v["tokens"], v["entities"]]
+        + [v["entity_counts"].get(t, 0) for t in types]
         for s, v in summary["splits"].items()
     ]
-    return report.table(["split", "sentences", "tokens", "entities"] + types, rows, num_cols=range(1, 4 + len(types)))
+    header = ["split", *(["documents"] if docs else []), "sentences", "tokens", "entities"] + types
+    out = report.table(header, rows, num_cols=range(1, len(header)))
+    o = summary.get("test_overlap")
+    if o and o["test_entities"]:
+        out += (
+            f"<p class='caption'>{o['also_in_train']} of the {o['test_entities']} test entities "
+            f"({o['share']:.1%}) also occur in train (same type and text, any case): what a dictionary of train can "
+            "find at most. Splits carved from one file are cut by whole documents where the file marks them "
+            "(-DOCSTART-), so a document's repeated entities do not leak from train into test.</p>"
+        )
+    return out
 
 
 def _headline(task, entry, read):
-    rows, groups = [], {}
+    rows, groups, bases = [], {}, {}
     for m, meth, role in entry["runs"]:
         x = _metrics(read, task, m, meth)
         iv, vs = x["intervals"], x.get("vs_zeroshot")
@@ -45,16 +66,20 @@ def _headline(task, entry, read):
                 ci(iv["pair_f1"]),
                 x["unparsed_lines"] if role != "baseline" and not x["tagger"] else "-",
                 (ci(vs) + f" (p {pvalue(vs['p'])})") if vs else "",
+                vs_baseline([x.get("vs_baseline")]),
             ]
         )
         if runs.method_seed(meth) is not None:
             groups.setdefault((m, runs.run_group_of(meth), role), []).append(iv)
+            bases.setdefault((m, runs.run_group_of(meth), role), []).append(x.get("vs_baseline"))
     for (m, group, role), ivs in groups.items():
         if len(ivs) > 1:  # replicated fine-tunes: mean and sd over seeds
             agg = {k: stats.mean_sd([iv[k]["mean"] for iv in ivs]) for k in ("entity_f1", "pair_f1") if k in ivs[0]}
             label = f"{plots.run_label(m, group, _kind(entry, m, role))}: mean ± sd over {len(ivs)} seeds"
             strict = ci(agg["entity_f1"]) if "entity_f1" in agg else "-"
-            rows.append([label, role, "", strict, "", "", ci(agg["pair_f1"]), "", ""])
+            rows.append(
+                [label, role, "", strict, "", "", ci(agg["pair_f1"]), "", "", vs_baseline(bases[(m, group, role)])]
+            )
     for p in entry.get("published", []):
         x = p["metrics"]
         rows.append(
@@ -67,6 +92,7 @@ def _headline(task, entry, read):
                 fmt(x.get("entity_recall"), 3) or "-",
                 "-",
                 "-",
+                "",
                 "",
             ]
         )
@@ -81,10 +107,11 @@ def _headline(task, entry, read):
             "F1, (type, text) pairs",
             "unparsed lines",
             "F1 vs zero-shot (paired)",
+            "F1 vs dictionary (paired)",
         ],
         rows,
         num_cols=(4, 5, 7),
-        wrap_cols=(3, 6, 8),
+        wrap_cols=(3, 6, 8, 9),
         kind="headline",
     )
 
@@ -179,7 +206,9 @@ def section(task, entry, read):
         "LLM that are neither 'type: text' with a known type nor 'none'. F1 vs zero-shot: the fine-tune's F1 minus "
         "its model's zero-shot F1 on the same resampled sentences, with a two-sided bootstrap p. A majority-tag "
         "baseline (every word O) would score F1 0 by construction, so the baseline row is a dictionary of the "
-        "training split's entities, tagged by longest match.</p>"
+        "training split's entities, tagged by longest match. F1 vs dictionary: each run's F1 minus the dictionary's "
+        "on the same resampled sentences (strict spans for a tagger, (type, text) pairs for a prompted LLM) "
+        "[95% interval], two-sided bootstrap p; for several seeds the mean difference and the largest p.</p>"
     )
     out.append(report.image(read.path(f"{base}/figures/ner_scores.png"), f"{task} entity F1"))
     out.append("<h3>F1 per entity type</h3>" + _per_type(task, entry, read))
@@ -216,6 +245,7 @@ def table_rows(task, entry, read):
             "f1_diff_vs_zeroshot": vs["mean"] if vs else None,
             "f1_p_vs_zeroshot": vs["p"] if vs else None,
         }
+        with_vs_baseline(row, m.get("vs_baseline"))
         if row["seed"] is not None:
             row.update(results_table.finetune_cost(read, task, model, method))
         for k in TABLE_METRICS:

@@ -187,14 +187,19 @@ def load(model, folder):
     cfg = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     if cfg.get("format") != FORMAT:
         raise PipelineError(f"{folder / CONFIG_FILE}: not a {FORMAT} adapter (format {cfg.get('format')!r})")
-    insert(model, cfg["modules"], cfg["non_linearity"])
+    names = {n for n, _ in model.named_modules()}
+    absent = [n for n in cfg["modules"] if n not in names]
+    if not absent:
+        insert(model, cfg["modules"], cfg["non_linearity"])
     state = load_file(str(folder / WEIGHTS_FILE))
     own = dict(model.named_parameters())
     unknown = sorted(set(state) - set(own))
     missing = sorted(n for n in own if ".bottleneck." in n and n not in state)
-    if unknown or missing:
+    if absent or unknown or missing:
         raise PipelineError(
-            f"{folder}: the saved adapter does not fit this model ({len(unknown)} unknown tensors, e.g. "
+            f"{folder}: the saved adapter does not fit this model (no module {absent[0]})"
+            if absent
+            else f"{folder}: the saved adapter does not fit this model ({len(unknown)} unknown tensors, e.g. "
             f"{(unknown or missing)[0]}; {len(missing)} missing); rerun its finetune job"
         )
     with torch.no_grad():

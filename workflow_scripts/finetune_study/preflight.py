@@ -205,6 +205,10 @@ def _target_lists(method, ft):
         for key in ("target_modules", "feedforward_modules"):
             if ft["ia3"].get(key):
                 yield "ia3", key, ft["ia3"][key]
+    elif method == "bottleneck":
+        for key in ("attention_modules", "ffn_modules"):
+            if ft["bottleneck"].get(key):
+                yield "bottleneck", key, ft["bottleneck"][key]
 
 
 def check(config, sources, results="results"):

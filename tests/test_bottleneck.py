@@ -237,7 +237,9 @@ def test_fresh_adapter_is_the_identity_and_the_saved_one_reloads_exactly(llama, 
         models.load_causal_lm(tmp_path / "other_model", SPEC, adapter=tmp_path)
 
 
-def test_encoder_head_and_adapters_reload_exactly(tmp_path):
+@pytest.mark.parametrize("task_type", ["SEQ_CLS", "TOKEN_CLS"])
+def test_encoder_head_and_adapters_reload_exactly(tmp_path, task_type):
+    load = {"SEQ_CLS": models.load_classifier, "TOKEN_CLS": models.load_token_classifier}[task_type]
     folder = tiny.make_tiny_bert(tmp_path / "bert")
     prepared = tmp_path / "prepared"
     models.materialize(
@@ -246,9 +248,7 @@ def test_encoder_head_and_adapters_reload_exactly(tmp_path):
         prepared,
     )
     spec, labels = {"type": "encoder", "trust_remote_code": False, "dtype": "float32"}, ["a", "b", "c"]
-    model = with_bottleneck(
-        models.load_classifier(prepared, spec, labels, seed=0), "SEQ_CLS", config="houlsby", reduction_factor=4
-    )
+    model = with_bottleneck(load(prepared, spec, labels, seed=0), task_type, config="houlsby", reduction_factor=4)
     trained_names = {n for n, p in model.named_parameters() if p.requires_grad}
     assert {"classifier.weight", "classifier.bias"} <= trained_names
     assert all(".bottleneck." in n or n.startswith("classifier.") for n in trained_names)
@@ -261,7 +261,7 @@ def test_encoder_head_and_adapters_reload_exactly(tmp_path):
     want = logits(model.eval(), ids)
     (tmp_path / "adapter").mkdir()
     adapters.save_trained(model, tmp_path / "adapter", "bottleneck", prepared)
-    got = logits(models.load_classifier(prepared, spec, labels, seed=9, adapter=tmp_path / "adapter"), ids)
+    got = logits(load(prepared, spec, labels, seed=9, adapter=tmp_path / "adapter"), ids)
     assert torch.equal(got, want)  # the head comes from the file, not from seed 9
 
 

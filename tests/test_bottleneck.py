@@ -73,6 +73,10 @@ def tiny_models():
         GPT2LMHeadModel,
         LlamaConfig,
         LlamaForCausalLM,
+        M2M100Config,
+        M2M100ForConditionalGeneration,
+        PhiConfig,
+        PhiForCausalLM,
         T5Config,
         T5ForConditionalGeneration,
     )
@@ -91,6 +95,21 @@ def tiny_models():
         ),
         "t5": T5ForConditionalGeneration(
             T5Config(**small, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_decoder_layers=2, num_heads=2)
+        ),
+        "phi": PhiForCausalLM(
+            PhiConfig(**small, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2)
+        ),
+        "m2m_100": M2M100ForConditionalGeneration(
+            M2M100Config(
+                **small,
+                d_model=16,
+                encoder_layers=2,
+                decoder_layers=2,
+                encoder_attention_heads=2,
+                decoder_attention_heads=2,
+                encoder_ffn_dim=32,
+                decoder_ffn_dim=32,
+            )
         ),
         "bart": BartForConditionalGeneration(
             BartConfig(
@@ -113,6 +132,12 @@ ATTENTION = {
     "distilbert": ["distilbert.transformer.layer.{i}.attention.out_lin"],
     "gpt2": ["transformer.h.{i}.attn.c_proj"],
     "llama": ["model.layers.{i}.self_attn.o_proj"],
+    "phi": ["model.layers.{i}.self_attn.dense"],
+    "m2m_100": [
+        "model.encoder.layers.{i}.self_attn.out_proj",
+        "model.decoder.layers.{i}.self_attn.out_proj",
+        "model.decoder.layers.{i}.encoder_attn.out_proj",
+    ],
     "t5": [
         "encoder.block.{i}.layer.0.SelfAttention.o",
         "decoder.block.{i}.layer.0.SelfAttention.o",
@@ -129,6 +154,8 @@ FFN = {
     "distilbert": ["distilbert.transformer.layer.{i}.ffn.lin2"],
     "gpt2": ["transformer.h.{i}.mlp.c_proj"],
     "llama": ["model.layers.{i}.mlp.down_proj"],
+    "phi": ["model.layers.{i}.mlp.fc2"],
+    "m2m_100": ["model.encoder.layers.{i}.fc2", "model.decoder.layers.{i}.fc2"],
     "t5": ["encoder.block.{i}.layer.1.DenseReluDense.wo", "decoder.block.{i}.layer.2.DenseReluDense.wo"],
     "bart": ["model.encoder.layers.{i}.fc2", "model.decoder.layers.{i}.fc2"],
 }

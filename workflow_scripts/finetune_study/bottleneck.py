@@ -50,7 +50,8 @@ ARCHITECTURES = {
         ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text", "phi3", "olmo2"], _LLAMA
     ),
     **dict.fromkeys(["t5", "mt5"], (["SelfAttention.o", "EncDecAttention.o"], ["DenseReluDense.wo"])),
-    **dict.fromkeys(["bart", "mbart", "marian"], _BART),
+    "phi": (["self_attn.dense"], ["mlp.fc2"]),
+    **dict.fromkeys(["bart", "mbart", "marian", "m2m_100"], _BART),
 }
 NON_LINEARITIES = {"relu": torch.nn.ReLU, "swish": torch.nn.SiLU, "gelu": torch.nn.GELU, "tanh": torch.nn.Tanh}
 

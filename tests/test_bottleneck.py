@@ -402,8 +402,43 @@ def test_one_key_per_adapter_and_the_reduction_factor_as_a_grid_key():
             "than the minimum of 1",
         ),
     ],
+    ids=["unknown config", "reduction below 1", "misspelt key", "grid key of another method", "grid point below 1"],
 )
 def test_bad_settings_are_one_line_naming_the_key(entry, message):
     with pytest.raises(ConfigError) as e:
         validated(config_with(entry))
     assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_an_unknown_architecture_without_module_names_is_a_parse_time_error(tmp_path):
+    """preflight (parse time) reads the model's config.json: a bottleneck fine-tune of an architecture
+    whose outputs are not known, without attention_modules / ffn_modules, is one line naming the key."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    from finetune_study import preflight
+
+    folder = tmp_path / "neox"
+    neox = GPTNeoXConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
+    GPTNeoXForCausalLM(neox).save_pretrained(folder, safe_serialization=True)
+    config = tiny.tiny_config("/models", tmp_path / "work")
+    config["models"]["tiny_neox"] = {"type": "causal_lm", "source": {"path": str(folder)}, "params_b": 0.001}
+    task = config["tasks"]["emotion"]
+
+    def error(block):
+        task["finetune"] = {"tiny_neox": {"method": "bottleneck", "bottleneck": block}}
+        checked = validated(config)
+        try:
+            preflight.check(checked, (("study.yaml", config),), results=tmp_path / "results")
+        except ConfigError as e:
+            return str(e)
+
+    assert error({"config": "houlsby", "ffn_modules": ["mlp.dense_4h_to_h"]}) == (
+        "study.yaml: tasks.emotion.finetune.tiny_neox.bottleneck: where a 'gpt_neox' model's attention and "
+        "feed-forward outputs are is not known (model 'tiny_neox'); set bottleneck.attention_modules (module "
+        "names, e.g. [mlp.dense_4h_to_h])"
+    )
+    assert "set bottleneck.ffn_modules (" in error({"config": "pfeiffer"})
+    assert error({"config": "pfeiffer", "ffn_modules": ["mlp.dense_4h_to_h"]}) is None
+    assert "bottleneck.ffn_modules: ['mlp.nothing'] not in model 'tiny_neox'" in error({"ffn_modules": ["mlp.nothing"]})

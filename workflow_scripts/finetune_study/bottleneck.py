@@ -32,27 +32,13 @@ from pathlib import Path
 import torch
 
 from .common import PipelineError
-from .finetune_methods import bottleneck_placement
+from .finetune_methods import BOTTLENECK_ARCHITECTURES, bottleneck_placement
 
 CONFIG_FILE = "bottleneck_config.json"
 WEIGHTS_FILE = "bottleneck_model.safetensors"
 FORMAT = "finetune_study.bottleneck/1"
 
-# model_type -> (attention output modules, feed-forward output modules), as name suffixes
-_BERT = (["attention.output.dense"], ["output.dense"])
-_LLAMA = (["self_attn.o_proj"], ["mlp.down_proj"])
-_BART = (["self_attn.out_proj", "encoder_attn.out_proj"], ["fc2"])
-ARCHITECTURES = {
-    **dict.fromkeys(["bert", "roberta", "xlm-roberta", "electra", "camembert", "mpnet"], _BERT),
-    "distilbert": (["attention.out_lin"], ["ffn.lin2"]),
-    "gpt2": (["attn.c_proj", "crossattention.c_proj"], ["mlp.c_proj"]),
-    **dict.fromkeys(
-        ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text", "phi3", "olmo2"], _LLAMA
-    ),
-    **dict.fromkeys(["t5", "mt5"], (["SelfAttention.o", "EncDecAttention.o"], ["DenseReluDense.wo"])),
-    "phi": (["self_attn.dense"], ["mlp.fc2"]),
-    **dict.fromkeys(["bart", "mbart", "marian", "m2m_100"], _BART),
-}
+ARCHITECTURES = BOTTLENECK_ARCHITECTURES
 NON_LINEARITIES = {"relu": torch.nn.ReLU, "swish": torch.nn.SiLU, "gelu": torch.nn.GELU, "tanh": torch.nn.Tanh}
 
 

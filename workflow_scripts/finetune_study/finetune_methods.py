@@ -32,6 +32,23 @@ BOTTLENECK_CONFIGS = {
     "pfeiffer": {"places": ("ffn",), "non_linearity": "relu"},
 }
 
+# where bottleneck adapters go: model_type -> (attention output modules, feed-forward output modules),
+# as module name suffixes (bottleneck.py; a model of another type names them in its settings)
+_BERT = (["attention.output.dense"], ["output.dense"])
+_LLAMA = (["self_attn.o_proj"], ["mlp.down_proj"])
+_BART = (["self_attn.out_proj", "encoder_attn.out_proj"], ["fc2"])
+BOTTLENECK_ARCHITECTURES = {
+    **dict.fromkeys(["bert", "roberta", "xlm-roberta", "electra", "camembert", "mpnet"], _BERT),
+    "distilbert": (["attention.out_lin"], ["ffn.lin2"]),
+    "gpt2": (["attn.c_proj", "crossattention.c_proj"], ["mlp.c_proj"]),
+    **dict.fromkeys(
+        ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text", "phi3", "olmo2"], _LLAMA
+    ),
+    **dict.fromkeys(["t5", "mt5"], (["SelfAttention.o", "EncDecAttention.o"], ["DenseReluDense.wo"])),
+    "phi": (["self_attn.dense"], ["mlp.fc2"]),
+    **dict.fromkeys(["bart", "mbart", "marian", "m2m_100"], _BART),
+}
+
 
 def bottleneck_placement(config):
     """Where a bottleneck config puts adapters: ("attention", "ffn") or ("ffn",)."""

@@ -78,7 +78,7 @@ def test_model_kinds_are_declared_by_task_types_and_train_with_a_known_loss():
             assert hasattr(module, name), f"model kind {kind} has no {name}"
         assert set(module.METHODS) <= set(finetune_methods.FINETUNE_METHODS)
     # by hand: encoders take no prompt learning and no qlora; generation takes no encoder
-    assert set(model_kinds.get("encoder").METHODS) == {"lora", "dora", "ia3", "full"}
+    assert set(model_kinds.get("encoder").METHODS) == {"lora", "dora", "ia3", "full", "bottleneck"}
     assert tasks.peft_task_type("classification", "encoder") == "SEQ_CLS"
     assert tasks.peft_task_type("generation", "causal_lm") == "CAUSAL_LM"
     with pytest.raises(KeyError):

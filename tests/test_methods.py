@@ -23,7 +23,7 @@ import pytest
 import torch
 
 import tiny
-from finetune_study import adapters, batching, heads, inference, keys, models, prompting, runs, training
+from finetune_study import adapters, batching, bottleneck, heads, inference, keys, models, prompting, runs, training
 
 SPEC = {"type": "causal_lm", "trust_remote_code": False, "dtype": "float32"}
 ENC_SPEC = {"type": "encoder", "trust_remote_code": False, "dtype": "float32"}
@@ -36,6 +36,7 @@ FINETUNES = {
     "prompt_tuning": {"method": "prompt_tuning", "prompt": {"num_virtual_tokens": V}},
     "prefix_tuning": {"method": "prefix_tuning", "prompt": {"num_virtual_tokens": V}},
     "full": {"method": "full"},
+    "bottleneck": {"method": "bottleneck", "bottleneck": {"config": "houlsby", "reduction_factor": 4}},
 }
 CAUSAL_METHODS = list(FINETUNES)
 TRAIN = {
@@ -69,7 +70,7 @@ def expected_trainable(method, cfg, base_params):
     """The method's trainable parameters, from the model's shape alone (not from the model)."""
     h, layers, ff = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["intermediate_size"]
     kv = cfg["num_key_value_heads"] * (h // cfg["num_attention_heads"])  # k/v projection width
-    r = LORA["r"]
+    r, b = LORA["r"], h // 4  # b: the bottleneck's width at reduction factor 4
     lora = layers * (r * (h + h) + r * (h + kv))  # A (r x in) + B (out x r) on q_proj (h -> h) and v_proj (h -> kv)
     return {
         "lora": lora,
@@ -78,6 +79,8 @@ def expected_trainable(method, cfg, base_params):
         "prompt_tuning": V * h,  # one embedding per virtual token
         "prefix_tuning": V * layers * 2 * kv,  # a key and a value per virtual token and layer
         "full": base_params,
+        # houlsby: down (h -> b, + bias) and up (b -> h, + bias) after o_proj and after down_proj
+        "bottleneck": layers * 2 * (h * b + b + b * h + h),
     }[method]
 
 
@@ -151,6 +154,9 @@ def test_causal_method_trains_saves_and_reloads(llama, tmp_path, method):
     if method == "full":
         assert {"config.json", "model.safetensors"} <= set(names) and "adapter_config.json" not in names
         reloaded = AutoModelForCausalLM.from_pretrained(out, use_safetensors=True).eval()
+    elif method == "bottleneck":  # its own format: settings + the trained tensors (bottleneck.py)
+        assert names == ["bottleneck_config.json", "bottleneck_model.safetensors"]
+        reloaded = bottleneck.load(models.load_causal_lm(folder, SPEC), out).eval()
     else:
         assert {"adapter_config.json", "adapter_model.safetensors"} <= set(names)
         peft_type = json.loads((out / "adapter_config.json").read_text())["peft_type"]
@@ -234,10 +240,14 @@ ENC_LABELS = ["sadness", "joy", "anger"]
 ENC_FINETUNES = {
     "lora": {"method": "lora", "lora": dict(LORA, target_modules=["query", "value"])},
     "full": {"method": "full"},
+    "bottleneck": {"method": "bottleneck", "bottleneck": {"config": "pfeiffer", "reduction_factor": 4}},
 }
 
 
-@pytest.mark.parametrize("pooling,method", [("cls", "lora"), ("cls", "full"), ("mean", "full")])
+@pytest.mark.parametrize(
+    "pooling,method",
+    [("cls", "lora"), ("cls", "full"), ("mean", "full"), ("cls", "bottleneck"), ("mean", "bottleneck")],
+)
 def test_encoder_method_trains_saves_and_reloads(bert, tmp_path, pooling, method):
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
@@ -252,6 +262,10 @@ def test_encoder_method_trains_saves_and_reloads(bert, tmp_path, pooling, method
     counts = adapters.parameter_counts(model)
     if method == "full":
         assert counts["trainable"] == counts["total"] == base_params
+    elif method == "bottleneck":  # pfeiffer, width 32 // 4 = 8, after each layer's output.dense + the head
+        adapters_only = 2 * (32 * 8 + 8 + 8 * 32 + 32)
+        assert counts["trainable"] == adapters_only + 32 * 3 + 3
+        assert counts["total"] == base_params + adapters_only  # the head is the model's own, trained in place
     else:  # LoRA on query/value (32 -> 32) in 2 layers + the classifier head (32 x 3 + 3), trained in full
         head = 32 * 3 + 3
         assert counts["trainable"] == 2 * 2 * LORA["r"] * (32 + 32) + head
@@ -277,6 +291,9 @@ def test_encoder_method_trains_saves_and_reloads(bert, tmp_path, pooling, method
         reloaded = heads.load_mean_pooling(
             out, len(ENC_LABELS), seed=99, dtype=torch.float32, trust_remote_code=False
         ).eval()
+    elif method == "bottleneck":
+        assert names == ["bottleneck_config.json", "bottleneck_model.safetensors"]
+        reloaded = bottleneck.load(models.load_classifier(folder, ENC_SPEC, ENC_LABELS, seed=7), out).eval()
     else:
         assert {"adapter_config.json", "adapter_model.safetensors"} <= set(names)
         reloaded = PeftModel.from_pretrained(models.load_classifier(folder, ENC_SPEC, ENC_LABELS, seed=7), out).eval()
@@ -389,10 +406,10 @@ def finished(tiny_run, tmp_path_factory):
     return tiny.copy_run(tiny_run, tmp_path_factory.mktemp("methods"))
 
 
-def with_method(config, entry):
+def with_method(config, *entries):
     def edit(c):
         ft = c["tasks"]["emotion"]["finetune"]
-        ft["tiny_llama"] = [ft["tiny_llama"], entry]
+        ft["tiny_llama"] = [ft["tiny_llama"], *entries]
 
     return tiny.edited(config, edit)
 
@@ -411,21 +428,23 @@ def test_adding_a_dora_finetune_plans_only_its_jobs(finished):
 
 def test_two_methods_of_one_model_give_two_rows_with_their_costs(finished):
     work, config = finished
+    short = {"max_steps": 4, "batch_size": 8, "learning_rate": 0.05, "max_length": 96, "eval_every": 2}
     edited = with_method(
         config,
-        {
-            "method": "prompt_tuning",
-            "prompt": {"num_virtual_tokens": V},
-            "training": {"max_steps": 4, "batch_size": 8, "learning_rate": 0.05, "max_length": 96, "eval_every": 2},
-        },
+        {"method": "prompt_tuning", "prompt": {"num_virtual_tokens": V}, "training": short},
+        {"method": "bottleneck", "bottleneck": {"config": "pfeiffer", "reduction_factor": 4}, "training": short},
     )
     tiny.write_config(work, edited)
     try:
-        assert tiny.planned_jobs(work) == {"finetune": 1, "predict": 1, "score": 1, **TASK_JOBS}
+        assert tiny.planned_jobs(work) == {"finetune": 2, "predict": 2, "score": 2, **TASK_JOBS}
         tiny.snakemake(work, "results/report.html")
         assert tiny.planned_jobs(work) == {}
         run = work / "results/emotion/tiny_llama/prompt_tuning-s0"
         assert json.loads((run / "adapter/adapter_config.json").read_text())["peft_type"] == "PROMPT_TUNING"
+        saved = json.loads(
+            (work / "results/emotion/tiny_llama/bottleneck-s0/adapter/bottleneck_config.json").read_text()
+        )
+        assert (saved["config"], saved["reduction_factor"], saved["non_linearity"]) == ("pfeiffer", 4, "relu")
 
         # independent counts: from the model's config.json and the prepared weights' tensor shapes
         from safetensors import safe_open
@@ -437,11 +456,12 @@ def test_two_methods_of_one_model_give_two_rows_with_their_costs(finished):
         want = {
             "lora": 2 * (4 * (h + h) + 4 * (h + kv)),  # tiny config: r 4 on q_proj, v_proj, 2 layers
             "prompt_tuning": V * h,
+            "bottleneck": 2 * (h * (h // 4) + h // 4 + (h // 4) * h + h),  # after each down_proj: h -> h/4 -> h
         }
         rows = [
             r for r in csv.DictReader(open(work / "results/metrics.csv")) if r["model"] == "tiny_llama" and r["seed"]
         ]
-        assert sorted(r["method"] for r in rows) == ["lora", "prompt_tuning"]
+        assert sorted(r["method"] for r in rows) == ["bottleneck", "lora", "prompt_tuning"]
         for r in rows:
             assert int(r["trainable_params"]) == want[r["method"]]
             assert float(r["trainable_share"]) == pytest.approx(want[r["method"]] / (base_params + want[r["method"]]))
@@ -458,16 +478,21 @@ def test_two_methods_of_one_model_give_two_rows_with_their_costs(finished):
 
         html = (work / "results/report.html").read_text()
         assert "LoRA: tiny_llama" in html and "prompt tuning: tiny_llama" in html
+        assert "bottleneck adapters: tiny_llama" in html
         table = html[html.index("<h3>Fine-tuning</h3>") :]
         assert "trainable params" in table and "peak RSS (MiB)" in table
-        assert f"{want['prompt_tuning']:,}" in table and f"{want['lora']:,}" in table
+        assert all(f"{n:,}" in table for n in want.values())
         comp = tiny.read_json(work / "results/emotion/comparison.json")
         assert {(r["model"], r["method"]) for r in comp["rows"] if r["seeds"]} == {
             ("tiny_llama", "lora"),
             ("tiny_llama", "prompt_tuning"),
+            ("tiny_llama", "bottleneck"),
             ("tiny_bert", "lora"),
         }
-        assert {(t["model"], t["method"]) for t in comp["paired"]} >= {("tiny_llama", "prompt_tuning-s0")}
+        assert {(t["model"], t["method"]) for t in comp["paired"]} >= {
+            ("tiny_llama", "prompt_tuning-s0"),
+            ("tiny_llama", "bottleneck-s0"),
+        }
     finally:
         tiny.write_config(work, config)
 

@@ -66,6 +66,7 @@ def finetune(method, family):
         "prompt_tuning": {"method": "prompt_tuning", "prompt": {"num_virtual_tokens": V}},
         "prefix_tuning": {"method": "prefix_tuning", "prompt": {"num_virtual_tokens": V}},
         "full": {"method": "full"},
+        "bottleneck": {"method": "bottleneck", "bottleneck": {"config": "houlsby", "reduction_factor": 4}},
     }[method]
 
 
@@ -157,7 +158,7 @@ def test_batch_pads_source_and_target_apart_and_never_packs(s2s):
 # ---------------------------------------------------------------- fine-tuning
 
 
-@pytest.mark.parametrize("method", ["lora", "dora", "ia3", "prompt_tuning", "prefix_tuning", "full"])
+@pytest.mark.parametrize("method", ["lora", "dora", "ia3", "prompt_tuning", "prefix_tuning", "full", "bottleneck"])
 def test_method_trains_saves_and_reloads(s2s, tmp_path, method):
     family, folder, tok, examples = s2s
     model, log = trained(s2s, tmp_path, method)
@@ -170,6 +171,8 @@ def test_method_trains_saves_and_reloads(s2s, tmp_path, method):
     assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))], names
     if method == "full":
         assert {"config.json", "model.safetensors"} <= names and "adapter_config.json" not in names
+    elif method == "bottleneck":
+        assert names == {"bottleneck_config.json", "bottleneck_model.safetensors"}
     else:
         assert {"adapter_config.json", "adapter_model.safetensors"} <= names
         assert json.loads((out / "adapter_config.json").read_text())["task_type"] == "SEQ_2_SEQ_LM"

@@ -93,9 +93,9 @@ EXPECTED = {
     # distilbert: untrained head + full + LoRA
     "imdb_distilbert.hub": classification(1, 2),
     "imdb_distilbert.offline": classification(1, 2),
-    # GPT-2: zero-shot + LoRA, full, prompt tuning, prefix tuning, IA3
-    "imdb_gpt2.hub": classification(1, 5),
-    "imdb_gpt2.offline": classification(1, 5),
+    # GPT-2: zero-shot + LoRA, full, prompt tuning, prefix tuning, IA3, bottleneck adapters
+    "imdb_gpt2.hub": classification(1, 6),
+    "imdb_gpt2.offline": classification(1, 6),
     # LLaMA-3-8B base and instruct zero-shot, instruct raw prompt, instruct LoRA; tokenizer study
     "emotion_llama3.hub": dict(classification(3, 1, prepared_models=2), **TOKENIZERS),
     # config.yaml's study: Gemma base, SmolLM2 instruct, MiniLM zero-shot, SmolLM2 raw prompt; LoRA of

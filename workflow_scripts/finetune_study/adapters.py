@@ -10,6 +10,7 @@ lora/dora/qlora, `ia3`, `prompt` for prompt/prefix tuning, none for full), the P
 - prompt_tuning: `num_virtual_tokens` learned input embeddings before every input;
 - prefix_tuning: `num_virtual_tokens` learned keys and values in every layer;
 - full: nothing added, every weight unfrozen;
+- bottleneck: bottleneck adapters after attention and/or feed-forward outputs (bottleneck.py);
 - qlora: LoRA on a base model loaded in 4-bit nf4 (models.load_causal_lm(quantize="nf4")), after
   peft.prepare_model_for_kbit_training. CUDA only: bitsandbytes is never imported on CPU (the loader
   refuses first, and the config check stops such a run at parse time).
@@ -20,7 +21,8 @@ head_new_modules, e.g. a BERT pooler), which would otherwise be initialized afre
 seed, when the adapter is loaded.
 
 Saving (save_trained): PEFT methods write PEFT's format (adapter_config.json +
-adapter_model.safetensors; qlora adds quantization.json, how its base was loaded); full writes the
+adapter_model.safetensors; qlora adds quantization.json, how its base was loaded); bottleneck its
+own (bottleneck_config.json + bottleneck_model.safetensors, bottleneck.save); full writes the
 whole model as safetensors (config.json + model.safetensors; an encoder also its head.json, a
 mean-pooling head its classifier.safetensors). models.load_causal_lm / load_classifier tell the
 two apart (artifact_kind).
@@ -38,7 +40,7 @@ from pathlib import Path
 import torch
 
 from .common import PipelineError
-from .finetune_methods import METHOD_SETTINGS
+from .finetune_methods import METHOD_SETTINGS, bottleneck_settings
 from .models import DTYPES
 
 QUANTIZATION_FILE = "quantization.json"
@@ -146,6 +148,15 @@ def full_model(model, _settings, task_type, gradient_checkpointing=False):
     return model
 
 
+def bottleneck_model(model, bottleneck_cfg, task_type, gradient_checkpointing=False):
+    """Bottleneck adapters (bottleneck.py) after the attention and/or feed-forward outputs, the base
+    frozen, an encoder's head trained in full."""
+    from . import bottleneck
+
+    _checkpointing(model, gradient_checkpointing)
+    return bottleneck.bottleneck_model(model, bottleneck_settings(bottleneck_cfg), task_type)
+
+
 def qlora_model(model, lora_cfg, task_type, gradient_checkpointing=False):
     """LoRA on a model loaded in 4-bit (models.load_causal_lm(..., quantize="nf4"), CUDA only):
     prepare_model_for_kbit_training casts norms and the LM head to float32 and sets up activation
@@ -166,6 +177,7 @@ BUILDERS = {
     "prefix_tuning": prefix_tuning_model,
     "full": full_model,
     "qlora": qlora_model,
+    "bottleneck": bottleneck_model,
 }
 
 
@@ -205,6 +217,11 @@ def parameter_counts(model):
 def save_trained(model, folder, method, base_dir):
     """Write what a fine-tune trained into `folder` (see the module docstring), safetensors only."""
     folder = Path(folder)
+    if method == "bottleneck":  # its own two files (bottleneck.py); the base stays where it is
+        from . import bottleneck
+
+        bottleneck.save(model, folder)
+        return
     model.save_pretrained(folder, safe_serialization=True)
     if method == "full":
         head = Path(base_dir) / "head.json"  # an encoder's head choice travels with its weights

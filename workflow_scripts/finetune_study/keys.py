@@ -11,7 +11,7 @@ when, its key changes (or its input files do). What is deliberately NOT in a key
 - checkpoint_every and the checkpoint folder (resuming is exact);
 - a distributed fine-tune's node count (placement only; its process count and strategy are in);
 - a fine-tune entry's settings blocks that its method does not read (finetune_methods.METHODS:
-  `lora` for lora/dora/qlora, `ia3`, `prompt` for prompt/prefix tuning, none for full);
+  `lora` for lora/dora/qlora, `ia3`, `prompt` for prompt/prefix tuning, `bottleneck`, none for full);
 - absolute paths of the working directory.
 
 The keys of the stages one task type owns (its predictions, scores) live in that task type's
@@ -23,7 +23,7 @@ Standard library only: it runs at Snakemake parse time.
 """
 
 from . import attention, model_kinds, precision, runs, sharding, tasks
-from .finetune_methods import METHOD_SETTINGS
+from .finetune_methods import METHOD_SETTINGS, bottleneck_settings
 from .hashing import canonical, short_hash  # noqa: F401 (the rule files call keys.canonical)
 from .runs import entry_method, finetune_entry, parse_run_point
 
@@ -109,9 +109,12 @@ def _training_key(training, seed):
 
 def method_settings(ft):
     """The method of a fine-tune entry and the one settings block it reads (lora for lora/dora/qlora,
-    ia3, prompt for prompt/prefix tuning, none for full): a change to another block reruns nothing."""
+    ia3, prompt for prompt/prefix tuning, bottleneck, none for full): a change to another block reruns
+    nothing."""
     method = entry_method(ft)
     block = METHOD_SETTINGS[method]
+    if block == "bottleneck":  # aliases and the config's default non-linearity resolved: one adapter, one key
+        return {"method": method, block: bottleneck_settings(ft[block])}
     return {"method": method, **({block: ft[block]} if block else {})}
 
 

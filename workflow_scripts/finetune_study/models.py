@@ -2,7 +2,8 @@
 materialize it once as a plain safetensors checkpoint; load that checkpoint in later stages.
 
 A fine-tune's output folder (results/<task>/<model>/<method>-s<seed>/adapter) is loaded on top
-of the prepared model: a PEFT adapter (adapter_config.json) on the base weights, or, for a full
+of the prepared model: a PEFT adapter (adapter_config.json) or bottleneck adapters
+(bottleneck_config.json, bottleneck.py) on the base weights, or, for a full
 fine-tune (config.json, no adapter_config.json), the folder itself as the model (artifact_kind).
 A qlora adapter's quantization.json says its base is loaded in 4-bit, as it was trained.
 Causal LMs (load_causal_lm), encoder-decoder models (load_seq2seq_lm) and encoders with a head
@@ -180,17 +181,20 @@ def load_tokenizer(model_dir, trust_remote_code=False, padding_side="left"):
 
 def artifact_kind(folder):
     """What a fine-tune wrote into `folder`: "peft" (adapter_config.json: an adapter for the base
-    model), "full" (config.json: the whole fine-tuned model), or None for no folder."""
+    model), "bottleneck" (bottleneck_config.json: bottleneck adapters, bottleneck.py), "full"
+    (config.json: the whole fine-tuned model), or None for no folder."""
     if not folder:
         return None
     folder = Path(folder)
     if (folder / "adapter_config.json").is_file():
         return "peft"
+    if (folder / "bottleneck_config.json").is_file():
+        return "bottleneck"
     if (folder / "config.json").is_file():
         return "full"
     raise PipelineError(
-        f"{folder}: neither adapter_config.json (a PEFT adapter) nor config.json (a full "
-        f"fine-tune); rerun its finetune job"
+        f"{folder}: neither adapter_config.json (a PEFT adapter), bottleneck_config.json (bottleneck "
+        f"adapters) nor config.json (a full fine-tune); rerun its finetune job"
     )
 
 
@@ -214,6 +218,17 @@ def quantization_config(settings):
     return BitsAndBytesConfig(**kw)
 
 
+def with_adapter(model, adapter):
+    """The loaded base model with a fine-tune's adapter folder on top: PEFT's, or bottleneck adapters."""
+    if artifact_kind(adapter) == "bottleneck":
+        from . import bottleneck
+
+        return bottleneck.load(model, adapter)
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, adapter)
+
+
 def load_causal_lm(model_dir, spec, adapter=None, quantize=None):
     """The prepared causal LM, with a fine-tune's output folder if given: a PEFT adapter on top (its
     base in 4-bit when the adapter has quantization.json), or a full fine-tune loaded instead of
@@ -233,9 +248,7 @@ def load_causal_lm(model_dir, spec, adapter=None, quantize=None):
         model_dir, use_safetensors=True, trust_remote_code=spec["trust_remote_code"], attn_implementation="sdpa", **kw
     )
     if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter)
+        model = with_adapter(model, adapter)
     head = model.get_output_embeddings()
     if head is not None:
         head.register_forward_pre_hook(_contiguous_input)
@@ -265,9 +278,7 @@ def load_seq2seq_lm(model_dir, spec, adapter=None):
         trust_remote_code=spec["trust_remote_code"],
     )
     if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter)
+        model = with_adapter(model, adapter)
     return model.to(device()).eval()
 
 
@@ -306,9 +317,7 @@ def load_classifier(model_dir, spec, labels, seed, adapter=None):
             {k.rsplit(".", 1)[0] for k in info["missing_keys"] if not k.startswith(("classifier.", "score."))}
         )
     if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter)
+        model = with_adapter(model, adapter)
     return model.to(device()).eval()
 
 
@@ -337,7 +346,5 @@ def load_token_classifier(model_dir, spec, labels, seed, adapter=None):
     )
     model.head_kind, model.head_new_modules = TOKEN_HEAD, []
     if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter)
+        model = with_adapter(model, adapter)
     return model.to(device()).eval()

@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 
 from . import model_kinds, tasks
-from .common import PipelineError
+from .common import ConfigError, PipelineError
 
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 # modules a job adds or that a checkpoint may leave out (tied output embeddings, new heads)
@@ -205,6 +205,28 @@ def _target_lists(method, ft):
         for key in ("target_modules", "feedforward_modules"):
             if ft["ia3"].get(key):
                 yield "ia3", key, ft["ia3"][key]
+    elif method == "bottleneck":
+        for key in ("attention_modules", "ffn_modules"):
+            if ft["bottleneck"].get(key):
+                yield "bottleneck", key, ft["bottleneck"][key]
+
+
+def _check_bottleneck_places(block, folder, where, name):
+    """A bottleneck fine-tune of an architecture whose attention and feed-forward outputs are not
+    known (finetune_methods.BOTTLENECK_ARCHITECTURES) must name them: one line naming the keys."""
+    from .finetune_methods import BOTTLENECK_ARCHITECTURES, bottleneck_placement
+
+    model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if model_type in BOTTLENECK_ARCHITECTURES:
+        return
+    need = ["ffn_modules"] + (["attention_modules"] if "attention" in bottleneck_placement(block["config"]) else [])
+    unset = [k for k in need if not block.get(k)]
+    if unset:
+        raise ConfigError(
+            f"{where}.bottleneck: where a '{model_type}' model's attention and feed-forward outputs are is not "
+            f"known (model '{name}'); set {' and '.join('bottleneck.' + k for k in sorted(unset))} (module names, "
+            f"e.g. [mlp.dense_4h_to_h])"
+        )
 
 
 def check(config, sources, results="results"):
@@ -291,6 +313,8 @@ def check(config, sources, results="results"):
                             f"model '{m}' (its modules with weights are named: {', '.join(ends)}); fix the list"
                         )
                 limit, folder = model_context(m)
+                if entry["method"] == "bottleneck" and folder is not None:
+                    _check_bottleneck_places(ft["bottleneck"], folder, f"{source(*parts)}: {key_path(parts)}", m)
                 if limit and ft["training"]["max_length"] > limit:
                     raise ConfigError(
                         f"{source(*parts, 'training', 'max_length')}: {key_path(parts)}.training.max_length: "

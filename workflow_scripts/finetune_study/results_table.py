@@ -4,7 +4,7 @@ so a researcher loads it with pandas instead of scraping the report's HTML.
 
 Columns that do not apply to a row (BLEU for a classifier, accuracy for generation, the fine-tune's
 cost for a zero-shot row) are empty. A fine-tuned row's method is the fine-tune method (lora, dora,
-ia3, prompt_tuning, prefix_tuning, full, qlora) and its seed is given; its cost columns come from
+ia3, prompt_tuning, prefix_tuning, full, qlora, bottleneck) and its seed is given; its cost columns come from
 its train_log.json (trainable parameters and their share of the model) and Snakemake's benchmark
 of its finetune job (wall time in s, peak RSS in MiB).
 """

@@ -7,7 +7,7 @@
         grid: {lora.r: [4, 8, 16], training.learning_rate: [0.0001, 0.001]}
 
 Each point is the entry with the grid's values set (dotted keys: block.setting, blocks lora, ia3,
-prompt, training). Its name joins short setting names and values in a fixed order, like the
+prompt, bottleneck, training). Its name joins short setting names and values in a fixed order, like the
 decoding grid's points: r8_lr0.001. A point is an ordinary fine-tune of its own (run
 <method>-<point>-s<seed>, e.g. lora-r8_lr0.001-s0), so it is cached, predicted and scored by
 itself: adding a value runs only the new points, removing one reruns only figures and report.
@@ -19,7 +19,7 @@ import copy
 import itertools
 import re
 
-BLOCKS = ("lora", "ia3", "prompt", "training")
+BLOCKS = ("lora", "ia3", "prompt", "bottleneck", "training")
 SHORT = {
     "lora.r": "r",
     "lora.alpha": "alpha",
@@ -35,6 +35,9 @@ SHORT = {
     "training.max_length": "len",
     "training.patience": "pat",
     "prompt.num_virtual_tokens": "vt",
+    "bottleneck.reduction_factor": "rf",
+    "bottleneck.config": "bn",
+    "bottleneck.non_linearity": "act",
 }
 NOT_SWEPT = {
     "training.seed": "seeds are their own axis: set training.seeds",

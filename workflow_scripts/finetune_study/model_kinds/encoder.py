@@ -6,7 +6,7 @@ head's logits."""
 ADDED_MODULES = {"classifier", "score", "pre_classifier"}  # heads of both kinds
 STAGE_KEYS = ()
 # prompt and prefix tuning and qlora are for causal LMs
-METHODS = ("lora", "dora", "ia3", "full")
+METHODS = ("lora", "dora", "ia3", "full", "bottleneck")
 PACKING = False
 GENERATES = False
 AUTO_CLASS = "AutoModel"  # the bare encoder; its head is chosen at load time (heads.py)

@@ -6,7 +6,7 @@ packed (batching.collate_seq2seq)."""
 STAGE_KEYS = ()
 # qlora is left out (4-bit loading is written for causal LMs only); prompt and prefix tuning put
 # their virtual tokens on the encoder side through PEFT's own seq2seq forward and generate
-METHODS = ("lora", "dora", "ia3", "prompt_tuning", "prefix_tuning", "full")
+METHODS = ("lora", "dora", "ia3", "prompt_tuning", "prefix_tuning", "full", "bottleneck")
 PACKING = False
 GENERATES = True
 ADDED_MODULES = {"lm_head"}  # tied to the embeddings in T5 and BART: often not in the safetensors

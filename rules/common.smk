@@ -10,6 +10,7 @@ min_version("9.0")
 from finetune_study import config as cfg
 from finetune_study import data as data_lib
 from finetune_study import (
+    benchmarks,
     fingerprints,
     keys,
     paths,
@@ -199,6 +200,7 @@ def report_inputs(wildcards):
         "benchmarks": [],
         "comparisons": [],
         "grids": [],
+        "general_ability": [],
         "tokenizer_study": study_inputs.outputs(config),
     }
     for task in TASKS:
@@ -210,6 +212,11 @@ def report_inputs(wildcards):
             inputs["figures"].append(
                 paths.FIGURE.format(task=task, figure="training_grid")
             )
+        if benchmarks.benchmark_runs(config, TASKS[task]):  # the forgetting check (rules/benchmarks.smk)
+            inputs["general_ability"] += [
+                paths.GENERAL_ABILITY.format(task=task),
+                paths.FIGURE.format(task=task, figure="general_ability"),
+            ]
         inputs["train_logs"] += finetune_logs(task)
         inputs["benchmarks"] += finetune_benchmarks(task)
     return inputs

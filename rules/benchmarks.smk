@@ -14,12 +14,12 @@ rule benchmark:
             )
         ),
     output:
-        results=paths.BENCHMARK_RESULTS,
-        samples=paths.BENCHMARK_SAMPLES,
+        results=benchmarks.BENCHMARK_RESULTS,
+        samples=benchmarks.BENCHMARK_SAMPLES,
     log:
         "logs/benchmark/{task}/{model}/{method}.log",
     benchmark:
-        paths.BENCHMARK_JOB
+        benchmarks.BENCHMARK_JOB
     wildcard_constraints:
         method=f"zeroshot|{runs.FINETUNED_RUN}",
     conda:
@@ -42,7 +42,7 @@ rule general_ability:
     input:
         unpack(lambda w: benchmarks.outputs(config, w.task, TASKS[w.task])),
     output:
-        comparison=paths.GENERAL_ABILITY,
+        comparison=benchmarks.GENERAL_ABILITY,
         figure=report(
             paths.FIGURE.format(task="{task}", figure="general_ability"),
             caption="../report/general_ability.rst",

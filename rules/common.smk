@@ -42,6 +42,12 @@ try:
     )
     cfg.check_resources(config, workflow.resource_settings.default_resources or {})
     preflight.check(config, _sources)
+    # the forgetting check: lm-eval installed, a causal LM to run, the sets' files (benchmarks.py)
+    benchmarks.check(
+        config,
+        cfg.selected_tasks(config),
+        lambda *keys: cfg.source_of(keys, _sources),
+    )
     for _task_name, _task in cfg.selected_tasks(config).items():
         if not config["use_hub"]:
             # what the task type takes from the files (e.g. the entity types) joins the task's settings
@@ -212,9 +218,10 @@ def report_inputs(wildcards):
             inputs["figures"].append(
                 paths.FIGURE.format(task=task, figure="training_grid")
             )
-        if benchmarks.benchmark_runs(config, TASKS[task]):  # the forgetting check (rules/benchmarks.smk)
+        # the forgetting check (rules/benchmarks.smk)
+        if benchmarks.benchmark_runs(config, TASKS[task]):
             inputs["general_ability"] += [
-                paths.GENERAL_ABILITY.format(task=task),
+                benchmarks.GENERAL_ABILITY.format(task=task),
                 paths.FIGURE.format(task=task, figure="general_ability"),
             ]
         inputs["train_logs"] += finetune_logs(task)

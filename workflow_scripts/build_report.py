@@ -79,7 +79,7 @@ def general_ability_parts(read):
         task = config["tasks"][t]
         if not benchmarks.benchmark_runs(config, task):
             continue
-        comp = read.json(paths.GENERAL_ABILITY.format(task=t))
+        comp = read.json(benchmarks.GENERAL_ABILITY.format(task=t))
         roles = {(m, r): config["models"][m]["role"] for m, r in benchmarks.benchmark_runs(config, task)}
         dtypes = {(row["model"], row["method"]): row["dtype"] for row in comp["rows"]}
         out[t] = comp, roles, dtypes

@@ -17,6 +17,14 @@ import importlib.util
 from . import keys, paths, runs
 from .common import ConfigError
 
+# where its results live (paths.py holds every other stage's: kept apart, so that the module every
+# stage imports is unchanged by this one)
+BENCHMARK_DIR = paths.RUN_DIR + "/general_ability"  # lm-eval's scores of one run on the standard sets
+BENCHMARK_RESULTS = BENCHMARK_DIR + "/results.json"
+BENCHMARK_SAMPLES = BENCHMARK_DIR + "/samples.jsonl"
+GENERAL_ABILITY = "results/{task}/general_ability.json"  # each fine-tune against its base, paired
+BENCHMARK_JOB = "benchmarks/benchmark/{task}/{model}/{method}.tsv"  # Snakemake's benchmark of a job
+
 LM_EVAL_VERSION = "0.4.13"  # the version the task definitions below were written against (pyproject extra)
 
 # name -> (lm-eval's task YAML under lm_eval/tasks/, the split lm-eval reads, the local file under
@@ -112,10 +120,10 @@ def outputs(config, task_name, task):
     """The per-run benchmark results a task's general-ability comparison reads."""
     return {
         "results": [
-            paths.BENCHMARK_RESULTS.format(task=task_name, model=m, method=r) for m, r in benchmark_runs(config, task)
+            BENCHMARK_RESULTS.format(task=task_name, model=m, method=r) for m, r in benchmark_runs(config, task)
         ],
         "samples": [
-            paths.BENCHMARK_SAMPLES.format(task=task_name, model=m, method=r) for m, r in benchmark_runs(config, task)
+            BENCHMARK_SAMPLES.format(task=task_name, model=m, method=r) for m, r in benchmark_runs(config, task)
         ],
     }
 

@@ -20,7 +20,7 @@ import shutil
 import jsonschema
 import yaml
 
-from . import benchmarks, model_kinds, precision, published, sharding, tasks, tracking, training_grid
+from . import model_kinds, precision, published, sharding, tasks, tracking, training_grid
 from .common import ConfigError
 from .finetune_methods import METHOD_SETTINGS, METHODS
 from .hashing import canonical  # noqa: F401 (the rule files call cfg.canonical)
@@ -129,7 +129,6 @@ def _cross_check(config, files, finetune_schema):
                     f"{' or '.join(spec.MODEL_KINDS)} models"
                 )
         spec.check_config(task, models, at)
-    benchmarks.check(config, selected_tasks(config), source)
     problem = tracking.config_problem(config)
     if problem:
         raise ConfigError(f"{source('tracking', 'mlflow')}: tracking.mlflow: {problem}")

@@ -32,15 +32,10 @@ TARGET_OUTPUTS = TARGET_DIR + "/outputs.jsonl"
 TARGET_PROVENANCE = TARGET_DIR + "/provenance.json"
 TARGET_METRICS = TARGET_DIR + "/metrics.json"
 TARGET_PERPLEXITY = RUN_DIR + "/targets/perplexity.json"
-BENCHMARK_DIR = RUN_DIR + "/general_ability"  # lm-eval's scores of a run on the standard sets (benchmarks.py)
-BENCHMARK_RESULTS = BENCHMARK_DIR + "/results.json"
-BENCHMARK_SAMPLES = BENCHMARK_DIR + "/samples.jsonl"
-GENERAL_ABILITY = "results/{task}/general_ability.json"  # each fine-tune against its base, paired
 COMPARISON = "results/{task}/comparison.json"
 TRAINING_GRID = "results/{task}/training_grid.json"
 FIGURE = "results/{task}/figures/{figure}.png"
 FINETUNE_BENCHMARK = "benchmarks/finetune/{task}/{model}/{method}.tsv"
-BENCHMARK_JOB = "benchmarks/benchmark/{task}/{model}/{method}.tsv"  # Snakemake's benchmark of a benchmark job
 REPORT = "results/report.html"
 METRICS_TABLE = "results/metrics.csv"
 

@@ -262,3 +262,26 @@ def test_limit_and_set_edits_rerun_only_benchmark_jobs_and_decoding_none(with_be
     assert plans["limit"] == plans["sets"] == {"benchmark": 2, "general_ability": 1, "report": 1}
     assert plans["set order"] == {"general_ability": 1, "report": 1}  # the table's order only
     assert plans["decoding"] == {"predict": 3, "score": 3, "compare": 1, "figures": 1, "report": 1}
+
+
+def test_benchmark_keys_hold_the_loading_the_sets_and_the_limit_only():
+    model = {"type": "causal_lm", "trust_remote_code": False, "chat_template": True, "dtype": "float32", "role": "base"}
+    config = {
+        "data_dir": str(DATA_DIR),
+        "benchmarks": {"tasks": ["piqa", "arc_easy"], "limit": 4, "batch_size": 8, "bootstrap": 100},
+        "models": {"lm": model, "enc": {"type": "encoder"}},
+    }
+    task = {"models": ["lm", "enc"], "finetune": {"lm": {"method": "lora", "training": {"seed": 0}}}}
+    assert benchmarks.benchmark_runs(config, task) == [("lm", "zeroshot"), ("lm", "lora-s0")]
+    key = benchmarks.job_settings(config, task, "lm")
+    assert key["model"] == {"type": "causal_lm", "trust_remote_code": False, "dtype": "float32"}  # no chat template
+    assert (key["limit"], sorted(key["sets"]), "batch_size" in key) == (4, ["arc_easy", "piqa"], False)
+    bf16 = benchmarks.job_settings(dict(config, models={"lm": dict(model, dtype="bfloat16")}), task, "lm")
+    assert bf16["batch_size"] == 8  # bf16: the batching changes the rounding (keys.batch_invariant)
+    # the inputs: the model, the fine-tune's folder, the files in the key's (name) order
+    inputs = benchmarks.job_inputs(config, "t", task, "lm", "lora-s0")
+    assert inputs["adapter"] == "results/t/lm/lora-s0/adapter"
+    assert [Path(p).parent.name for p in inputs["data"]] == ["arc_easy", "piqa"]
+    # a task's own block replaces the study-wide one; null turns it off
+    assert benchmarks.settings(config, dict(task, benchmarks={"tasks": ["boolq"]})) == {"tasks": ["boolq"]}
+    assert benchmarks.benchmark_runs(config, dict(task, benchmarks=None)) == []

@@ -21,6 +21,7 @@ include: "rules/generation.smk"
 include: "rules/token_classification.smk"
 include: "rules/source_target.smk"
 include: "rules/tokenizers.smk"
+include: "rules/benchmarks.smk"
 include: "rules/figures.smk"
 include: "rules/report.smk"
 

@@ -24,6 +24,7 @@ if checkout.foreign_package(workflow.basedir, finetune_study.__file__):
 from finetune_study import config as cfg
 from finetune_study import data as data_lib
 from finetune_study import (
+    benchmarks,
     fingerprints,
     keys,
     paths,
@@ -55,6 +56,12 @@ try:
     )
     cfg.check_resources(config, workflow.resource_settings.default_resources or {})
     preflight.check(config, _sources)
+    # the forgetting check: lm-eval installed, a causal LM to run, the sets' files (benchmarks.py)
+    benchmarks.check(
+        config,
+        cfg.selected_tasks(config),
+        lambda *keys: cfg.source_of(keys, _sources),
+    )
     for _task_name, _task in cfg.selected_tasks(config).items():
         if not config["use_hub"]:
             # what the task type takes from the files (e.g. the entity types) joins the task's settings
@@ -218,6 +225,7 @@ def report_inputs(wildcards):
         "benchmarks": [],
         "comparisons": [],
         "grids": [],
+        "general_ability": [],
         "tokenizer_study": study_inputs.outputs(config),
     }
     for task in TASKS:
@@ -229,6 +237,12 @@ def report_inputs(wildcards):
             inputs["figures"].append(
                 paths.FIGURE.format(task=task, figure="training_grid")
             )
+        # the forgetting check (rules/benchmarks.smk)
+        if benchmarks.benchmark_runs(config, TASKS[task]):
+            inputs["general_ability"] += [
+                benchmarks.GENERAL_ABILITY.format(task=task),
+                paths.FIGURE.format(task=task, figure="general_ability"),
+            ]
         inputs["train_logs"] += finetune_logs(task)
         inputs["benchmarks"] += finetune_benchmarks(task)
     return inputs

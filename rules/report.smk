@@ -16,6 +16,7 @@ localrules:
     compare,
     majority_baseline,
     data_summary,
+    general_ability,
 
 
 rule report:

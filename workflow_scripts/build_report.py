@@ -10,7 +10,7 @@ import json
 
 import yaml
 
-from finetune_study import common, paths, report, results_table, runs, tracking
+from finetune_study import benchmarks, common, general_ability, paths, report, results_table, runs, tracking
 from finetune_study import tasks as task_types
 from finetune_study import tokenizer_study as ts
 from finetune_study.report import esc
@@ -71,9 +71,32 @@ def provenance_rows(read):
     return rows
 
 
+def general_ability_parts(read):
+    """{task: (its general-ability comparison, {(model, run): role}, {(model, run): dtype})} of every
+    task with a benchmarks block (the forgetting check, general_ability.py)."""
+    out = {}
+    for t in tasks:
+        task = config["tasks"][t]
+        if not benchmarks.benchmark_runs(config, task):
+            continue
+        comp = read.json(benchmarks.GENERAL_ABILITY.format(task=t))
+        roles = {(m, r): config["models"][m]["role"] for m, r in benchmarks.benchmark_runs(config, task)}
+        dtypes = {(row["model"], row["method"]): row["dtype"] for row in comp["rows"]}
+        out[t] = comp, roles, dtypes
+    return out
+
+
 with common.log_to(common.snakemake_log(snakemake)):
     read = paths.DeclaredInputs(snakemake.input)
-    sections = [task_types.part(e["type"], "results").section(t, e, read) for t, e in tasks.items()]
+    ability = general_ability_parts(read)
+    sections = []
+    for t, e in tasks.items():
+        sections.append(task_types.part(e["type"], "results").section(t, e, read))
+        if t in ability:
+            comp, roles, _ = ability[t]
+            figure = paths.FIGURE.format(task=t, figure="general_ability")
+            limit = benchmarks.settings(config, config["tasks"][t])["limit"]
+            sections.append(general_ability.section(t, comp, roles, figure, read, limit))
     if snakemake.input.tokenizer_study:
         sections.append(tokenizer_section(read))
     hashes = report.table(
@@ -96,6 +119,8 @@ with common.log_to(common.snakemake_log(snakemake)):
     )
     common.atomic_write_text(snakemake.output.html, text)
     table = results_table.rows(tasks, read)
+    for t, (comp, roles, dtypes) in ability.items():
+        table += general_ability.table_rows(t, comp, roles, dtypes)
     results_table.write_csv(snakemake.output.table, table)
     print(f"wrote {snakemake.output.html} ({len(text) // 1024} KiB) and {snakemake.output.table}")
     # with tracking.mlflow in the config (read from the workflow's config, in no params): every row

@@ -27,6 +27,22 @@ COLUMNS = (
     + list(dict.fromkeys(c for t in _TYPES for c in t.TABLE_COLUMNS))
     + ["trainable_params", "trainable_share", "finetune_time_s", "finetune_peak_rss_mib"]
 )
+# the forgetting check (general_ability.py): one row per benchmarked run x standard set, lm-eval's
+# acc and acc_norm with its standard errors, a fine-tune's paired difference from its base
+BENCHMARK_COLUMNS = [
+    "benchmark",
+    "acc",
+    "acc_stderr",
+    "acc_norm",
+    "acc_norm_stderr",
+    "acc_diff_vs_base",
+    "acc_diff_vs_base_low",
+    "acc_diff_vs_base_high",
+    "acc_norm_diff_vs_base",
+    "acc_norm_diff_vs_base_low",
+    "acc_norm_diff_vs_base_high",
+]
+COLUMNS += BENCHMARK_COLUMNS
 
 
 def run_row(task, model, method, role):

@@ -227,15 +227,19 @@ def _number(v):
 
 def row_id(row):
     """A metrics.csv row's identity: its naming columns (task, model, role, method, grid point,
-    seed, decoding point), hashed."""
-    return short_hash({k: row.get(k) for k in ROW_NAMES})
+    seed, decoding point; a general-ability row's benchmark too), hashed."""
+    names = {k: row.get(k) for k in ROW_NAMES}
+    if row.get("benchmark"):  # only there: every other row keeps the identity it had
+        names["benchmark"] = row["benchmark"]
+    return short_hash(names)
 
 
 def row_name(row):
     point = f" {row['grid_point']}" if row.get("grid_point") else ""
     seed = f" s{row['seed']}" if row.get("seed") is not None else ""
     decoding = f" [{row['decoding']}]" if row.get("decoding") else ""
-    return f"{row['model']} {row['method']}{point}{seed}{decoding}"
+    benchmark = f" <{row['benchmark']}>" if row.get("benchmark") else ""
+    return f"{row['model']} {row['method']}{point}{seed}{decoding}{benchmark}"
 
 
 def log_rows(config, rows, columns):

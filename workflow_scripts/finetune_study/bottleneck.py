@@ -20,10 +20,11 @@ transformers.utils.is_remote_url). So the adapter is written here, small, in the
 Saved (save) as two files: bottleneck_config.json (the settings and, per module, its hidden and
 bottleneck sizes) and bottleneck_model.safetensors (every trained tensor by its name in the model).
 load(model, folder) puts the same adapters on a freshly loaded base and loads them: the
-predictions are the trained model's exactly (tests/test_methods.py). No pickle anywhere.
+predictions are the trained model's exactly (tests/test_bottleneck.py). No pickle anywhere.
 
-Which modules an architecture's attention and feed-forward outputs are is ARCHITECTURES (by
-config.model_type); the settings attention_modules and ffn_modules name them for any other model.
+Which modules an architecture's attention and feed-forward outputs are is
+finetune_methods.BOTTLENECK_ARCHITECTURES (by config.model_type); the settings attention_modules and
+ffn_modules name them for any other model (preflight.py asks for them at parse time).
 """
 
 import json

@@ -16,10 +16,9 @@ from finetune_study import checkout
 checkout.use_own_package(workflow.basedir)
 import finetune_study
 
-if checkout.foreign_package(workflow.basedir, finetune_study.__file__):
-    raise WorkflowError(
-        "Error: " + checkout.foreign_package(workflow.basedir, finetune_study.__file__)
-    )
+_foreign = checkout.foreign_package(workflow.basedir, finetune_study.__file__)
+if _foreign:
+    raise WorkflowError(f"Error: {_foreign}")
 
 from finetune_study import config as cfg
 from finetune_study import data as data_lib

@@ -221,9 +221,21 @@ def test_runs_read_back_as_train_log_metrics_csv_and_the_adapter_say(tracked, se
         row = by_names[tuple(line[k] for k in names)]
         assert row.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert {k: row.data.params[k] for k in names} == {k: line[k] or "-" for k in names}
-        assert row.data.metrics == {k: float(v) for k, v in line.items() if k not in names and k != "dtype" and v}
+        # every numeric column is a metric; the text ones (dtype, baseline_compared, baseline_metric) are not
+        numeric = {k: v for k, v in line.items() if k not in names and v and _is_number(v)}
+        assert row.data.metrics == {k: float(v) for k, v in numeric.items()}
+        assert not set(row.data.metrics) & {"dtype", "baseline_compared", "baseline_metric"}
     lora = by_names[("emotion", "tiny_bert", "encoder", "lora", "", "0", "")].data.metrics
     assert lora["accuracy_low"] <= lora["accuracy"] <= lora["accuracy_high"]
+    assert 0 <= lora["p_vs_baseline"] <= 1  # the paired test against the majority baseline, a metric too
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def test_a_server_killed_mid_run_costs_one_warning_line_and_a_rerun_updates_its_runs(tiny_run, tracked, server):

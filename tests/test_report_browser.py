@@ -17,7 +17,7 @@ if REASON:
     pytest.skip(f"no real-browser check: {REASON}", allow_module_level=True)
 
 from finetune_study import report  # noqa: E402
-from finetune_study.report_blocks import ci, pvalue  # noqa: E402
+from finetune_study.report_blocks import ci, pvalue, vs_baseline  # noqa: E402
 from finetune_study.tasks import classification_results  # noqa: E402
 
 
@@ -79,24 +79,37 @@ def _sd(mean, sd):
 
 
 LIK, HEAD = "likelihood (mean)", "mean-pooling head"
-# the default study's headline rows (its report of 2026-12-05, docs/report_first_screen.png), the
+
+
+def _vs(diff, low, high, p):
+    return vs_baseline([{"diff": diff, "low": low, "high": high, "p": p}])
+
+
+# the default study's headline rows (its report of 2026-12-06, docs/report_first_screen.png), the
 # widest names and cells a 300-item classification table has
 DEFAULT_STUDY_ROWS = [
-    ["zero-shot: gemma3_270m_base", "base", "-", LIK, "fp32"]
-    + [_iv(0.213, 0.167, 0.263), _iv(0.135, 0.091, 0.180), _iv(0.139, 0.100, 0.184), "0.0%", "", 300],
-    ["zero-shot: smollm2_135m_instruct", "instruct", "-", LIK, "fp32"]
-    + [_iv(0.243, 0.197, 0.297), _iv(0.091, 0.066, 0.124), _iv(0.128, 0.090, 0.170), "0.0%", "", 300],
-    ["untrained head: minilm_l6", "encoder", "-", HEAD, "fp32"]
-    + [_iv(0.220, 0.173, 0.267), _iv(0.195, 0.153, 0.238), _iv(0.246, 0.196, 0.297), "0.0%", "", 300],
-    ["raw prompt: smollm2_135m_instruct", "instruct", "-", LIK, "fp32"]
-    + [_iv(0.290, 0.240, 0.343), _iv(0.075, 0.065, 0.085), _iv(0.130, 0.093, 0.176), "0.0% (12 near-miss)", "", 300],
-    ["LoRA: smollm2_135m_instruct", "instruct", "0", LIK, "fp32"]
-    + [_iv(0.497, 0.437, 0.553), _iv(0.257, 0.219, 0.296), _iv(0.431, 0.370, 0.493), "0.0%", pvalue(1e-9), 300],
-    ["LoRA: minilm_l6", "encoder", "0, 1, 2", HEAD, "fp32"]
-    + [_sd(0.726, 0.011), _sd(0.531, 0.032), _sd(0.691, 0.018), "0.0%", pvalue(1e-9) + " (largest of 3 seeds)", 300],
+    ["zero-shot: gemma3_270m_base", "base", "-", LIK, "bf16"]
+    + [_iv(0.213, 0.167, 0.260), _iv(0.138, 0.090, 0.186), _iv(0.138, 0.099, 0.182), "0.0%", ""]
+    + [_vs(-0.133, -0.217, -0.050, 0.003), 300],
+    ["zero-shot: smollm2_135m_instruct", "instruct", "-", LIK, "bf16"]
+    + [_iv(0.247, 0.200, 0.297), _iv(0.094, 0.066, 0.130), _iv(0.129, 0.093, 0.173), "0.0%", ""]
+    + [_vs(-0.100, -0.183, -0.017, 0.029), 300],
+    ["untrained head: minilm_l6", "encoder", "-", HEAD, "bf16"]
+    + [_iv(0.207, 0.163, 0.257), _iv(0.185, 0.144, 0.228), _iv(0.232, 0.182, 0.284), "0.0%", ""]
+    + [_vs(-0.140, -0.210, -0.063, 2e-4), 300],
+    ["raw prompt: smollm2_135m_instruct", "instruct", "-", LIK, "bf16"]
+    + [_iv(0.290, 0.240, 0.343), _iv(0.075, 0.065, 0.085), _iv(0.130, 0.093, 0.176), "0.0% (12 near-miss)", ""]
+    + [_vs(-0.057, -0.147, 0.033, 0.247), 300],
+    ["LoRA: smollm2_135m_instruct", "instruct", "0", LIK, "bf16"]
+    + [_iv(0.500, 0.443, 0.557), _iv(0.254, 0.217, 0.294), _iv(0.433, 0.370, 0.492), "0.0%", pvalue(1e-9)]
+    + [_vs(0.153, 0.083, 0.223, 7e-5), 300],
+    ["LoRA: minilm_l6", "encoder", "0, 1, 2", HEAD, "bf16"]
+    + [_sd(0.728, 0.013), _sd(0.532, 0.033), _sd(0.693, 0.019), "0.0%", pvalue(1e-9) + " (largest of 3 seeds)"]
+    + [vs_baseline([{"diff": d, "low": d - 0.07, "high": d + 0.06, "p": 4e-24} for d in (0.39, 0.387, 0.367)]), 300],
     ["majority class (train)", "baseline", "-", "-", "-"]
-    + [_iv(0.347, 0.290, 0.397), _iv(0.086, 0.075, 0.095), _iv(0.178, 0.130, 0.225), "0.0%", "", 300],
+    + [_iv(0.347, 0.290, 0.397), _iv(0.086, 0.075, 0.095), _iv(0.178, 0.130, 0.225), "0.0%", "", "", 300],
 ]
+assert all(len(r) == len(classification_results.HEADLINE_HEADER) for r in DEFAULT_STUDY_ROWS)
 
 
 def test_the_default_studys_headline_fits_1280px(tmp_path):
@@ -114,7 +127,7 @@ def test_the_default_studys_headline_fits_1280px(tmp_path):
     old = report.table(
         classification_results.HEADLINE_HEADER,
         [[str(c).replace("\u00a0", " ") for c in r] for r in DEFAULT_STUDY_ROWS],
-        num_cols=(5, 6, 7, 10),
+        num_cols=(5, 6, 7, 10, 11),
         label_cols=(0,),
         kind="headline",
     )

@@ -82,6 +82,8 @@ def tiny_models():
     )
 
     small = {"vocab_size": 64}
+    encoder_decoder = {"d_model": 16, "encoder_ffn_dim": 32, "decoder_ffn_dim": 32}
+    encoder_decoder |= {f"{side}_{n}": 2 for side in ("encoder", "decoder") for n in ("layers", "attention_heads")}
     return {
         "bert": BertForSequenceClassification(
             BertConfig(**small, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2)
@@ -99,30 +101,8 @@ def tiny_models():
         "phi": PhiForCausalLM(
             PhiConfig(**small, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2)
         ),
-        "m2m_100": M2M100ForConditionalGeneration(
-            M2M100Config(
-                **small,
-                d_model=16,
-                encoder_layers=2,
-                decoder_layers=2,
-                encoder_attention_heads=2,
-                decoder_attention_heads=2,
-                encoder_ffn_dim=32,
-                decoder_ffn_dim=32,
-            )
-        ),
-        "bart": BartForConditionalGeneration(
-            BartConfig(
-                **small,
-                d_model=16,
-                encoder_layers=2,
-                decoder_layers=2,
-                encoder_attention_heads=2,
-                decoder_attention_heads=2,
-                encoder_ffn_dim=32,
-                decoder_ffn_dim=32,
-            )
-        ),
+        "m2m_100": M2M100ForConditionalGeneration(M2M100Config(**small, **encoder_decoder)),
+        "bart": BartForConditionalGeneration(BartConfig(**small, **encoder_decoder)),
     }
 
 

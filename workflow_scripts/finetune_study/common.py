@@ -172,3 +172,8 @@ def read_text(path, encoding="utf-8"):
             f"{path}:{line}: not valid {encoding} (byte 0x{raw[e.start]:02x}); re-save the file "
             f"as UTF-8 or set the task's encoding: (e.g. latin-1)"
         ) from None
+
+
+def selected_tasks(config):
+    """The tasks this run builds: every task of the config, or those `run_tasks` names."""
+    return {k: v for k, v in config["tasks"].items() if config["run_tasks"] is None or k in config["run_tasks"]}

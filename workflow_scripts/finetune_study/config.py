@@ -21,12 +21,13 @@ import jsonschema
 import yaml
 
 from . import model_kinds, precision, published, sharding, tasks, tracking, training_grid
-from .common import ConfigError
+from .common import ConfigError, selected_tasks  # noqa: F401 (the rule files call cfg.selected_tasks)
 from .finetune_methods import METHOD_SETTINGS, METHODS
 from .hashing import canonical  # noqa: F401 (the rule files call cfg.canonical)
 from .sources import (  # noqa: F401 (rules/common.smk calls cfg.merge_order, cfg.default_study_files)
     STUDY_TEXT_KEYS,
     default_study_files,
+    finetune_items,
     key_path,
     merge_order,
     own_study_text,
@@ -152,7 +153,7 @@ def _cross_check(config, files, finetune_schema):
                 f"{source('tokenizer_study')}: tokenizer_study: {sorted(clash)} named both as tokenizer and model"
             )
     for task_name, task in selected_tasks(config).items():
-        for m, ft, parts in _finetune_items(task_name, task):
+        for m, ft, parts in finetune_items(task_name, task):
             dist = sharding.settings(models[m], ft)
             problem = sharding.check(dist, key_path(parts), config.get("executor") == "slurm", ft["method"])
             if problem:
@@ -180,18 +181,6 @@ def _cross_check(config, files, finetune_schema):
             )
 
 
-def _finetune_items(task_name, task):
-    """(model, entry, key path parts) of every fine-tune of a task (keys.finetune_entries, with where
-    each entry sits in the config: tasks.<t>.finetune.<m> or tasks.<t>.finetune.<m>[i])."""
-    out = []
-    for m, value in task["finetune"].items():
-        if isinstance(value, list):
-            out += [(m, ft, ["tasks", task_name, "finetune", m, i]) for i, ft in enumerate(value)]
-        else:
-            out.append((m, value, ["tasks", task_name, "finetune", m]))
-    return out
-
-
 def _grid_points(ft, where, finetune_schema):
     """The entry's grid points (training_grid.expand), each checked against the fine-tune schema so
     a swept value is held to the same rules as a written one."""
@@ -212,7 +201,7 @@ def _grid_points(ft, where, finetune_schema):
 
 def _check_finetunes(task_name, task, models, source, finetune_schema):
     seen = {}
-    for m, entry, parts in _finetune_items(task_name, task):
+    for m, entry, parts in finetune_items(task_name, task):
         where = f"{source(*parts)}: {key_path(parts)}"
         if m not in models:
             raise ConfigError(f"{source(*parts[:3])}: {key_path(parts[:3])}: model '{m}' is not defined under 'models'")
@@ -276,10 +265,6 @@ def qlora_unavailable(config, model):
     return None
 
 
-def selected_tasks(config):
-    return {k: v for k, v in config["tasks"].items() if config["run_tasks"] is None or k in config["run_tasks"]}
-
-
 BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
@@ -317,7 +302,7 @@ def check_resources(config, default_resources=()):
                 f"set models.{name}.resources.gpus (and gpu_mem_gb)"
             )
     for task_name, task in selected_tasks(config).items():
-        for m, ft, parts in _finetune_items(task_name, task):
+        for m, ft, parts in finetune_items(task_name, task):
             _check_finetune_memory(config["models"][m], m, ft, key_path(parts))
 
 

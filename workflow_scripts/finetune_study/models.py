@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from . import heads, precision, preflight
+from . import heads, model_files, precision
 from .common import PipelineError, atomic_dir
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -85,10 +85,10 @@ def _hub_model_error(hub_id, error):
     from huggingface_hub import is_offline_mode
 
     if is_offline_mode():
-        reason = preflight.offline_reason()
+        reason = model_files.offline_reason()
     else:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return preflight.hub_error(hub_id, reason)
+    return model_files.hub_error(hub_id, reason)
 
 
 def _clear_gguf_state(model):
@@ -144,7 +144,7 @@ def materialize(spec, use_hub, out_dir):
     else:
         dtype = DTYPES[spec["dtype"]]
     if Path(where).is_dir() and not gguf:
-        preflight.check_folder_weights(where, "fix or replace the model's source")
+        model_files.check_folder_weights(where, "fix or replace the model's source")
     try:
         with one_gguf_parse() if gguf else contextlib.nullcontext():
             tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
@@ -200,10 +200,10 @@ def artifact_kind(folder):
 
 def check_weights(model_dir, adapter=None):
     """One line naming a truncated or corrupt safetensors file of the folders a job loads, and that
-    deleting the folder rebuilds it (preflight.safetensors_problem), before transformers reads it."""
+    deleting the folder rebuilds it (model_files.safetensors_problem), before transformers reads it."""
     for folder in (model_dir, adapter):
         if folder:
-            preflight.check_folder_weights(folder, f"delete {folder}/ and rerun: the workflow rebuilds it")
+            model_files.check_folder_weights(folder, f"delete {folder}/ and rerun: the workflow rebuilds it")
 
 
 def quantization_config(settings):

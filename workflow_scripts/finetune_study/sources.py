@@ -94,3 +94,15 @@ def own_study_text(config, files, default_files, defaults):
             config[key] = copy.deepcopy(defaults[key])
             replaced.append(key)
     return replaced
+
+
+def finetune_items(task_name, task):
+    """(model, entry, key path parts) of every fine-tune of a task (keys.finetune_entries, with where
+    each entry sits in the config: tasks.<t>.finetune.<m> or tasks.<t>.finetune.<m>[i])."""
+    out = []
+    for m, value in task["finetune"].items():
+        if isinstance(value, list):
+            out += [(m, ft, ["tasks", task_name, "finetune", m, i]) for i, ft in enumerate(value)]
+        else:
+            out.append((m, value, ["tasks", task_name, "finetune", m]))
+    return out

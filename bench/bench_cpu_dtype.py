@@ -39,6 +39,7 @@ from finetune_study import (  # noqa: E402
     attention,
     batching,
     inference,
+    model_kinds,
     models,
     precision,
     prompting,
@@ -82,7 +83,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 def prepared(name, spec):
     folder = Path(args.cache) / name
     if not (folder / "config.json").is_file():
-        models.materialize(spec, False, folder)
+        models.materialize(spec, False, folder, model_kinds.get(spec["type"]))
     return str(folder)
 
 

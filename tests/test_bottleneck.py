@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import tiny
-from finetune_study import adapters, keys, models, runs, training
+from finetune_study import adapters, keys, model_kinds, models, runs, training
 from finetune_study import config as cfg
 from finetune_study.common import ConfigError, PipelineError
 
@@ -253,6 +253,7 @@ def test_encoder_head_and_adapters_reload_exactly(tmp_path, task_type):
         {"type": "encoder", "trust_remote_code": False, "dtype": "float32", "source": {"path": str(folder)}},
         False,
         prepared,
+        model_kinds.get("encoder"),
     )
     spec, labels = {"type": "encoder", "trust_remote_code": False, "dtype": "float32"}, ["a", "b", "c"]
     model = with_bottleneck(load(prepared, spec, labels, seed=0), task_type, config="houlsby", reduction_factor=4)

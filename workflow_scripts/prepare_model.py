@@ -6,10 +6,10 @@ params.spec is keys.model_origin: type, trust_remote_code, dtype and where the w
 
 import json
 
-from finetune_study import common, models
+from finetune_study import common, model_kinds, models
 
 origin = json.loads(snakemake.params.spec)
 spec = {k: v for k, v in origin.items() if k != "origin"} | origin["origin"]
 with common.log_to(common.snakemake_log(snakemake)):
     common.use_cpu_threads(snakemake.config, snakemake.threads)
-    models.materialize(spec, "hub_id" in origin["origin"], snakemake.output.model)
+    models.materialize(spec, "hub_id" in origin["origin"], snakemake.output.model, model_kinds.get(spec["type"]))

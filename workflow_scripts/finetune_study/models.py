@@ -123,19 +123,17 @@ def one_gguf_parse():
         gguf.GGUFReader = reader_class
 
 
-def materialize(spec, use_hub, out_dir):
-    """Load the model from its source and save it as safetensors + tokenizer into out_dir."""
+def materialize(spec, use_hub, out_dir, kind):
+    """Load the model from its source and save it as safetensors + tokenizer into out_dir. kind: its
+    model kind (model_kinds.get(spec["type"])): the Auto class it loads with, and whether it has a head."""
     import transformers
     from transformers import AutoTokenizer
-
-    from . import model_kinds
 
     where, gguf = resolve_source(spec, use_hub)
     kwargs = {"trust_remote_code": spec["trust_remote_code"]}
     if gguf:
         kwargs["gguf_file"] = gguf
     print(f"loading {where}" + (f" ({gguf})" if gguf else ""))
-    kind = model_kinds.get(spec["type"])
     cls = getattr(transformers, kind.AUTO_CLASS)
     # 'auto' keeps the checkpoint's own dtype on disk (GGUF: dequantized to float32), whatever this
     # machine computes in; later stages cast to their resolved dtype (precision.model_dtype).

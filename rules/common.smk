@@ -32,6 +32,7 @@ from finetune_study import (
     sharding,
     study_inputs,
     tasks,
+    weight_digests,
 )
 from finetune_study.common import PipelineError, WORKFLOW_CORES_ENV
 from finetune_study.report_listing import report_listing
@@ -54,7 +55,14 @@ try:
         ),
     )
     cfg.check_resources(config, workflow.resource_settings.default_resources or {})
-    preflight.check(config, _sources)
+    # a prepared folder this invocation rebuilds by force is not checked (weight_digests.py)
+    preflight.check(
+        config,
+        _sources,
+        forced=weight_digests.forced_models(
+            preflight.used_models(config), weight_digests.command_line(sys.argv)
+        ),
+    )
     # the forgetting check: lm-eval installed, a causal LM to run, the sets' files (benchmarks.py)
     benchmarks.check(
         config,

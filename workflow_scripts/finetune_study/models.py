@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from . import heads, model_files, precision
+from . import heads, model_files, precision, weight_digests
 from .common import PipelineError, atomic_dir
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -163,6 +163,7 @@ def materialize(spec, use_hub, out_dir, kind):
         if head:
             heads.write_head(tmp, head)
             print(f"classification head: {head['pooling']} ({head['source']})")
+        weight_digests.record(tmp)  # checked before jobs use the folder (weight_digests.py)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"saved {n_params / 1e6:.1f}M parameters to {out_dir}")
 
@@ -198,10 +199,14 @@ def artifact_kind(folder):
 
 def check_weights(model_dir, adapter=None):
     """One line naming a truncated or corrupt safetensors file of the folders a job loads, and that
-    deleting the folder rebuilds it (model_files.safetensors_problem), before transformers reads it."""
+    deleting the folder rebuilds it (model_files.safetensors_problem), before transformers reads it;
+    then a prepared folder's files against the digests recorded when it was prepared, hashing only
+    those whose stat differs from the parse's stamp (weight_digests.verify; the stamp is not written)."""
     for folder in (model_dir, adapter):
         if folder:
             model_files.check_folder_weights(folder, f"delete {folder}/ and rerun: the workflow rebuilds it")
+    if model_dir and (Path(model_dir) / weight_digests.MANIFEST).is_file():
+        weight_digests.verify(model_dir, write=False)
 
 
 def quantization_config(settings):

@@ -4,6 +4,9 @@ deletes the outputs of a job it is about to rerun).
 What can be checked cheaply, without torch and without loading weights:
 - every safetensors file of a prepared model folder (results/models/<model>/) and of each selected
   fine-tune output is complete: its header parses and the file is as long as the header says;
+- every file of a prepared model folder still has the sha256 recorded when it was prepared
+  (weight_digests.py: hashed only when its stat changed since it was last found whole), unless this
+  invocation rebuilds the folder by force (`forced`: weight_digests.forced_models);
 - a folder given as a model's `source` holds safetensors weights (a pickle-only folder, e.g. only
   pytorch_model.bin, is refused: no pickle is ever read);
 - a model that loads from the hub (`use_hub: true`, or only a hub_id) can be served, from the
@@ -24,7 +27,7 @@ import json
 import os
 from pathlib import Path
 
-from . import model_kinds, tasks
+from . import model_kinds, tasks, weight_digests
 from .common import ConfigError, PipelineError, selected_tasks
 from .model_files import (  # noqa: F401 (callers and tests use them as preflight.*)
     HUB_CHECK_ENV,
@@ -157,9 +160,11 @@ def _check_bottleneck_places(block, folder, where, name):
         )
 
 
-def check(config, sources, results="results"):
+def check(config, sources, results="results", forced=()):
     """Every check of the module docstring; raise ConfigError with one line naming the config file
-    and key (sources: config.merge_order) or the file on disk, and the fix."""
+    and key (sources: config.merge_order) or the file on disk, and the fix. forced: the models whose
+    prepared folder this invocation rebuilds by force, whose files are not checked. The digest stamps
+    live in .snakemake/weight_digests/ beside `results`."""
     from . import training_grid
     from .sources import finetune_items, key_path, source_of
 
@@ -171,7 +176,9 @@ def check(config, sources, results="results"):
         model = config["models"][name]
         prepared = Path(results) / "models" / name
         try:
-            check_folder_weights(prepared, f"delete {prepared}/ and rerun: prepare_model rebuilds it")
+            if name not in forced:
+                check_folder_weights(prepared, f"delete {prepared}/ and rerun: prepare_model rebuilds it")
+                weight_digests.check_prepared(prepared, Path(results).parent / weight_digests.STAMPS)
         except PipelineError as e:
             raise ConfigError(str(e)) from None
         # checked even when a prepared folder exists: a changed origin (e.g. use_hub switched on)

@@ -87,9 +87,7 @@ with common.log_to(common.snakemake_log(snakemake)):
                 for r in part
             ]
             ids = [prompting.prompt_ids(tok, p) for p in prompts]
-            outs = inference.generate(
-                model, tok, ids, dict(s["decoding"], batch_size=s["decoding"].get("batch_size", batch_size))
-            )
+            outs = inference.generate(model, tok, ids, decoding)
             out = []
             for r, o in zip(part, outs):
                 pairs, unparsed = ner_prompting.parse_entities(o, types)
@@ -98,6 +96,8 @@ with common.log_to(common.snakemake_log(snakemake)):
 
         return tag
 
+    # a prompted LLM: every setting it generates with (its key's, and the batch size, cache and compile flag)
+    decoding = prediction_job.job_decoding(snakemake, s) if "decoding" in s else None
     tag = {"encoder": encoder_tagger, "causal_lm": causal_lm_tagger}[s["model"]["type"]]()
-    preds = prediction_job.write_predictions(snakemake, rows, tag, s, "tag")
+    preds = prediction_job.write_predictions(snakemake, rows, tag, s, "tag", decoding=decoding)
     print(f"tagged {len(preds)} sentences; unparsed output lines: {sum(p['unparsed_lines'] for p in preds)}")

@@ -118,6 +118,7 @@ def test_cache_and_compile_stay_out_of_every_key(llama):
         assert not {"cache", "compile"} & set(key["decoding"]), name
         job = keys.job_decoding(
             c,
+            c["tasks"][name],
             "tiny_llama",
             "zeroshot",
             keys.decoding_point(c["tasks"][name], "fast" if name in ("gen", "s2t") else None),
@@ -163,4 +164,4 @@ def test_every_generating_script_passes_cache_and_compile_to_generate(name, llam
     assert seen[0]["cache_implementation"] == "static" and seen[0]["disable_compile"] is False
     assert seen[0]["max_new_tokens"] == 3 and seen[0]["do_sample"] is False
     prov = json.loads((tmp_path / outputs["provenance"]).read_text())
-    assert prov["generated_with"] == {"batch_size": 2, "cache": "static", "compile": True}
+    assert prov["generated_with"] == {"backend": "transformers", "batch_size": 2, "cache": "static", "compile": True}

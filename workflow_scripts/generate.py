@@ -28,14 +28,20 @@ with common.log_to(common.snakemake_log(snakemake)):
     common.seed_everything(decoding.get("seed", 0))
     rows = common.read_jsonl(snakemake.input.test)
     tok = models.load_tokenizer(snakemake.input.model, s["model"]["trust_remote_code"])
-    model = model_kinds.get("causal_lm").load(snakemake.input.model, s["model"], adapter=adapter)
+    generate_ids = prediction_job.generator(
+        snakemake,
+        s,
+        tok,
+        decoding,
+        lambda: model_kinds.get("causal_lm").load(snakemake.input.model, s["model"], adapter=adapter),
+    )
     # prompt.fewshot: k train records with their outputs before every instruction (rows not fine-tuned)
     shots = prompting.fewshot_rows(common.read_jsonl(snakemake.input.train) if "fewshot" in s else [], s)
     prompts = [prompting.instruction_prompt(r, s["prompt_style"], tok, shots) for r in rows]
 
     def generate(part):
         ids = [prompting.prompt_ids(tok, prompts[r["id"]]) for r in part]
-        outs = inference.generate(model, tok, ids, decoding)
+        outs = generate_ids(ids)
         return [
             {
                 "id": r["id"],

@@ -7,7 +7,7 @@ resumes where it stopped."""
 
 import json
 
-from finetune_study import common, inference, model_kinds, models, prediction_job, prompting, source_prompting
+from finetune_study import common, model_kinds, models, prediction_job, prompting, source_prompting
 
 s = json.loads(snakemake.params.settings)
 
@@ -18,11 +18,17 @@ with common.log_to(common.snakemake_log(snakemake)):
     common.seed_everything(decoding.get("seed", 0))
     rows = common.read_jsonl(snakemake.input.test)
     tok = models.load_tokenizer(snakemake.input.model, s["model"]["trust_remote_code"])
-    model = model_kinds.get(s["model"]["type"]).load(
-        snakemake.input.model,
-        s["model"],
-        adapter=snakemake.input.get("adapter"),
-        task_type=snakemake.params.peft_task_type,
+    generate_ids = prediction_job.generator(
+        snakemake,
+        s,
+        tok,
+        decoding,
+        lambda: model_kinds.get(s["model"]["type"]).load(
+            snakemake.input.model,
+            s["model"],
+            adapter=snakemake.input.get("adapter"),
+            task_type=snakemake.params.peft_task_type,
+        ),
     )
 
     # prompt.fewshot: k train sources with their first reference before every source (rows not fine-tuned)
@@ -30,7 +36,7 @@ with common.log_to(common.snakemake_log(snakemake)):
 
     def generate(part):
         ids = [prompting.prompt_ids(tok, source_prompting.model_input(r["text"], s, tok, shots)) for r in part]
-        outs = inference.generate(model, tok, ids, decoding)
+        outs = generate_ids(ids)
         return [
             {"id": r["id"], "source": r["text"], "references": r["references"], "output": o.strip()}
             for r, o in zip(part, outs)

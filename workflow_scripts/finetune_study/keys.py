@@ -23,7 +23,7 @@ content of its data splits and model weights.
 Standard library only: it runs at Snakemake parse time.
 """
 
-from . import attention, model_kinds, precision, runs, sharding, tasks
+from . import attention, backends, model_kinds, precision, runs, sharding, tasks
 from .decoding import task_points
 from .finetune_methods import METHOD_SETTINGS, bottleneck_settings
 from .hashing import canonical, short_hash  # noqa: F401 (the rule files call keys.canonical)
@@ -60,8 +60,9 @@ DATA_KEYS = [
     "split_by",
 ]
 SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p")
-# decoding settings that change how a job generates, never what: in no key, in its provenance
-RUNTIME_DECODING = ("cache", "compile")
+# decoding settings that change how a job generates, never what: in no key, in its provenance. The
+# backend asked for is one of them; the backend that runs enters the key when it is vLLM (job_decoding).
+RUNTIME_DECODING = ("cache", "compile", "backend")
 
 
 # ---------------------------------------------------------------- stage keys
@@ -223,17 +224,30 @@ def decoding_point(task, name=None):
     return task["decoding"] if name is None else task_points(task)[name]
 
 
-def job_decoding(config, model_name, method, point, batch_in_key=True):
+def job_decoding(config, task, model_name, method, point, batch_in_key=True):
     """The decoding of one generating job, as {"key": ..., "runtime": ...}, from one place: `key` is
     what its stage key holds (decoding_key, plus the batch size where outputs depend on batching and
     batch_in_key: a classification key holds its batch size beside the decoding instead); `runtime`
     is every setting the job generates with: the point's own, the cache kind, compile flag and
     batch size that are in no key included. The rules take the key, the scripts the runtime
-    (prediction_job.job_decoding), so a setting cannot reach one and miss the other."""
+    (prediction_job.job_decoding), so a setting cannot reach one and miss the other.
+
+    The backend (backends.select) is resolved here: vLLM's greedy outputs can differ from
+    transformers' (other kernels), so a job that runs on vLLM holds `backend: vllm` in its key, and
+    its tensor-parallel size above 1 (another split of the sums); vLLM schedules its own batches,
+    so there the batch size is in no key. A transformers job's key holds no backend: the keys of
+    runs made before backends existed stand."""
+    backend, why = backends.select(config, task, model_name, method, point)
     key = decoding_key(point)
-    if batch_in_key and not batch_invariant(precision.model_dtype(config["models"][model_name])):
+    tp = backends.tensor_parallel(config, model_name) if backend == "vllm" else 1
+    if backend == "vllm":
+        key["backend"] = "vllm"
+        if tp > 1:
+            key["tensor_parallel"] = tp
+    elif batch_in_key and not batch_invariant(precision.model_dtype(config["models"][model_name])):
         key["batch_size"] = point.get("batch_size")
-    return {"key": key, "runtime": dict(point)}
+    runtime = dict(point, backend=backend, tensor_parallel=tp, backend_note=why)
+    return {"key": key, "runtime": runtime}
 
 
 def shared_decodings(decodings, human_eval=None):
@@ -244,6 +258,7 @@ def shared_decodings(decodings, human_eval=None):
     first, out = {}, {}
     for name, params in decodings.items():
         # the batch size too: under bf16 it is in the generation key (batch_invariant)
-        k = canonical([decoding_key(params), params.get("batch_size")])
+        # and the backend asked for: two points that ask for different backends keep their own jobs
+        k = canonical([decoding_key(params), params.get("batch_size"), params.get("backend", "auto")])
         out[name] = name if name in keep else first.setdefault(k, name)
     return out

@@ -133,9 +133,9 @@ def inference_settings(config, task, model_name, method):
         settings["likelihood_normalization"] = task["likelihood_normalization"]
     else:
         # the batch size, where in the key, is beside the decoding (it serves the likelihood scoring too)
-        settings["decoding"] = keys.job_decoding(config, model_name, method, task["decoding"], batch_in_key=False)[
-            "key"
-        ]
+        settings["decoding"] = keys.job_decoding(
+            config, task, model_name, method, task["decoding"], batch_in_key=False
+        )["key"]
     return settings
 
 

@@ -121,9 +121,10 @@ def score_inputs(task_name, task, model, method, decoding_name):
 
 
 def figure_decodings(task):
-    """The decoding points as the figures read them: without the settings that change no output
-    (keys.RUNTIME_DECODING), so editing those redraws nothing."""
-    return {n: {k: v for k, v in p.items() if k not in keys.RUNTIME_DECODING} for n, p in decodings(task).items()}
+    """The decoding points as the figures read them: without the batch size and the settings that
+    change no output (keys.RUNTIME_DECODING), which they never draw, so editing those redraws nothing."""
+    drop = (*keys.RUNTIME_DECODING, "batch_size")
+    return {n: {k: v for k, v in p.items() if k not in drop} for n, p in decodings(task).items()}
 
 
 def figure_inputs(task_name, task):
@@ -155,7 +156,7 @@ def generation_settings(config, task, model_name, decoding, method=None):
     return {
         "model": keys.model_settings(config["models"][model_name]),
         "prompt_style": task["prompt_style"],
-        "decoding": keys.job_decoding(config, model_name, method, decoding)["key"],
+        "decoding": keys.job_decoding(config, task, model_name, method, decoding)["key"],
         **(keys.fewshot_settings(task, method) if method else {}),
     }
 

@@ -138,7 +138,7 @@ def tag_settings(config, task, model_name, method):
     settings.update(
         prompt=keys.prompt_key(task["prompt"]),
         chat_template=model["chat_template"] and method != "raw",
-        decoding=keys.job_decoding(config, model_name, method, task["decoding"])["key"],
+        decoding=keys.job_decoding(config, task, model_name, method, task["decoding"])["key"],
         **keys.fewshot_settings(task, method),
     )
     return settings

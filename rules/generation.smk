@@ -122,7 +122,7 @@ rule generation_figures:
                 for m, meth, d in generation.gen_runs(TASKS[w.task])
             ]
         ),
-        decodings=lambda w: cfg.canonical(generation.decodings(TASKS[w.task])),
+        decodings=lambda w: cfg.canonical(generation.figure_decodings(TASKS[w.task])),
         code=code("make_generation_figures.py"),
     script:
         "../workflow_scripts/make_generation_figures.py"

@@ -80,6 +80,12 @@ CONFIG_ROWS = {
         jobs(predict=5, score=5, **TASK_JOBS) if _hardware_bf16() else REPORT,
     ),
     "decoding.seed (greedy)": (lambda c: emotion(c)["decoding"].update(seed=7), REPORT),
+    # how the jobs generate, not what (static = dynamic output): the report only; each file's
+    # provenance keeps the settings that produced it (tests/test_decoding_settings.py)
+    "decoding.cache: static, compile": (
+        lambda c: emotion(c)["decoding"].update(cache="static", compile=True),
+        REPORT,
+    ),
     # stop strings: every generating run of the causal LM; an empty list is no stop string at all
     "decoding.stop": (
         lambda c: emotion(c)["decoding"].update(stop=["\n"]),

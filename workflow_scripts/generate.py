@@ -17,27 +17,31 @@ from finetune_study import (
     prompting,
     provenance,
 )
-from finetune_study.tasks import generation
 
 s = json.loads(snakemake.params.settings)
 adapter = snakemake.input.get("adapter")
-# batch size: in the key only where outputs depend on batching (sampling, beam search); else from the config
-point = generation.decodings(snakemake.config["tasks"][snakemake.wildcards.task])[snakemake.wildcards.decoding]
-decoding = dict(s["decoding"], batch_size=s["decoding"].get("batch_size", point["batch_size"]))
 
 with common.log_to(common.snakemake_log(snakemake)):
+    # every setting it generates with: its key's, and the batch size, cache and compile flag in no key
+    decoding = prediction_job.job_decoding(snakemake, s)
     common.use_cpu_threads(snakemake.config, snakemake.threads)
     common.seed_everything(decoding.get("seed", 0))
     rows = common.read_jsonl(snakemake.input.test)
     tok = models.load_tokenizer(snakemake.input.model, s["model"]["trust_remote_code"])
-    model = model_kinds.get("causal_lm").load(snakemake.input.model, s["model"], adapter=adapter)
+    generate_ids = prediction_job.generator(
+        snakemake,
+        s,
+        tok,
+        decoding,
+        lambda: model_kinds.get("causal_lm").load(snakemake.input.model, s["model"], adapter=adapter),
+    )
     # prompt.fewshot: k train records with their outputs before every instruction (rows not fine-tuned)
     shots = prompting.fewshot_rows(common.read_jsonl(snakemake.input.train) if "fewshot" in s else [], s)
     prompts = [prompting.instruction_prompt(r, s["prompt_style"], tok, shots) for r in rows]
 
     def generate(part):
         ids = [prompting.prompt_ids(tok, prompts[r["id"]]) for r in part]
-        outs = inference.generate(model, tok, ids, decoding)
+        outs = generate_ids(ids)
         return [
             {
                 "id": r["id"],
@@ -65,7 +69,8 @@ with common.log_to(common.snakemake_log(snakemake)):
         [r["output"] for r in out],
     )
     common.write_json(
-        snakemake.output.provenance, prediction_job.test_split_provenance(snakemake, adapter, s["model"]["dtype"])
+        snakemake.output.provenance,
+        prediction_job.test_split_provenance(snakemake, adapter, s["model"]["dtype"], decoding),
     )
     shutil.rmtree(chunk_dir, ignore_errors=True)
     print(f"wrote {len(out)} responses")

@@ -7,25 +7,28 @@ resumes where it stopped."""
 
 import json
 
-from finetune_study import common, inference, model_kinds, models, prediction_job, prompting, source_prompting
-from finetune_study.tasks import source_target
+from finetune_study import common, model_kinds, models, prediction_job, prompting, source_prompting
 
 s = json.loads(snakemake.params.settings)
-task = snakemake.config["tasks"][snakemake.wildcards.task]
-# the batch size: in the key only where outputs depend on batching; else read from the config
-point = source_target.decodings(task)[snakemake.wildcards.decoding]
-decoding = dict(s["decoding"], batch_size=s["decoding"].get("batch_size", point["batch_size"]))
 
 with common.log_to(common.snakemake_log(snakemake)):
+    # every setting it generates with: its key's, and the batch size, cache and compile flag in no key
+    decoding = prediction_job.job_decoding(snakemake, s)
     common.use_cpu_threads(snakemake.config, snakemake.threads)
     common.seed_everything(decoding.get("seed", 0))
     rows = common.read_jsonl(snakemake.input.test)
     tok = models.load_tokenizer(snakemake.input.model, s["model"]["trust_remote_code"])
-    model = model_kinds.get(s["model"]["type"]).load(
-        snakemake.input.model,
-        s["model"],
-        adapter=snakemake.input.get("adapter"),
-        task_type=snakemake.params.peft_task_type,
+    generate_ids = prediction_job.generator(
+        snakemake,
+        s,
+        tok,
+        decoding,
+        lambda: model_kinds.get(s["model"]["type"]).load(
+            snakemake.input.model,
+            s["model"],
+            adapter=snakemake.input.get("adapter"),
+            task_type=snakemake.params.peft_task_type,
+        ),
     )
 
     # prompt.fewshot: k train sources with their first reference before every source (rows not fine-tuned)
@@ -33,12 +36,14 @@ with common.log_to(common.snakemake_log(snakemake)):
 
     def generate(part):
         ids = [prompting.prompt_ids(tok, source_prompting.model_input(r["text"], s, tok, shots)) for r in part]
-        outs = inference.generate(model, tok, ids, decoding)
+        outs = generate_ids(ids)
         return [
             {"id": r["id"], "source": r["text"], "references": r["references"], "output": o.strip()}
             for r, o in zip(part, outs)
         ]
 
-    preds = prediction_job.write_predictions(snakemake, rows, generate, s, "generate_targets", output="outputs")
+    preds = prediction_job.write_predictions(
+        snakemake, rows, generate, s, "generate_targets", output="outputs", decoding=decoding
+    )
     empty = sum(not p["output"] for p in preds)
     print(f"wrote {len(preds)} outputs ({empty} empty)")

@@ -83,13 +83,7 @@ with common.log_to(common.snakemake_log(snakemake)):
                     }
                     for r, sc in zip(part, scores)
                 ]
-            outs = inference.generate(
-                model,
-                tok,
-                ids,
-                dict(s["decoding"], batch_size=s["decoding"].get("batch_size", batch_size)),
-                with_ids=True,
-            )
+            outs = inference.generate(model, tok, ids, decoding, with_ids=True)
             return [
                 {
                     "id": r["id"],
@@ -105,7 +99,9 @@ with common.log_to(common.snakemake_log(snakemake)):
 
         return predict
 
+    # scoring: generate: every setting it generates with (its key's, and the batch size, cache and compile flag)
+    decoding = prediction_job.job_decoding(snakemake, s) if "decoding" in s else None
     predict = {"encoder": encoder_predictor, "causal_lm": causal_lm_predictor}[s["model"]["type"]]()
 
-    preds = prediction_job.write_predictions(snakemake, rows, predict, s, "predict")
+    preds = prediction_job.write_predictions(snakemake, rows, predict, s, "predict", decoding=decoding)
     print(f"wrote {len(preds)} predictions; unparsed: {sum(p['pred'] is None for p in preds)}")

@@ -76,7 +76,13 @@ with common.log_to(common.snakemake_log(snakemake)):
         return tag
 
     def causal_lm_tagger():
-        model = model_kinds.get("causal_lm").load(snakemake.input.model, s["model"], adapter=adapter)
+        generate_ids = prediction_job.generator(
+            snakemake,
+            s,
+            tok,
+            decoding,
+            lambda: model_kinds.get("causal_lm").load(snakemake.input.model, s["model"], adapter=adapter),
+        )
         # prompt.fewshot: k train sentences with their entity lines before every sentence (rows not fine-tuned)
         train = common.read_jsonl(snakemake.input.train) if "fewshot" in s else []
         shots = [(r["tokens"], conll.tag_pairs(r["tokens"], r["tags"])) for r in prompting.fewshot_rows(train, s)]
@@ -87,9 +93,7 @@ with common.log_to(common.snakemake_log(snakemake)):
                 for r in part
             ]
             ids = [prompting.prompt_ids(tok, p) for p in prompts]
-            outs = inference.generate(
-                model, tok, ids, dict(s["decoding"], batch_size=s["decoding"].get("batch_size", batch_size))
-            )
+            outs = generate_ids(ids)
             out = []
             for r, o in zip(part, outs):
                 pairs, unparsed = ner_prompting.parse_entities(o, types)
@@ -98,6 +102,8 @@ with common.log_to(common.snakemake_log(snakemake)):
 
         return tag
 
+    # a prompted LLM: every setting it generates with (its key's, and the batch size, cache and compile flag)
+    decoding = prediction_job.job_decoding(snakemake, s) if "decoding" in s else None
     tag = {"encoder": encoder_tagger, "causal_lm": causal_lm_tagger}[s["model"]["type"]]()
-    preds = prediction_job.write_predictions(snakemake, rows, tag, s, "tag")
+    preds = prediction_job.write_predictions(snakemake, rows, tag, s, "tag", decoding=decoding)
     print(f"tagged {len(preds)} sentences; unparsed output lines: {sum(p['unparsed_lines'] for p in preds)}")

@@ -14,13 +14,11 @@ importable (importlib.util.find_spec; not imported).
 import copy
 import difflib
 import importlib.util
-import os
-import shutil
 
 import jsonschema
 import yaml
 
-from . import model_kinds, precision, published, sharding, tasks, tracking, training_grid
+from . import backends, model_kinds, precision, published, sharding, tasks, tracking, training_grid
 from .common import ConfigError, selected_tasks  # noqa: F401 (the rule files call cfg.selected_tasks)
 from .finetune_methods import METHOD_SETTINGS, METHODS
 from .hashing import canonical  # noqa: F401 (the rule files call cfg.canonical)
@@ -166,6 +164,8 @@ def _cross_check(config, files, finetune_schema):
                         f"{source(*parts)}: {key_path(parts + ['method'])}: qlora needs a CUDA GPU "
                         f"(bitsandbytes 4-bit); {problem}"
                     )
+    for task_name, task in selected_tasks(config).items():
+        _check_backends(config, task_name, task, source)
     used = {
         m
         for t in selected_tasks(config).values()
@@ -179,6 +179,27 @@ def _cross_check(config, files, finetune_schema):
                 f"{source('models', name)}: models.{name}: only a hub_id ('{model['hub_id']}') while use_hub "
                 f"is false; add a local source: (path, package or gguf_package) or set use_hub: true"
             )
+
+
+def _check_backends(config, task_name, task, source):
+    """decoding.backend: vllm needs the vllm package and a CUDA GPU where a causal LM's jobs run
+    (backends.vllm_unavailable): one line naming the file and key, before any model loads."""
+    points = tasks.spec(task["type"]).decoding_points(task)
+    causal = [
+        m for m in dict.fromkeys(task["models"] + list(task["finetune"])) if config["models"][m]["type"] == "causal_lm"
+    ]
+    for path, point in points.items():
+        if point.get("backend") != "vllm":
+            continue
+        for m in causal:
+            problem = backends.vllm_unavailable(config, config["models"][m])
+            if problem:
+                parts = ["tasks", task_name, *path.split("."), "backend"]
+                raise ConfigError(
+                    f"{source(*parts)}: {key_path(parts)}: vllm needs the vllm package and a CUDA GPU where "
+                    f"{m}'s jobs run; {problem}: {backends.INSTALL}, or use backend: auto (vLLM where it can "
+                    "run, transformers elsewhere)"
+                )
 
 
 def _grid_points(ft, where, finetune_schema):
@@ -242,20 +263,9 @@ def _check_finetunes(task_name, task, models, source, finetune_schema):
                     )
 
 
-def cuda_available(config, model):
-    """Whether a model's jobs run where there is a CUDA GPU, without importing torch (see the module
-    docstring): LORA_WF_CUDA=1/0, else a slurm executor with GPUs requested, else nvidia-smi on PATH."""
-    env = os.environ.get("LORA_WF_CUDA")
-    if env in ("0", "1"):
-        return env == "1"
-    if config.get("executor") == "slurm" and model["resources"]["gpus"] > 0:
-        return True
-    return shutil.which("nvidia-smi") is not None
-
-
 def qlora_unavailable(config, model):
     """Why a qlora fine-tune of this model cannot run here (a sentence), or None."""
-    if not cuda_available(config, model):
+    if not backends.cuda_available(config, model):
         return (
             "no CUDA GPU found (no nvidia-smi on PATH; set LORA_WF_CUDA=1 if the jobs run on GPU nodes, "
             "or use method: lora)"

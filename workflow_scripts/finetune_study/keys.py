@@ -7,7 +7,8 @@ when, its key changes (or its input files do). What is deliberately NOT in a key
 - cluster resources, params_b, roles, report titles and notes (they change only the report);
 - batch sizes where outputs are identical across batchings (greedy decoding, likelihood and
   encoder scoring; tested), and the decoding seed where nothing is sampled;
-- the KV-cache kind and compile flag (static = dynamic output, tested);
+- the KV-cache kind and compile flag (static = dynamic output, tested): how a job generates, not
+  what (job_decoding gives the job every setting it runs with; its provenance records them);
 - checkpoint_every and the checkpoint folder (resuming is exact);
 - a distributed fine-tune's node count (placement only; its process count and strategy are in);
 - a fine-tune entry's settings blocks that its method does not read (finetune_methods.METHODS:
@@ -22,7 +23,8 @@ content of its data splits and model weights.
 Standard library only: it runs at Snakemake parse time.
 """
 
-from . import attention, model_kinds, precision, runs, sharding, tasks
+from . import attention, backends, model_kinds, precision, runs, sharding, tasks
+from .decoding import task_points
 from .finetune_methods import METHOD_SETTINGS, bottleneck_settings
 from .hashing import canonical, short_hash  # noqa: F401 (the rule files call keys.canonical)
 from .runs import entry_method, finetune_entry, parse_run_point
@@ -58,6 +60,9 @@ DATA_KEYS = [
     "split_by",
 ]
 SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p")
+# decoding settings that change how a job generates, never what: in no key, in its provenance. The
+# backend asked for is one of them; the backend that runs enters the key when it is vLLM (job_decoding).
+RUNTIME_DECODING = ("cache", "compile", "backend")
 
 
 # ---------------------------------------------------------------- stage keys
@@ -199,7 +204,7 @@ def decoding_key(decoding):
     Batch size only matters where outputs depend on batching (sampling is seeded per batch; beam
     search is kept to be safe). Stop strings (`stop`) are in the key; none (absent or []) adds
     nothing."""
-    d = {k: v for k, v in decoding.items() if k not in ("cache", "compile")}
+    d = {k: v for k, v in decoding.items() if k not in RUNTIME_DECODING}
     if not d.get("stop"):  # no stop strings: the key of a decoding written before `stop` existed
         d.pop("stop", None)
     sampled = bool(d.get("do_sample"))
@@ -213,6 +218,38 @@ def decoding_key(decoding):
     return d
 
 
+def decoding_point(task, name=None):
+    """A task's decoding settings for one job: point `name` of its `decodings`/`decoding_grid`
+    (generation, source -> target), or its one `decoding` (name None: classification, NER)."""
+    return task["decoding"] if name is None else task_points(task)[name]
+
+
+def job_decoding(config, task, model_name, method, point, batch_in_key=True):
+    """The decoding of one generating job, as {"key": ..., "runtime": ...}, from one place: `key` is
+    what its stage key holds (decoding_key, plus the batch size where outputs depend on batching and
+    batch_in_key: a classification key holds its batch size beside the decoding instead); `runtime`
+    is every setting the job generates with: the point's own, the cache kind, compile flag and
+    batch size that are in no key included. The rules take the key, the scripts the runtime
+    (prediction_job.job_decoding), so a setting cannot reach one and miss the other.
+
+    The backend (backends.select) is resolved here: vLLM's greedy outputs can differ from
+    transformers' (other kernels), so a job that runs on vLLM holds `backend: vllm` in its key, and
+    its tensor-parallel size above 1 (another split of the sums); vLLM schedules its own batches,
+    so there the batch size is in no key. A transformers job's key holds no backend: the keys of
+    runs made before backends existed stand."""
+    backend, why = backends.select(config, task, model_name, method, point)
+    key = decoding_key(point)
+    tp = backends.tensor_parallel(config, model_name) if backend == "vllm" else 1
+    if backend == "vllm":
+        key["backend"] = "vllm"
+        if tp > 1:
+            key["tensor_parallel"] = tp
+    elif batch_in_key and not batch_invariant(precision.model_dtype(config["models"][model_name])):
+        key["batch_size"] = point.get("batch_size")
+    runtime = dict(point, backend=backend, tensor_parallel=tp, backend_note=why)
+    return {"key": key, "runtime": runtime}
+
+
 def shared_decodings(decodings, human_eval=None):
     """{decoding name: the name whose generation it shares}: points with the same decoding_key (the
     same generate arguments) share the first one's generation and scores, in config order. Points
@@ -221,6 +258,7 @@ def shared_decodings(decodings, human_eval=None):
     first, out = {}, {}
     for name, params in decodings.items():
         # the batch size too: under bf16 it is in the generation key (batch_invariant)
-        k = canonical([decoding_key(params), params.get("batch_size")])
+        # and the backend asked for: two points that ask for different backends keep their own jobs
+        k = canonical([decoding_key(params), params.get("batch_size"), params.get("backend", "auto")])
         out[name] = name if name in keep else first.setdefault(k, name)
     return out

@@ -132,7 +132,10 @@ def inference_settings(config, task, model_name, method):
     if task["scoring"] == "likelihood":
         settings["likelihood_normalization"] = task["likelihood_normalization"]
     else:
-        settings["decoding"] = keys.decoding_key(task["decoding"])
+        # the batch size, where in the key, is beside the decoding (it serves the likelihood scoring too)
+        settings["decoding"] = keys.job_decoding(
+            config, task, model_name, method, task["decoding"], batch_in_key=False
+        )["key"]
     return settings
 
 

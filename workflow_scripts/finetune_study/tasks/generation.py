@@ -120,6 +120,13 @@ def score_inputs(task_name, task, model, method, decoding_name):
     return inputs
 
 
+def figure_decodings(task):
+    """The decoding points as the figures read them: without the batch size and the settings that
+    change no output (keys.RUNTIME_DECODING), which they never draw, so editing those redraws nothing."""
+    drop = (*keys.RUNTIME_DECODING, "batch_size")
+    return {n: {k: v for k, v in p.items() if k not in drop} for n, p in decodings(task).items()}
+
+
 def figure_inputs(task_name, task):
     return {
         "metrics": [f"{gen_folder(task_name, task, m, meth, d)}/metrics.json" for m, meth, d in gen_runs(task)],
@@ -146,15 +153,12 @@ def bertscore_model(task_name, task):
 def generation_settings(config, task, model_name, decoding, method=None):
     """What a run's responses at one decoding point depend on; a run that is not fine-tuned also holds
     its few-shot examples' draw (prompt.fewshot above 0: keys.fewshot_settings)."""
-    settings = {
+    return {
         "model": keys.model_settings(config["models"][model_name]),
         "prompt_style": task["prompt_style"],
-        "decoding": keys.decoding_key(decoding),
+        "decoding": keys.job_decoding(config, task, model_name, method, decoding)["key"],
         **(keys.fewshot_settings(task, method) if method else {}),
     }
-    if not keys.batch_invariant(settings["model"]["dtype"]):
-        settings["decoding"]["batch_size"] = decoding.get("batch_size")  # config.decodings fills it in
-    return settings
 
 
 def perplexity_settings(config, task, model_name):

@@ -188,9 +188,7 @@ def target_settings(config, task, model_name, method, decoding_name):
     settings = {"model": keys.model_settings(model), **prompt_settings(task, model, method)}
     if model["type"] == "causal_lm":  # k train examples before the source (prompt.fewshot), not fine-tuned rows
         settings.update(keys.fewshot_settings(task, method))
-    settings["decoding"] = keys.decoding_key(point)
-    if not keys.batch_invariant(settings["model"]["dtype"]):
-        settings["decoding"]["batch_size"] = point["batch_size"]
+    settings["decoding"] = keys.job_decoding(config, task, model_name, method, point)["key"]
     return settings
 
 

@@ -138,11 +138,9 @@ def tag_settings(config, task, model_name, method):
     settings.update(
         prompt=keys.prompt_key(task["prompt"]),
         chat_template=model["chat_template"] and method != "raw",
-        decoding=keys.decoding_key(task["decoding"]),
+        decoding=keys.job_decoding(config, task, model_name, method, task["decoding"])["key"],
         **keys.fewshot_settings(task, method),
     )
-    if not keys.batch_invariant(settings["model"]["dtype"]):
-        settings["decoding"]["batch_size"] = task["decoding"]["batch_size"]
     return settings
 
 

@@ -25,6 +25,9 @@ SIZES = {
     "tiny": dict(
         hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4, intermediate_size=344
     ),
+    "135m": dict(  # SmolLM2-135M's shape, the default study's instruct model
+        hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, intermediate_size=1536
+    ),
     "1b": dict(
         hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8, intermediate_size=8192
     ),

@@ -83,6 +83,19 @@ def test_packing_an_encoder(work):
     assert "tasks.emotion.finetune.tiny_bert.training.packing: 'tiny_bert' is an encoder" in error_of(w, c)
 
 
+def test_liger_kernels_without_a_cuda_gpu(work):
+    w, c = work
+    c["tasks"]["emotion"]["finetune"]["tiny_llama"]["training"]["kernels"] = "liger"
+    tiny.write_config(w, c)
+    proc = tiny.snakemake(w, "-n", env={"LORA_WF_CUDA": "0"}, check=False)
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error: ")]
+    assert proc.returncode != 0 and lines == [
+        "Error: config.yaml: tasks.emotion.finetune.tiny_llama.training.kernels: liger kernels need a CUDA GPU "
+        "(no nvidia-smi on PATH; set LORA_WF_CUDA=1 if the jobs run on GPU nodes), or set kernels: none"
+    ], proc.stderr[-2000:]
+    assert not (w / "results").exists()
+
+
 def test_undefined_model(work):
     w, c = work
     c["tasks"]["emotion"]["models"].append("gpt5")

@@ -9,9 +9,17 @@
   masks (built from those position ids) keep each example from seeing another. Same examples per
   step, same loss as padded, no padding.
 - epoch_batches: deterministic per seed and epoch, grouped by length so little compute goes to padding.
+- stream: what training.train steps through, micro-batch by micro-batch: ExampleStream (batches of
+  batch_size examples, each padded or packed) or, with training.tokens_per_step, TokenStream (the
+  training set packed once into rows of pack_length tokens, the rows shuffled every epoch and
+  taken micro_rows at a time, every row pack_length wide: step_sizes.token_step).
 """
 
+import math
+
 import torch
+
+from . import step_sizes
 
 
 def right_padded(seqs, pad_id):
@@ -101,8 +109,16 @@ def collate_packed(examples, pad_id, row_length):
     attention across them. The first label of each example is -100, so no example is trained to
     predict the next one's first token. A row's tail padding is a segment of its own (positions
     from 0, labels -100)."""
-    rows = pack_rows([len(e["input_ids"]) for e in examples], row_length)
-    width = max(sum(len(examples[i]["input_ids"]) for i in row) for row in rows)
+    return collate_rows(examples, pack_rows([len(e["input_ids"]) for e in examples], row_length), pad_id)
+
+
+def collate_rows(examples, rows, pad_id, width=None):
+    """collate_packed for rows already chosen (lists of indices into examples), each row `width`
+    tokens wide (default: the longest row's length)."""
+    longest = max(sum(len(examples[i]["input_ids"]) for i in row) for row in rows)
+    if width is not None and longest > width:
+        raise ValueError(f"a packed row of {longest} tokens does not fit rows of {width}")
+    width = width or longest
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
@@ -140,3 +156,74 @@ def epoch_batches(lengths, batch_size, seed, epoch):
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     perm = torch.randperm(len(batches), generator=g).tolist()
     return [batches[i] for i in perm]
+
+
+def _epoch_order(n, seed, epoch):
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000003 + epoch)).tolist()
+
+
+class ExampleStream:
+    """Micro-batch m of a run: batches of batch_size examples (epoch_batches), padded or packed
+    (make_batch); per_epoch batches an epoch."""
+
+    weighted = False  # an optimizer step averages its micro-batches' mean losses
+
+    def __init__(self, examples, cfg, task_type, pad_id):
+        self.examples, self.cfg, self.task_type, self.pad_id = examples, cfg, task_type, pad_id
+        self.lengths = [len(e["input_ids"]) for e in examples]
+        self.per_epoch = math.ceil(len(examples) / cfg["batch_size"])
+        self._order = {}  # epoch -> its batches, the newest kept
+
+    def indices(self, m):
+        epoch, pos = divmod(m, self.per_epoch)
+        if epoch not in self._order:
+            self._order = {epoch: epoch_batches(self.lengths, self.cfg["batch_size"], self.cfg["seed"], epoch)}
+        return self._order[epoch][pos]
+
+    def get(self, m):
+        """(the examples of micro-batch m, its batch tensors)."""
+        chosen = [self.examples[i] for i in self.indices(m)]
+        return chosen, make_batch(chosen, self.pad_id, self.cfg, self.task_type)
+
+    def largest(self):
+        """The micro-batch of the first epoch with the most input tokens (rows x width when padded)."""
+        return max(
+            range(self.per_epoch), key=lambda m: len(self.indices(m)) * max(self.lengths[i] for i in self.indices(m))
+        )
+
+
+class TokenStream:
+    """Micro-batch m of a token-sized run (step_sizes.token_step): micro_rows packed rows of
+    pack_length tokens. The rows are packed once (pack_rows over the whole training set) and
+    shuffled every epoch; an epoch's last micro-batch may hold fewer rows."""
+
+    weighted = True  # an optimizer step weights each micro-batch's mean loss by its answer tokens
+
+    def __init__(self, examples, cfg, task_type, pad_id):
+        self.examples, self.pad_id, self.seed = examples, pad_id, cfg["seed"]
+        self.size = step_sizes.token_step(cfg)
+        self.rows = pack_rows([len(e["input_ids"]) for e in examples], self.size["pack_length"])
+        self.per_epoch = math.ceil(len(self.rows) / self.size["micro_rows"])
+        self._order = {}
+
+    def get(self, m):
+        epoch, pos = divmod(m, self.per_epoch)
+        if epoch not in self._order:
+            self._order = {epoch: _epoch_order(len(self.rows), self.seed, epoch)}
+        micro = self.size["micro_rows"]
+        rows = [self.rows[r] for r in self._order[epoch][pos * micro : (pos + 1) * micro]]
+        chosen = [self.examples[i] for row in rows for i in row]
+        at, local = 0, []
+        for row in rows:
+            local.append(list(range(at, at + len(row))))
+            at += len(row)
+        return chosen, collate_rows(chosen, local, self.pad_id, self.size["pack_length"])
+
+    def largest(self):
+        return 0  # every full micro-batch has the same shape
+
+
+def stream(examples, cfg, task_type, pad_id):
+    """The micro-batches a run trains on: TokenStream with tokens_per_step, else ExampleStream."""
+    cls = TokenStream if cfg.get("tokens_per_step") else ExampleStream
+    return cls(examples, cfg, task_type, pad_id)

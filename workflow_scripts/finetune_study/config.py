@@ -18,7 +18,7 @@ import importlib.util
 import jsonschema
 import yaml
 
-from . import backends, model_kinds, precision, published, sharding, tasks, tracking, training_grid
+from . import backends, model_kinds, precision, published, sharding, step_sizes, tasks, tracking, training_grid
 from .common import ConfigError, selected_tasks  # noqa: F401 (the rule files call cfg.selected_tasks)
 from .finetune_methods import METHOD_SETTINGS, METHODS
 from .hashing import canonical  # noqa: F401 (the rule files call cfg.canonical)
@@ -157,6 +157,11 @@ def _cross_check(config, files, finetune_schema):
             if problem:
                 setter = parts + ["distributed"] if ft.get("distributed") else ["models", m, "distributed"]
                 raise ConfigError(f"{source(*setter)}: {problem}")
+            problem = step_sizes.fine_tune_problem(
+                ft, models[m], dist, lambda m=m: backends.cuda_available(config, models[m])
+            )
+            if problem:
+                raise ConfigError(f"{source(*parts)}: {key_path(parts)}{problem}")
             if ft["method"] == "qlora":
                 problem = qlora_unavailable(config, models[m])
                 if problem:

@@ -97,7 +97,9 @@ def trainable(job):
     )
     if hasattr(model, "head_kind"):
         print(f"head: {model.head_kind}")
-    model = adapters.trainable_model(model, s["finetune"], s["peft_task_type"], tcfg["gradient_checkpointing"])
+    # gradient_checkpointing: auto is decided by training.train (training_options), true here
+    ckpt = tcfg["gradient_checkpointing"] is True
+    model = adapters.trainable_model(model, s["finetune"], s["peft_task_type"], ckpt)
     if s["finetune"].get("attention_dtype") == "float32":  # float32 attention in a bf16 fine-tune (attention.py)
         attention.use_float32_attention(model)
     return model
@@ -183,6 +185,8 @@ def _write_outputs(job, model, log, counts):
         s["model"]["dtype"],
         models.device_name(),
     )
+    # what training_options.prepare did on this machine: kernels, compile, checkpointing and why
+    log["provenance"]["training_options"] = log.pop("training_options", None)
     common.write_json(job["outputs"]["train_log"], log)
     ckpt_dir = Path(job["checkpoint_dir"])
     for gone in checkpoints.remove_after_success(ckpt_dir, keep_own=job["keep_checkpoints"]):

@@ -109,6 +109,12 @@ def _training_key(training, seed):
         t.pop("eval_sample", None)
     if t.get("gradient_accumulation", 1) == 1:  # the default adds nothing: plain runs keep their keys
         t.pop("gradient_accumulation", None)
+    # nor do these defaults; set, each is in the key (a token-sized step trains on other batches,
+    # fused kernels and compiled code round differently). gradient_checkpointing is in as written:
+    # true, false or auto, never what auto decided on the machine (checkpointing changes no result)
+    for k, default in (("tokens_per_step", None), ("kernels", "none"), ("compile", False)):
+        if t.get(k, default) == default:
+            t.pop(k, None)
     return t
 
 

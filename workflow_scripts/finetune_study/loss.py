@@ -3,7 +3,9 @@
 - answer_token_nll: NLL of every answer token (label != -100) of a padded or packed batch. The LM
   head runs on those positions only, in checkpointed chunks of LOSS_CHUNK, so the full-vocabulary
   logits of the prompt are never computed and those of long answers never held all at once.
-  Reference perplexity (generation_metrics) uses it too. A prompt-learning model's virtual tokens
+  Reference perplexity (generation_metrics) uses it too. With training.kernels: liger the LM head
+  and the cross-entropy are one fused kernel instead (Liger's fused linear cross-entropy, set on
+  the model by training_options), which never materialises the logits at all. A prompt-learning model's virtual tokens
   (prompt or prefix tuning) are put before the batch here (adapters.with_virtual_tokens), as in
   inference, and their positions are dropped from the output.
 - batch_loss: the loss of the task type a fine-tune trains (LOSSES, keyed by PEFT's task type, as
@@ -54,6 +56,9 @@ def answer_token_nll(model, batch, chunk=LOSS_CHUNK):
         return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="none"), rows
     hidden = backbone(**inputs, use_cache=False).last_hidden_state[:, shift:][:, :-1][keep]
     targets, cap = targets[keep], getattr(base.config, "final_logit_softcapping", None)
+    fused = getattr(base, "fused_linear_cross_entropy", None)  # training.kernels: liger (training_options)
+    if fused is not None:
+        return fused(head.weight, hidden, targets, head.bias), rows
     if len(targets) <= chunk:
         return _head_nll(head, hidden, targets, cap), rows
     return torch.cat(

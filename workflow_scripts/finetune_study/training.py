@@ -26,8 +26,8 @@ import time
 import torch
 from tqdm import tqdm
 
-from . import distributed
-from .batching import COLLATE, collate_for, epoch_batches, make_batch, token_counts
+from . import distributed, training_options
+from .batching import COLLATE, collate_for, epoch_batches, stream, token_counts
 from .checkpoints import latest_checkpoint, load_checkpoint, read_counters, save_checkpoint, trainable_state
 from .distributed import SINGLE
 from .loss import batch_loss, n_loss_tokens
@@ -118,6 +118,40 @@ class EarlyStopping:
         self.best, self.best_step, self.bad = st["best"], st["best_step"], st["bad"]
 
 
+def step_scales(micro, weighted, task_type):
+    """Each micro-batch's factor in its step's loss: None for all (the mean of their mean losses:
+    each loss / gradient_accumulation) or, weighted (a token-sized step), its answer tokens over
+    the step's, so a step split into micro-batches trains as the step in one batch would."""
+    if not weighted:
+        return [None] * len(micro)
+    n = [n_loss_tokens(batch, task_type) for _, batch in micro]
+    return [k / sum(n) if sum(n) else 1 / len(n) for k in n]
+
+
+def take_step(model, root, micro, scales, params, optimizer, scheduler, device, compute_dtype, task_type):
+    """One optimizer step over its micro-batches [(examples, batch tensors)] (this process's share):
+    forward and backward of each, loss scaled (step_scales), clipping at 1.0, AdamW and the
+    schedule. Returns (the scaled losses' sum, real tokens, computed tokens)."""
+    loss_sum, real, computed = 0.0, 0, 0
+    for (chosen, tensors), scale in zip(micro, scales):
+        batch = {k: v.to(device) for k, v in tensors.items()}
+        with autocast(device, compute_dtype):
+            loss = _loss(model, root, batch, task_type)
+        if scale is None:
+            (loss / len(micro) if len(micro) > 1 else loss).backward()
+            loss_sum += float(loss.detach())
+        else:
+            (loss * scale).backward()
+            loss_sum += float(loss.detach()) * scale * len(micro)
+        r, c = token_counts(chosen, batch, task_type)
+        real, computed = real + r, computed + c
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum, real, computed
+
+
 def _maybe_die(step):
     # Fault injection for the resume tests: LORA_WF_KILL_AFTER_STEP=N kills this process with
     # SIGKILL right after step N is done (and its checkpoint, if one was due, written).
@@ -158,15 +192,17 @@ def train(
     holding the weights of the best validation step. compute_dtype: the dtype of the forward and
     backward matmuls (autocast); the trained parameters keep their own (float32) dtype. Each
     optimizer step sums the gradients of gradient_accumulation batches per process (world: the
-    processes of a distributed run, root: the wrapped loss they run, distributed.wrap)."""
+    processes of a distributed run, root: the wrapped loss they run, distributed.wrap). The batches:
+    batching.stream; kernels, auto checkpointing and compile: training_options.prepare."""
     torch.manual_seed(cfg["seed"])
     random.seed(cfg["seed"])
     model.to(device).train()
+    batches = stream(train_examples, cfg, task_type, pad_id)
+    options = training_options.prepare(model, batches, cfg, task_type, device, compute_dtype)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
-    lengths = [len(e["input_ids"]) for e in train_examples]
     accumulation = cfg.get("gradient_accumulation", 1)
-    per_epoch = math.ceil(len(train_examples) / cfg["batch_size"])  # batches
+    per_epoch = batches.per_epoch  # micro-batches
     per_step = accumulation * world.size  # batches per optimizer step
     total = cfg["max_steps"] or max(1, math.ceil(cfg["epochs"] * per_epoch / per_step))
     warmup = int(cfg["warmup_ratio"] * total)
@@ -205,25 +241,12 @@ def train(
 
     t0, seconds_before = time.time(), counters["train_seconds"]
     bar = tqdm(total=total, initial=step, desc="fine-tune", mininterval=5, disable=not world.is_main)
-    order = {}  # epoch -> its batches (epoch_batches), the newest kept
     while step < total and not stopper.stop:
-        loss_sum, real, computed = 0.0, 0, 0
-        for m in distributed.step_batches(step, accumulation, world):
-            epoch, pos = divmod(m, per_epoch)
-            if epoch not in order:
-                order = {epoch: epoch_batches(lengths, cfg["batch_size"], cfg["seed"], epoch)}
-            chosen = [train_examples[i] for i in order[epoch][pos]]
-            batch = {k: v.to(device) for k, v in make_batch(chosen, pad_id, cfg, task_type).items()}
-            with autocast(device, compute_dtype):
-                loss = _loss(model, root, batch, task_type)
-            (loss / accumulation if accumulation > 1 else loss).backward()
-            loss_sum += float(loss.detach())
-            r, c = token_counts(chosen, batch, task_type)
-            real, computed = real + r, computed + c
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        micro = [batches.get(m) for m in distributed.step_batches(step, accumulation, world)]
+        scales = step_scales(micro, batches.weighted, task_type)
+        loss_sum, real, computed = take_step(
+            model, root, micro, scales, params, optimizer, scheduler, device, compute_dtype, task_type
+        )
         step += 1
         loss_sum, real, computed = distributed.all_sum([loss_sum, real, computed], world)
         train_loss = loss_sum / per_step
@@ -235,6 +258,7 @@ def train(
                 "epoch": round(step * per_step / per_epoch, 4),
                 "train_loss": train_loss,
                 "lr": scheduler.get_last_lr()[0],
+                **({"tokens": int(computed)} if batches.weighted else {}),  # a token-sized step's size
             }
         )
         bar.update(1)
@@ -263,6 +287,7 @@ def train(
         **counters,
         **throughput(counters),
         packing=bool(cfg.get("packing")) and task_type not in COLLATE,
+        training_options=options,
     )
     if world.distributed:
         log["distributed"] = {

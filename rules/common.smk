@@ -20,6 +20,17 @@ _foreign = checkout.foreign_package(workflow.basedir, finetune_study.__file__)
 if _foreign:
     raise WorkflowError(f"Error: {_foreign}")
 
+# A Snakemake killed with SIGKILL leaves its lock behind: the next run's parse removes it once no
+# recorded Snakemake of this directory is alive, so the same command resumes (stale_locks.py).
+if workflow.exec_mode.name == "DEFAULT":
+    from finetune_study import stale_locks
+
+    for _lock in stale_locks.clear_stale():
+        print(
+            f"removed {_lock}: the Snakemake that locked this directory no longer runs",
+            file=sys.stderr,
+        )
+
 from finetune_study import config as cfg
 from finetune_study import data as data_lib
 from finetune_study import (

@@ -98,6 +98,7 @@ SLOW_FIRST = [
     "test_generation_pipeline",
     "test_slurm_pipeline",
     "test_resume",
+    "test_kill_anywhere",
     "test_distributed",
     "test_training_grid",
     "test_ner_pipeline",

@@ -223,12 +223,30 @@ def save_trained(model, folder, method, base_dir):
         bottleneck.save(model, folder)
         return
     model.save_pretrained(folder, safe_serialization=True)
+    _sort_saved_sets(model, folder)
     if method == "full":
         head = Path(base_dir) / "head.json"  # an encoder's head choice travels with its weights
         if head.is_file():
             shutil.copy2(head, folder / head.name)
     if method == "qlora":
         (folder / QUANTIZATION_FILE).write_text(json.dumps(NF4, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _sort_saved_sets(model, folder):
+    """PEFT keeps target_modules (and IA3's feedforward_modules) as sets and writes them to
+    adapter_config.json in set order, which changes with Python's string hashing from one process to
+    the next: sorted, the same fine-tune gives the same bytes in every run. (PEFT reads them back as
+    sets: the order means nothing.)"""
+    for name, cfg in (getattr(model, "peft_config", None) or {}).items():
+        sets = [k for k, v in cfg.to_dict().items() if isinstance(v, set)]
+        path = Path(folder) / ("" if name == "default" else name) / "adapter_config.json"
+        if not sets or not path.is_file():
+            continue
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        for k in sets:
+            if isinstance(saved.get(k), list):
+                saved[k] = sorted(saved[k])
+        path.write_text(json.dumps(saved, indent=2, sort_keys=True), encoding="utf-8")  # PEFT's own layout
 
 
 # ---------------------------------------------------------------- virtual tokens of prompt learning

@@ -4,7 +4,8 @@ A checkpoint folder step-<n> holds the trainable weights (safetensors), the best
 weights so far, and trainer_state.pt (optimizer, scheduler, RNG states, step, log and
 early-stopping state). It is written to step-<n>.tmp, fsynced, renamed into place and then marked
 with COMPLETE: a folder without the marker (a crash mid-write) is never resumed. Only tensors and
-plain values are stored, and trainer_state.pt is loaded with torch.load(weights_only=True). The
+plain values are stored, and trainer_state.pt is loaded with torch.load(weights_only=True). A
+full disk removes the torn copy and ends the job with one line naming the checkpoint (DiskFull). The
 run's cumulative counters (tokens, training seconds) go to counters.json, plain JSON numbers, so a
 resumed run's throughput and padding figures cover the whole run (read_counters).
 
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from .common import DiskFull, naming_full_disk
 
 MARKER = "COMPLETE"
 COUNTERS = "counters.json"
@@ -59,20 +62,26 @@ def save_checkpoint(ckpt_dir, step, model, best_weights, optimizer, scheduler, s
     final = ckpt_dir / f"step-{step:08d}"
     tmp = ckpt_dir / f"step-{step:08d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(trainable_state(model), tmp / "trainable.safetensors")
-    if best_weights is not None:
-        save_file(best_weights, tmp / "best.safetensors")
-    rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng, **state},
-        tmp / "trainer_state.pt",
-    )
-    if counters is not None:
-        (tmp / COUNTERS).write_text(json.dumps(counters))
-    publish(tmp, final, step, keep)
+    try:
+        with naming_full_disk(final):  # a full disk: one line naming the checkpoint, not a traceback
+            tmp.mkdir(parents=True)
+            save_file(trainable_state(model), tmp / "trainable.safetensors")
+            if best_weights is not None:
+                save_file(best_weights, tmp / "best.safetensors")
+            rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+            if torch.cuda.is_available():
+                rng["cuda"] = torch.cuda.get_rng_state_all()
+            with open(tmp / "trainer_state.pt", "wb") as f:  # a file object: a write error keeps its errno
+                torch.save(
+                    {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng, **state},
+                    f,
+                )
+            if counters is not None:
+                (tmp / COUNTERS).write_text(json.dumps(counters))
+            publish(tmp, final, step, keep)
+    except DiskFull:
+        shutil.rmtree(tmp, ignore_errors=True)  # give back the space the torn copy took
+        raise
 
 
 def publish(tmp, final, step, keep):

@@ -1,10 +1,14 @@
 """Small helpers every stage uses: atomic writes, JSON/JSONL I/O, log redirection, seeding.
 
-Artifacts are written to a temporary file in the same folder and renamed into place, so a
-killed job never leaves a half-written output that looks complete.
+Artifacts are written to a temporary file in the same folder (`.<name>.<random>.tmp`) and renamed
+into place, so a killed job never leaves a half-written output that looks complete; the next
+write of the same file removes what a killed write left. A full disk during a write ends the job
+with one line naming the file (DiskFull), not a traceback.
 """
 
 import contextlib
+import errno
+import glob
 import json
 import os
 import random
@@ -17,21 +21,40 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def temporary_names(path):
+    """The temporary files and folders a write of `path` makes (`.<name>.<random>.tmp`, beside it)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+
+
+def _remove_leftovers(path):
+    """Remove what an earlier write of `path` left when it was killed before its rename (SIGKILL runs
+    no cleanup); called once the new content is in place."""
+    for left in temporary_names(path):
+        if left.is_dir() and not left.is_symlink():
+            shutil.rmtree(left, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                left.unlink()
+
+
 def atomic_write_bytes(path, data: bytes):
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; artifacts get the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with naming_full_disk(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; artifacts get the usual mode
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+    _remove_leftovers(path)
 
 
 def atomic_write_text(path, text: str):
@@ -60,17 +83,19 @@ def read_jsonl(path):
 def atomic_dir(path):
     """Yield a temporary folder next to `path`; on success it replaces `path` in one rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~_UMASK)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with naming_full_disk(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        try:
+            yield tmp
+            os.chmod(tmp, 0o777 & ~_UMASK)
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    _remove_leftovers(path)
 
 
 @contextlib.contextmanager
@@ -81,8 +106,10 @@ def log_to(log_path):
     if not log_path:
         try:
             yield
-        except PipelineError as e:
-            print(f"Error: {e}", file=sys.stderr)
+        except Exception as e:
+            if not isinstance(e, PipelineError) and not is_disk_full(e):
+                raise
+            print(f"Error: {one_line(e)}", file=sys.stderr)
             raise SystemExit(1) from None
         return
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -91,12 +118,25 @@ def log_to(log_path):
         sys.stdout = sys.stderr = log
         try:
             yield
-        except PipelineError as e:
-            print(f"Error: {e}", file=log)
-            print(f"Error: {e}", file=old_err)
+        except Exception as e:
+            if not isinstance(e, PipelineError) and not is_disk_full(e):
+                raise
+            print(f"{_line_start(log)}Error: {one_line(e)}", file=log)
+            print(f"Error: {one_line(e)}", file=old_err)
             raise SystemExit(1) from None
         finally:
             sys.stdout, sys.stderr = old_out, old_err
+
+
+def _line_start(log):
+    """A newline when the log's last line is unfinished (a progress bar), so that the error is a line
+    of its own; else nothing."""
+    log.flush()
+    if log.tell() == 0:
+        return ""
+    with open(log.name, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return "" if f.read(1) == b"\n" else "\n"
 
 
 def snakemake_log(smk):
@@ -147,6 +187,62 @@ def use_cpu_threads(config, job_threads=1):
 
 class PipelineError(Exception):
     """A bad input the user can fix: the message names the file and the fix."""
+
+
+class DiskFull(PipelineError):
+    """No space left on the device (or quota) while writing a file: the message names it."""
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(exc):
+    """Whether an exception, or one it was raised from or while handling, is a full disk: an OSError
+    with ENOSPC or EDQUOT, or a library's message of one (safetensors reports `os error 28`)."""
+    return any(
+        isinstance(e, DiskFull)
+        or (isinstance(e, OSError) and e.errno in NO_SPACE)
+        or "No space left on device" in str(e)
+        or "Disk quota exceeded" in str(e)
+        for e in _chain(exc)
+    )
+
+
+def one_line(exc):
+    """The one line a job ends with for a PipelineError or a full disk (is_disk_full): the message,
+    or for an unnamed full disk the file the OSError names."""
+    if isinstance(exc, PipelineError):
+        return str(exc)
+    where = next((e.filename for e in _chain(exc) if isinstance(e, OSError) and e.filename), None)
+    return f"{where or 'a file of this job'}: no space left on device; {FREE_SPACE_FIX}"
+
+
+def _chain(exc):
+    """The exception and those it was raised from or while handling, newest first."""
+    seen = []
+    while exc is not None and all(exc is not e for e in seen):
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+FREE_SPACE_FIX = (
+    "free space on that disk (or point checkpoint_dir or the working directory at a larger one) "
+    "and rerun the same command"
+)
+
+
+@contextlib.contextmanager
+def naming_full_disk(path):
+    """Turn a full disk while writing `path` into DiskFull naming it (log_to prints it as one line)."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except Exception as e:
+        if not is_disk_full(e):
+            raise
+        raise DiskFull(f"{path}: no space left on device; {FREE_SPACE_FIX}") from None
 
 
 class ConfigError(ValueError):

@@ -31,6 +31,10 @@ def gen_config(models_dir, work, he_path):
                         "eval_every": 1,
                         "packing": True,
                         "pack_length": 256,
+                        # a token-sized step: 2 packed rows of 256 tokens, one per micro-batch
+                        "tokens_per_step": 512,
+                        "gradient_accumulation": 2,
+                        "gradient_checkpointing": "auto",
                     },
                 }
             },
@@ -134,6 +138,19 @@ def test_fine_tune_packed_its_batches(run):
     log = tiny.read_json(work / "results/alpaca/tiny_llama/lora-s0/train_log.json")
     assert log["packing"] is True and log["final_step"] == 2
     assert 0 <= log["padding_fraction"] < 0.5
+
+
+def test_token_sized_steps_reach_the_fine_tune_through_the_rules(run):
+    """tokens_per_step set in the config: every optimizer step of the Snakemake fine-tune computed
+    exactly 2 rows x 256 tokens; gradient_checkpointing: auto was decided (off: no CUDA here) and
+    recorded with its reason."""
+    work, _, _ = run
+    log = tiny.read_json(work / "results/alpaca/tiny_llama/lora-s0/train_log.json")
+    steps = [h for h in log["history"] if "tokens" in h]
+    assert [h["tokens"] for h in steps] == [512, 512]
+    checkpointing = log["provenance"]["training_options"]["gradient_checkpointing"]
+    assert checkpointing["setting"] == "auto" and checkpointing["enabled"] is False
+    assert "cpu" in checkpointing["reason"]
 
 
 def test_human_scores_imported(run):

@@ -243,14 +243,25 @@ def test_killed_token_head_finetune_resumes_exactly(run, tmp_path):
     copy, _ = tiny.copy_run(run, tmp_path)
     run_dir = f"results/{TASK}/tiny_bert/lora-s0"
     shutil.rmtree(copy / run_dir)
-    first = tiny.snakemake(copy, f"{run_dir}/adapter", env={"LORA_WF_KILL_AFTER_STEP": "3"}, check=False)
-    assert first.returncode != 0 and not (copy / run_dir / "adapter").exists()
+    import kills
+
+    # SIGKILL from outside, the moment step 3's checkpoint is complete
+    rc, fired, _ = kills.run(
+        copy,
+        tmp_path / "killed.log",
+        f"{run_dir}/adapter",
+        lambda path, is_dir: 0 if path.endswith("step-00000003/COMPLETE") else None,
+    )
+    assert rc != 0 and fired and not (copy / run_dir / "adapter").exists()
+    kept = sorted(p.parent.name for p in (copy / "checkpoints").rglob("COMPLETE"))
     tiny.snakemake(copy, f"{run_dir}/adapter")
     resumed, clean = (
         tiny.read_json(copy / run_dir / "train_log.json"),
         tiny.read_json(work / run_dir / "train_log.json"),
     )
-    assert resumed["resumed_from"] == [3] and clean["resumed_from"] == []
+    # resumed from the newest complete checkpoint the kill left (3, or 4 if it finished before the kill)
+    assert resumed["resumed_from"] == [int(kept[-1].rpartition("-")[2])] and resumed["resumed_from"][0] in (3, 4)
+    assert clean["resumed_from"] == []
     assert [h["step"] for h in resumed["history"]] == list(range(1, clean["final_step"] + 1))
     assert [h["train_loss"] for h in resumed["history"]] == pytest.approx(
         [h["train_loss"] for h in clean["history"]], rel=1e-5

@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import kills
 import tiny
 from finetune_study import inference
 
@@ -33,6 +34,16 @@ def removed_lines(work):
     return [line for line in (work / FINETUNE_LOG).read_text().splitlines() if line.startswith("removed checkpoints")]
 
 
+def kill_at_checkpoint(step):
+    """A kills.run trigger: kill at once when checkpoint `step` is marked complete."""
+    marker = f"step-{step:08d}/COMPLETE"
+    return lambda path, is_dir: 0 if path.endswith(marker) else None
+
+
+def complete_steps(checkpoint_names):
+    return [int(name.rpartition("-")[2]) for name in checkpoint_names]
+
+
 def resume_config(models_dir, work):
     c = tiny.tiny_config(models_dir, work)
     task = c["tasks"]["emotion"]
@@ -49,9 +60,11 @@ def runs(tmp_path_factory):
     killed, clean = base / "killed", base / "clean"
     for work in (killed, clean):
         tiny.write_config(work, resume_config(base / "models", work))
-    first = tiny.snakemake(killed, ADAPTER, env={"LORA_WF_KILL_AFTER_STEP": "5"}, check=False)
+    # SIGKILL from outside, the moment step 5's checkpoint is complete (its COMPLETE marker appears)
+    rc, fired, _ = kills.run(killed, base / "killed.log", ADAPTER, kill_at_checkpoint(5))
     state = {
-        "first_rc": first.returncode,
+        "first_rc": rc,
+        "fired": fired,
         "adapter_after_kill": (killed / ADAPTER).exists(),
         "checkpoints_after_kill": sorted(p.parent.name for p in (killed / "checkpoints").rglob("COMPLETE")),
         "counters_after_kill": [json.loads(p.read_text()) for p in (killed / "checkpoints").rglob("counters.json")],
@@ -63,18 +76,26 @@ def runs(tmp_path_factory):
 
 def test_kill_leaves_checkpoints_not_outputs(runs):
     _, _, state = runs
-    assert state["first_rc"] != 0
+    assert state["first_rc"] != 0 and state["fired"].endswith("step-00000005/COMPLETE")
     assert not state["adapter_after_kill"]
-    assert state["checkpoints_after_kill"] == ["step-00000004", "step-00000005"]
+    # the last two complete checkpoints are kept: 4 and 5 (or 3, 4 and 5 when the kill lands
+    # before the oldest is pruned; 5 and 6 when step 6 finished its checkpoint first: the kill
+    # comes from outside, milliseconds after the marker)
+    last = complete_steps(state["checkpoints_after_kill"])
+    assert last in ([4, 5], [3, 4, 5], [5, 6], [4, 5, 6]), state["checkpoints_after_kill"]
     # each checkpoint carries the run's counters so far, as plain JSON numbers
-    assert len(state["counters_after_kill"]) == 2 and all(c["real_tokens"] > 0 for c in state["counters_after_kill"])
+    assert len(state["counters_after_kill"]) == len(last) and all(
+        c["real_tokens"] > 0 for c in state["counters_after_kill"]
+    )
 
 
 def test_resumed_run_continues_and_matches_uninterrupted(runs):
-    killed, clean, _ = runs
+    killed, clean, state = runs
     log_k = tiny.read_json(killed / "results/emotion/tiny_llama/lora-s0/train_log.json")
     log_c = tiny.read_json(clean / "results/emotion/tiny_llama/lora-s0/train_log.json")
-    assert log_k["resumed_from"] == [5] and log_c["resumed_from"] == []
+    # resumed from the newest complete checkpoint the kill left
+    assert log_k["resumed_from"] == complete_steps(state["checkpoints_after_kill"])[-1:]
+    assert log_c["resumed_from"] == []
     assert [h["step"] for h in log_k["history"]] == list(range(1, 9))  # no restart in the loss curve
     assert [h["train_loss"] for h in log_k["history"]] == pytest.approx(
         [h["train_loss"] for h in log_c["history"]], rel=1e-5

@@ -18,9 +18,7 @@ checkpoints and finding the newest).
 """
 
 import math
-import os
 import random
-import signal
 import time
 
 import torch
@@ -152,13 +150,6 @@ def take_step(model, root, micro, scales, params, optimizer, scheduler, device, 
     return loss_sum, real, computed
 
 
-def _maybe_die(step):
-    # Fault injection for the resume tests: LORA_WF_KILL_AFTER_STEP=N kills this process with
-    # SIGKILL right after step N is done (and its checkpoint, if one was due, written).
-    if os.environ.get("LORA_WF_KILL_AFTER_STEP") == str(step):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def _resume(ckpt, model, root, optimizer, scheduler, world):
     if world.distributed:
         return distributed.load_checkpoint(ckpt, root, model, optimizer, scheduler, world)
@@ -277,7 +268,6 @@ def train(
             counters["train_seconds"] = seconds_before + time.time() - t0
             state = {"step": step, "log": log, "stopper": stopper.state()}
             _checkpoint(ckpt_dir, step, model, root, best_weights, optimizer, scheduler, state, counters, world)
-        _maybe_die(step)
     bar.close()
     counters["train_seconds"] = seconds_before + time.time() - t0
     log.update(

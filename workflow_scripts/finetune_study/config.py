@@ -12,18 +12,19 @@ importable (importlib.util.find_spec; not imported).
 """
 
 import copy
+import decimal
 import difflib
 import importlib.util
 import os
 import shutil
 
 import jsonschema
-import yaml
 
-from . import model_kinds, precision, published, sharding, tasks, tracking, training_grid
+from . import model_kinds, published, sharding, tasks, tracking, training_grid
 from .common import ConfigError, selected_tasks  # noqa: F401 (the rule files call cfg.selected_tasks)
 from .finetune_methods import METHOD_SETTINGS, METHODS
 from .hashing import canonical  # noqa: F401 (the rule files call cfg.canonical)
+from .resource_check import BYTES_PER_PARAM, check_resources  # noqa: F401 (callers use cfg.check_resources)
 from .sources import (  # noqa: F401 (rules/common.smk calls cfg.merge_order, cfg.default_study_files)
     STUDY_TEXT_KEYS,
     default_study_files,
@@ -31,6 +32,7 @@ from .sources import (  # noqa: F401 (rules/common.smk calls cfg.merge_order, cf
     key_path,
     merge_order,
     own_study_text,
+    read_yaml,
     source_of,
 )
 from .tracking import without_tracking  # noqa: F401 (rules/report.smk calls cfg.without_tracking)
@@ -67,7 +69,44 @@ def _describe(error, files):
         )
     if error.validator == "required":
         return f"{source_of(parts, files)}: {where}: {error.message}; add it"
-    return f"{source_of(parts, files)}: {where}: {error.message}"
+    return f"{source_of(parts, files)}: {where}: {error.message}{text_number_hint(error)}"
+
+
+def text_number_hint(error):
+    """'; YAML read 1e-3 as text ...': the cause and the fix, when a schema error is a value that
+    YAML 1.1 (Snakemake's reader) took for a string but that reads as a number (1e-3, 5e-5, .5e2:
+    a YAML 1.1 float needs a dot and a signed exponent), where the schema wants a number; else ''."""
+    wanted = set()
+    for e in [error, *(error.context or ())]:  # anyOf / oneOf: what each branch wanted
+        if e.validator == "type":
+            wanted |= {e.validator_value} if isinstance(e.validator_value, str) else set(e.validator_value)
+    if not isinstance(error.instance, str) or not wanted & {"number", "integer"}:
+        return ""
+    fixes = number_spellings(error.instance, integer="number" not in wanted)
+    if not fixes:
+        return ""
+    return f"; YAML read {error.instance} as text, not a number: write {' or '.join(fixes)}"
+
+
+def number_spellings(text, integer=False):
+    """How to write the number `text` reads as (Python's reading) so that YAML 1.1 reads a number:
+    ['1.0e-3', '0.001'] for '1e-3'; [] when it reads as none (or as no integer, for integer keys)."""
+    try:
+        value = decimal.Decimal(text.strip())
+    except decimal.InvalidOperation:
+        return []
+    if not value.is_finite() or (integer and value != value.to_integral_value()):
+        return []
+    if integer:
+        return [str(int(value))] if abs(value) < 10**18 else []
+    sign, digits, exponent = value.normalize().as_tuple()
+    power = len(digits) - 1 + exponent
+    mantissa = ("-" if sign else "") + f"{digits[0]}." + ("".join(map(str, digits[1:])) or "0")
+    out = [f"{mantissa}e{'+' if power >= 0 else '-'}{abs(power)}"]
+    if abs(power) <= 12:
+        plain = format(value.normalize(), "f")
+        out.append(plain if "." in plain else plain + ".0")
+    return out
 
 
 def validate(config: dict, schema_path, files=("config.yaml",), default_files=None) -> dict:
@@ -75,8 +114,7 @@ def validate(config: dict, schema_path, files=("config.yaml",), default_files=No
     the config file the key came from (files: the config files in merge order). default_files: the
     default study's files (sources.default_study_files); given, a --configfile study does not inherit
     their report_title and notes (sources.own_study_text)."""
-    with open(schema_path, encoding="utf-8") as f:
-        schema = yaml.safe_load(f)
+    schema = read_yaml(schema_path)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.message)))
     if errors:
@@ -195,7 +233,7 @@ def _grid_points(ft, where, finetune_schema):
             error = jsonschema.exceptions.best_match(validator.iter_errors(bare))
             if error is not None:
                 at = ".".join(str(p) for p in error.absolute_path)
-                raise ConfigError(f"{where}.grid: point {name}: {at}: {error.message}")
+                raise ConfigError(f"{where}.grid: point {name}: {at}: {error.message}{text_number_hint(error)}")
     return points
 
 
@@ -263,78 +301,3 @@ def qlora_unavailable(config, model):
     if importlib.util.find_spec("bitsandbytes") is None:
         return "bitsandbytes is not installed (pip install bitsandbytes), or use method: lora"
     return None
-
-
-BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
-
-
-def check_resources(config, default_resources=()):
-    """Catch at parse time what would otherwise die on the cluster: a model whose weights do not
-    fit the memory its jobs ask for, a fine-tune whose share of weights, gradients and optimizer
-    state does not fit one of its devices (sharding understood: FSDP divides it by the process
-    count, DDP does not), a GPU-sized model without a GPU request, no partition."""
-    used = {m for t in selected_tasks(config).values() for m in t["models"] + list(t["finetune"])}
-    slurm = config["executor"] == "slurm"
-    if slurm and "slurm_partition" not in default_resources:
-        raise ConfigError(
-            "executor slurm: no slurm_partition in default-resources; set it in profiles/slurm/config.yaml "
-            "(or LORA_SLURM_PARTITION)"
-        )
-    for name in sorted(used):
-        model = config["models"][name]
-        res = model["resources"]
-        dtype = precision.model_dtype(model)  # 'auto' resolved: bf16 on a GPU or a bf16 CPU, else float32
-        need = model["params_b"] * BYTES_PER_PARAM[dtype] * 1.25  # GB: weights + 25% working memory
-        if res["gpus"] > 0 and res["gpu_mem_gb"] > 0:
-            have, what = res["gpus"] * res["gpu_mem_gb"], "resources.gpus x gpu_mem_gb"
-        elif res["gpus"] > 0:
-            have = None  # GPU size unknown: nothing to compare
-        else:
-            have, what = res["mem_mb"] / 1000, "resources.mem_mb"
-        if have is not None and need > have:
-            raise ConfigError(
-                f"models.{name}: {model['params_b']}B parameters in {dtype} need about {need:.0f} GB, "
-                f"but its jobs ask for {have:.0f} GB ({what}); raise it or pick a smaller model or dtype"
-            )
-        if slurm and model["params_b"] >= 1 and res["gpus"] == 0:
-            raise ConfigError(
-                f"models.{name}: a {model['params_b']}B model's jobs request no GPU; "
-                f"set models.{name}.resources.gpus (and gpu_mem_gb)"
-            )
-    for task_name, task in selected_tasks(config).items():
-        for m, ft, parts in finetune_items(task_name, task):
-            _check_finetune_memory(config["models"][m], m, ft, key_path(parts))
-
-
-def _check_finetune_memory(model, name, ft, where):
-    """One fine-tune's memory on each of its devices (sharding.device_memory_gb) against one GPU's
-    memory (resources.gpu_mem_gb), or on a CPU node against resources.mem_mb for the processes there."""
-    res, dist = model["resources"], sharding.settings(model, ft)
-    master = precision.master_dtype(model, ft["method"]) if ft["method"] == "full" else "float32"
-    dtype = precision.model_dtype(model)
-    one = sharding.device_memory_gb(
-        model["params_b"], BYTES_PER_PARAM[dtype], ft["method"], dist, BYTES_PER_PARAM[master]
-    )
-    how = f"{dist['strategy']} over {dist['processes']} processes" if sharding.is_distributed(dist) else "one process"
-    if res["gpus"] > 0:
-        if res["gpu_mem_gb"] <= 0:
-            return
-        have, what = res["gpu_mem_gb"], f"models.{name}.resources.gpu_mem_gb"
-        if sharding.is_distributed(dist) and res["gpus"] != sharding.per_node(dist):
-            raise ConfigError(
-                f"{where}.distributed: {sharding.per_node(dist)} processes per node, one per GPU, but "
-                f"models.{name}.resources.gpus is {res['gpus']}; make them equal"
-            )
-    else:
-        one *= sharding.per_node(dist) if sharding.is_distributed(dist) else 1
-        have, what = res["mem_mb"] / 1000, f"models.{name}.resources.mem_mb"
-    if one > have:
-        hint = (
-            "use strategy fsdp or more processes"
-            if dist["strategy"] == "ddp" or not sharding.is_distributed(dist)
-            else "use more processes"
-        )
-        raise ConfigError(
-            f"{where}: a {ft['method']} fine-tune of {model['params_b']}B parameters ({how}) needs about "
-            f"{one:.0f} GB on each device, but {what} is {have:.0f} GB; {hint}, or a smaller model"
-        )

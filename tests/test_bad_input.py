@@ -244,3 +244,22 @@ def test_a_default_key_is_named_in_the_file_that_sets_its_block(tmp_path):
         f"{study}: tasks.emotion.finetune.minilm_l6[0].lora.target_modules: ['q_proj', 'v_proj'] not in model "
         "'minilm_l6' (its modules with weights are named: "
     ), str(e.value)
+
+
+def test_a_source_target_task_without_a_prompt(tmp_path):
+    """The DialogSum study with its prompt: block removed: a source -> target task has no default
+    instruction, so the schema requires it (it was a KeyError in the task type's cross-check)."""
+    import yaml
+    from snakemake.utils import update_config
+
+    from finetune_study import parse_checks
+    from finetune_study.common import ConfigError
+
+    study = yaml.safe_load((tiny.REPO / "configs" / "studies" / "dialogsum_summarization.offline.yaml").read_text())
+    del study["tasks"]["dialogsum"]["prompt"]
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    config = yaml.safe_load((tiny.REPO / "config.yaml").read_text())
+    update_config(config, study | {"data_dir": str(tiny.DATA_DIR)})
+    with pytest.raises(ConfigError) as e:
+        parse_checks.check(config, [str(tiny.REPO / "config.yaml"), str(tmp_path / "study.yaml")])
+    assert str(e.value) == f"{tmp_path / 'study.yaml'}: tasks.dialogsum: 'prompt' is a required property; add it"

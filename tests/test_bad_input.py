@@ -263,3 +263,18 @@ def test_a_source_target_task_without_a_prompt(tmp_path):
     with pytest.raises(ConfigError) as e:
         parse_checks.check(config, [str(tiny.REPO / "config.yaml"), str(tmp_path / "study.yaml")])
     assert str(e.value) == f"{tmp_path / 'study.yaml'}: tasks.dialogsum: 'prompt' is a required property; add it"
+
+
+def test_a_control_character_in_a_value_stays_on_the_line(tmp_path):
+    """A data_dir ending in a carriage return (pasted from a Windows file): the error shows it escaped,
+    so it stays one line that names the data file (the \\r went into the line as it was)."""
+    from finetune_study import parse_checks
+    from finetune_study.common import PipelineError
+
+    c = tiny.tiny_config(tmp_path / "models", tmp_path)
+    c["data_dir"] = f"{tiny.DATA_DIR}\r"
+    with pytest.raises(PipelineError) as e:
+        parse_checks.check(c, [str(tmp_path / "config.yaml")])
+    assert str(e.value) == (
+        f"{tiny.DATA_DIR}\\r/emotion/train.txt: data file not found; check data_dir and the task's files: entry"
+    )

@@ -7,9 +7,11 @@ memory each model's jobs ask for, the models' files without their weights (prefl
 forgetting check's prerequisites (benchmarks.py), each selected task's local data files (data.py;
 what the task type derives from them joins the task's settings), and the report's run listing.
 A problem the user can fix is raised as ConfigError or PipelineError whose message is one line
-naming the config file and key, or the data file (and line), and the fix.
+naming the config file and key, or the data file (and line), and the fix: a line break or other
+control character that a value brings into it (a data_dir with a carriage return) is shown escaped.
 """
 
+import unicodedata
 from pathlib import Path
 
 from . import benchmarks, preflight
@@ -25,6 +27,18 @@ def check(config, sources, schema_path=SCHEMA, default_files=None, default_resou
     sources: the config sources in merge order (config.merge_order); default_files: the default
     study's files (sources.default_study_files); default_resources: Snakemake's default-resources;
     results: the results folder the model checks read."""
+    try:
+        return _check(config, sources, schema_path, default_files, default_resources, results)
+    except (cfg.ConfigError, data_lib.PipelineError) as e:
+        raise type(e)(one_line(str(e))) from None
+
+
+def one_line(text):
+    """text with its control characters and line or paragraph separators escaped ('\\r', '\\x00')."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
+
+
+def _check(config, sources, schema_path, default_files, default_resources, results):
     cfg.validate(config, schema_path, files=sources, default_files=default_files)
     cfg.check_resources(config, default_resources or {}, sources)
     preflight.check(config, sources, results)

@@ -278,3 +278,28 @@ def test_a_control_character_in_a_value_stays_on_the_line(tmp_path):
     assert str(e.value) == (
         f"{tiny.DATA_DIR}\\r/emotion/train.txt: data file not found; check data_dir and the task's files: entry"
     )
+
+
+@pytest.mark.parametrize(
+    "parts, value",
+    [
+        (["tasks", "emotion", "max_chars"], 1.0),  # sliced the texts: a TypeError when the data was read
+        (["tasks", "emotion", "finetune", "tiny_bert", "training", "batch_size"], 8.0),  # range() in the fine-tune job
+    ],
+)
+def test_an_integer_key_given_a_float(tmp_path, parts, value):
+    """JSON Schema counts 1.0 as an integer, Python's slices and batch sizes do not: an integer key
+    takes integers only, and the line gives the integer to write."""
+    from finetune_study import parse_checks
+    from finetune_study.common import ConfigError
+
+    c = tiny.tiny_config(tmp_path / "models", tmp_path)
+    node = c
+    for p in parts[:-1]:
+        node = node[p]
+    node[parts[-1]] = value
+    tiny.write_config(tmp_path, c)
+    with pytest.raises(ConfigError) as e:
+        parse_checks.check(c, [str(tmp_path / "config.yaml")])
+    assert str(e.value).startswith(f"{tmp_path / 'config.yaml'}: {'.'.join(parts)}: {value} is not of type 'integer'")
+    assert str(e.value).endswith(f"; write {int(value)}")

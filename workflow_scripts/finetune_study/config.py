@@ -51,6 +51,16 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
+# JSON Schema counts 8.0 as an integer; the code that reads a count (a slice, a range, a batch size)
+# does not, so an integer key takes Python integers only: 8.0 is refused at parse time with the fix.
+STRICT = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+
+
 def _key_path(error):
     return key_path(list(error.absolute_path))
 
@@ -80,6 +90,8 @@ def text_number_hint(error):
     for e in [error, *(error.context or ())]:  # anyOf / oneOf: what each branch wanted
         if e.validator == "type":
             wanted |= {e.validator_value} if isinstance(e.validator_value, str) else set(e.validator_value)
+    if isinstance(error.instance, float) and wanted & {"integer"} and error.instance.is_integer():
+        return f"; write {int(error.instance)}" if abs(error.instance) < 10**18 else ""
     if not isinstance(error.instance, str) or not wanted & {"number", "integer"}:
         return ""
     fixes = number_spellings(error.instance, integer="number" not in wanted)
@@ -115,7 +127,7 @@ def validate(config: dict, schema_path, files=("config.yaml",), default_files=No
     default study's files (sources.default_study_files); given, a --configfile study does not inherit
     their report_title and notes (sources.own_study_text)."""
     schema = read_yaml(schema_path)
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    validator = _with_defaults(STRICT)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.message)))
     if errors:
         best = jsonschema.exceptions.best_match(errors)
@@ -227,7 +239,7 @@ def _grid_points(ft, where, finetune_schema):
     except ValueError as e:
         raise ConfigError(f"{where}.{e}") from None
     if ft.get("grid"):
-        validator = jsonschema.Draft202012Validator(finetune_schema)
+        validator = STRICT(finetune_schema)
         for name, point in points.items():
             bare = {k: v for k, v in point.items() if k not in ("point", "swept")}
             error = jsonschema.exceptions.best_match(validator.iter_errors(bare))

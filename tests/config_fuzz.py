@@ -5,16 +5,13 @@ configs/studies/ as a --configfile overlay, its data files cut to a few dozen ro
 file (small_data_dir). An example is a base with a few mutations (hypothesis strategies below):
 a value set to another type, an empty or huge value, a numeric string YAML 1.1 reads as text, an
 unknown model name; a key dropped, misspelled or added; or a data file of a selected task mutated
-(non-UTF-8 bytes, a column renamed, a row's label changed or a label's rows dropped, emptied,
-truncated, garbage, CRLF, a BOM, the file removed). Workspace.write writes it as Snakemake would
+(fuzz_data.py). Workspace.write writes it as Snakemake would
 read it: config.yaml in a working folder, the overlay next to it, the data under it.
 parse_verdict runs the parse-time checks in-process as rules/common.smk does.
 """
 
 import contextlib
 import copy
-import csv
-import io
 import json
 import os
 import shutil
@@ -24,6 +21,7 @@ import yaml
 from hypothesis import strategies as st
 from snakemake.utils import update_config
 
+import fuzz_data
 from conftest import DATA_DIR, REPO
 from finetune_study import config as cfg
 from finetune_study import data as data_lib
@@ -31,7 +29,6 @@ from finetune_study import parse_checks
 
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 STUDIES = sorted((REPO / "configs" / "studies").glob("*.offline.yaml"))
-ROWS = 40  # rows kept of each data file
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -56,33 +53,6 @@ def merged(*docs):
     return out
 
 
-def _spread(items, n=ROWS):
-    step = max(1, len(items) // n)
-    return items[::step][:n]
-
-
-def _cut(src, dest, header):
-    """dest: a few dozen rows of src, spread over the file (sentences of a CoNLL file, records of
-    JSON and CSV), the header kept."""
-    raw = src.read_bytes()
-    ext = src.suffix.lower()
-    if ext == ".json":
-        dest.write_text(json.dumps(_spread(json.loads(raw)), ensure_ascii=False), encoding="utf-8")
-    elif ext == ".conll":
-        blocks = raw.decode("utf-8").split("\n\n")
-        dest.write_text("\n\n".join(blocks[:ROWS]) + "\n", encoding="utf-8")
-    elif ext == ".csv":
-        rows = list(csv.reader(io.StringIO(raw.decode("utf-8"), newline="")))
-        head, body = (rows[:1], rows[1:]) if header else ([], rows)
-        out = io.StringIO(newline="")
-        csv.writer(out, lineterminator="\n").writerows(head + _spread(body))
-        dest.write_text(out.getvalue(), encoding="utf-8")
-    else:  # txt, tsv, jsonl, aligned plain text: one row a line
-        lines = raw.split(b"\n")
-        head, body = (lines[:1], lines[1:]) if header and ext != ".jsonl" else ([], lines)
-        dest.write_bytes(b"\n".join(head + _spread([x for x in body if x.strip()])) + b"\n")
-
-
 def small_data_dir(folder):
     """A copy of the shared data whose task files (those of every base) are cut to a few dozen rows;
     everything else (published results, benchmark sets, tokenizers) is a link to the shared copy."""
@@ -101,7 +71,7 @@ def small_data_dir(folder):
             rel = f.relative_to(DATA_DIR)
             (folder / rel.parent).mkdir(parents=True, exist_ok=True)
             if rel in cut:
-                _cut(f, folder / rel, cut[rel])
+                fuzz_data.cut(f, folder / rel, cut[rel])
             elif f.is_file():
                 (folder / rel).symlink_to(f)
     return folder
@@ -252,83 +222,6 @@ def apply_config_mutation(docs, mutation):
         parent[value] = parent.pop(key)
 
 
-DATA_OPS = [
-    "non_utf8",
-    "rename_column",
-    "new_label",
-    "drop_label",
-    "empty",
-    "header_only",
-    "truncate",
-    "garbage",
-    "crlf",
-    "bom",
-    "blank_lines",
-    "delete",
-    "huge_line",
-]
-
-
-@st.composite
-def data_mutation(draw):
-    """(op, which data file (an index into the selected tasks' files), a line index, a byte cut, bytes)."""
-    return (
-        draw(st.sampled_from(DATA_OPS)),
-        draw(st.integers(0, 50)),
-        draw(st.integers(0, ROWS)),
-        draw(st.floats(0, 1)),
-        draw(st.binary(max_size=64)),
-    )
-
-
-def _tokens(line):
-    for sep in ("\t", ";", ",", '"', " "):
-        line = line.replace(sep.encode(), b"\x00")
-    return [t for t in line.split(b"\x00") if t.strip() and t.strip() != b":"]
-
-
-def mutate_data_file(path, mutation):
-    """Apply one data mutation to the file at path (a copy the example owns)."""
-    op, _, line_no, cut, junk = mutation
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    i = line_no % max(1, len(lines))
-    if op == "non_utf8":
-        lines[i] = lines[i][: len(lines[i]) // 2] + b"caf\xe9\xff" + lines[i][len(lines[i]) // 2 :]
-    elif op == "rename_column" and _tokens(lines[0]):
-        old = _tokens(lines[0])[i % len(_tokens(lines[0]))]
-        lines = [
-            x.replace(old, old + b"_renamed") if n == 0 or path.suffix == ".jsonl" else x for n, x in enumerate(lines)
-        ]
-    elif op == "new_label" and _tokens(lines[i]):
-        old = _tokens(lines[i])[-1]
-        lines[i] = lines[i][: lines[i].rfind(old)] + b"zzz_new_label" + lines[i][lines[i].rfind(old) + len(old) :]
-    elif op == "drop_label" and _tokens(lines[i]):
-        label = _tokens(lines[i])[-1]
-        lines = [x for n, x in enumerate(lines) if n == 0 or not x.rstrip().endswith(label)]
-    elif op == "empty":
-        lines = []
-    elif op == "header_only":
-        lines = lines[:1]
-    elif op == "truncate":
-        path.write_bytes(raw[: int(len(raw) * cut)])
-        return
-    elif op == "garbage":
-        lines[i] = junk
-    elif op == "crlf":
-        lines = [x + b"\r" for x in lines]
-    elif op == "bom":
-        lines[0] = b"\xef\xbb\xbf" + lines[0]
-    elif op == "blank_lines":
-        lines[i:i] = [b"", b"  ", b""]
-    elif op == "delete":
-        path.unlink()
-        return
-    elif op == "huge_line":
-        lines[i] = lines[i] + b"x" * 200_000
-    path.write_bytes(b"\n".join(lines))
-
-
 # ---------------------------------------------------------------- one example
 
 
@@ -362,7 +255,7 @@ class Workspace:
             path = targets[m[1] % len(targets)]
             self.touched.add(path.relative_to(self.data))
             if path.is_file():  # not removed by the mutation before
-                mutate_data_file(path, m)
+                fuzz_data.mutate_data_file(path, m)
         return files
 
     def keep(self, dest):

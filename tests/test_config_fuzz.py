@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import config_fuzz
+import fuzz_data
 import tiny
 from finetune_study.parse_checks import one_line
 
@@ -90,7 +91,7 @@ def test_fuzzed_configs_plan_or_stop_in_one_line(small_data, full_configs, tmp_p
         edits = data.draw(
             st.lists(config_fuzz.config_mutation(docs, full_configs[i], pool), max_size=3), label="config"
         )
-        data_edits = data.draw(st.lists(config_fuzz.data_mutation(), max_size=2), label="data")
+        data_edits = data.draw(st.lists(fuzz_data.data_mutation(), max_size=2), label="data")
         for edit in edits:
             config_fuzz.apply_config_mutation(docs, edit)
         files = work.write(docs[0], docs[1], data_edits)

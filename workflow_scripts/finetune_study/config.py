@@ -12,7 +12,6 @@ importable (importlib.util.find_spec; not imported).
 """
 
 import copy
-import decimal
 import difflib
 import importlib.util
 import os
@@ -36,6 +35,7 @@ from .sources import (  # noqa: F401 (rules/common.smk calls cfg.merge_order, cf
     source_of,
 )
 from .tracking import without_tracking  # noqa: F401 (rules/report.smk calls cfg.without_tracking)
+from .yaml_numbers import text_number_hint
 
 
 def _with_defaults(validator_class):
@@ -80,45 +80,6 @@ def _describe(error, files):
     if error.validator == "required":
         return f"{source_of(parts, files)}: {where}: {error.message}; add it"
     return f"{source_of(parts, files)}: {where}: {error.message}{text_number_hint(error)}"
-
-
-def text_number_hint(error):
-    """'; YAML read 1e-3 as text ...': the cause and the fix, when a schema error is a value that
-    YAML 1.1 (Snakemake's reader) took for a string but that reads as a number (1e-3, 5e-5, .5e2:
-    a YAML 1.1 float needs a dot and a signed exponent), where the schema wants a number; else ''."""
-    wanted = set()
-    for e in [error, *(error.context or ())]:  # anyOf / oneOf: what each branch wanted
-        if e.validator == "type":
-            wanted |= {e.validator_value} if isinstance(e.validator_value, str) else set(e.validator_value)
-    if isinstance(error.instance, float) and wanted & {"integer"} and error.instance.is_integer():
-        return f"; write {int(error.instance)}" if abs(error.instance) < 10**18 else ""
-    if not isinstance(error.instance, str) or not wanted & {"number", "integer"}:
-        return ""
-    fixes = number_spellings(error.instance, integer="number" not in wanted)
-    if not fixes:
-        return ""
-    return f"; YAML read {error.instance} as text, not a number: write {' or '.join(fixes)}"
-
-
-def number_spellings(text, integer=False):
-    """How to write the number `text` reads as (Python's reading) so that YAML 1.1 reads a number:
-    ['1.0e-3', '0.001'] for '1e-3'; [] when it reads as none (or as no integer, for integer keys)."""
-    try:
-        value = decimal.Decimal(text.strip())
-    except decimal.InvalidOperation:
-        return []
-    if not value.is_finite() or (integer and value != value.to_integral_value()):
-        return []
-    if integer:
-        return [str(int(value))] if abs(value) < 10**18 else []
-    sign, digits, exponent = value.normalize().as_tuple()
-    power = len(digits) - 1 + exponent
-    mantissa = ("-" if sign else "") + f"{digits[0]}." + ("".join(map(str, digits[1:])) or "0")
-    out = [f"{mantissa}e{'+' if power >= 0 else '-'}{abs(power)}"]
-    if abs(power) <= 12:
-        plain = format(value.normalize(), "f")
-        out.append(plain if "." in plain else plain + ".0")
-    return out
 
 
 def validate(config: dict, schema_path, files=("config.yaml",), default_files=None) -> dict:

@@ -303,3 +303,12 @@ def test_an_integer_key_given_a_float(tmp_path, parts, value):
         parse_checks.check(c, [str(tmp_path / "config.yaml")])
     assert str(e.value).startswith(f"{tmp_path / 'config.yaml'}: {'.'.join(parts)}: {value} is not of type 'integer'")
     assert str(e.value).endswith(f"; write {int(value)}")
+
+
+def test_an_unknown_key_yaml_reads_as_a_number(work):
+    """`0:` under a fine-tune entry (a list index written as a key): YAML reads the key as the integer
+    0, which the suggestion for a misspelled key could not compare (a TypeError before)."""
+    w, c = work
+    c["tasks"]["emotion"]["finetune"]["tiny_bert"][0] = {"lora": {"r": 4}}
+    msg = error_of(w, c)
+    assert msg.startswith("Error: config.yaml: tasks.emotion.finetune.tiny_bert: unknown key 0 (allowed keys: "), msg

@@ -70,8 +70,8 @@ def _describe(error, files):
     where = _key_path(error)
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed))
-        guess = difflib.get_close_matches(extra[0], allowed, n=1) if extra else []
+        extra = sorted(set(error.instance) - set(allowed), key=str)  # YAML may read a key as a number
+        guess = difflib.get_close_matches(str(extra[0]), allowed, n=1) if extra else []
         hint = f"; did you mean '{guess[0]}'?" if guess else ""
         return (
             f"{source_of(parts + extra[:1], files)}: {where}: unknown key {', '.join(map(repr, extra))}{hint}"

@@ -312,3 +312,12 @@ def test_an_unknown_key_yaml_reads_as_a_number(work):
     c["tasks"]["emotion"]["finetune"]["tiny_bert"][0] = {"lora": {"r": 4}}
     msg = error_of(w, c)
     assert msg.startswith("Error: config.yaml: tasks.emotion.finetune.tiny_bert: unknown key 0 (allowed keys: "), msg
+
+
+def test_an_empty_file_entry(work):
+    """`train: ''`: the schema refuses it, naming the key (before, the data check named the bare data_dir
+    as a missing data file)."""
+    w, c = work
+    c["tasks"]["emotion"]["files"]["train"] = ""
+    msg = error_of(w, c)
+    assert msg.startswith("Error: config.yaml: tasks.emotion.files.train: '' should be non-empty"), msg

@@ -37,8 +37,8 @@ from finetune_study import (
     benchmarks,
     fingerprints,
     keys,
+    parse_checks,
     paths,
-    preflight,
     runs,
     sharding,
     study_inputs,
@@ -50,44 +50,25 @@ from finetune_study.report_listing import report_listing
 
 try:
     _settings = workflow.config_settings
-    _sources = cfg.merge_order(
-        workflow.configfiles,
-        _settings.configfiles,
-        _settings.config,
-        _settings.replace_workflow_config,
-    )
-    cfg.validate(
+    # every parse-time check, in one call (parse_checks.py): the schema and cross-checks, memory,
+    # the models' files, the forgetting check, the data files, the report's listing
+    parse_checks.check(
         config,
+        cfg.merge_order(
+            workflow.configfiles,
+            _settings.configfiles,
+            _settings.config,
+            _settings.replace_workflow_config,
+        ),
         Path(workflow.basedir) / "schemas" / "config.schema.yaml",
-        files=_sources,
         # a --configfile study shows its own report_title and notes, never config.yaml's
         default_files=cfg.default_study_files(
             workflow.configfiles, _settings.configfiles, workflow.basedir
         ),
+        default_resources=workflow.resource_settings.default_resources or {},
+        # a prepared model folder this invocation rebuilds by force is not checked (weight_digests.py)
+        argv=sys.argv,
     )
-    cfg.check_resources(config, workflow.resource_settings.default_resources or {})
-    # a prepared folder this invocation rebuilds by force is not checked (weight_digests.py)
-    preflight.check(
-        config,
-        _sources,
-        forced=weight_digests.forced_models(
-            preflight.used_models(config), weight_digests.command_line(sys.argv)
-        ),
-    )
-    # the forgetting check: lm-eval installed, a causal LM to run, the sets' files (benchmarks.py)
-    benchmarks.check(
-        config,
-        cfg.selected_tasks(config),
-        lambda *keys: cfg.source_of(keys, _sources),
-    )
-    for _task_name, _task in cfg.selected_tasks(config).items():
-        if not config["use_hub"]:
-            # what the task type takes from the files (e.g. the entity types) joins the task's settings
-            _task.update(
-                data_lib.check_task_files(_task_name, _task, config["data_dir"])
-            )
-    # every task type's report entry builds (e.g. a hub NER task must list its entity types)
-    report_listing(config, cfg.selected_tasks(config))
 except (cfg.ConfigError, PipelineError) as err:
     raise WorkflowError(f"Error: {err}") from None
 

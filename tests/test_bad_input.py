@@ -133,7 +133,8 @@ def test_model_too_large_for_its_resources(work):
     w, c = work
     c["models"]["tiny_llama"].update(params_b=8.0, dtype="bfloat16", resources={"mem_mb": 8000})
     msg = error_of(w, c)
-    assert "models.tiny_llama: 8.0B parameters in bfloat16 need about 20 GB" in msg and "resources.mem_mb" in msg
+    assert msg.startswith("Error: config.yaml: models.tiny_llama: 8.0B parameters in bfloat16 need about 20 GB"), msg
+    assert "resources.mem_mb" in msg
     c["models"]["tiny_llama"]["resources"] = {"gpus": 1, "gpu_mem_gb": 16}
     assert "resources.gpus x gpu_mem_gb" in error_of(w, c)
 
@@ -141,7 +142,7 @@ def test_model_too_large_for_its_resources(work):
 def test_slurm_needs_partition_and_gpu_requests(work):
     w, c = work
     c["executor"] = "slurm"
-    assert "no slurm_partition in default-resources" in error_of(w, c)
+    assert error_of(w, c).startswith("Error: config.yaml: executor: slurm, but no slurm_partition in default-resources")
     c["models"]["tiny_llama"].update(params_b=7.0, dtype="bfloat16", resources={"mem_mb": 64000})
     tiny.write_config(w, c)
     proc = tiny.snakemake(w, "-n", "--default-resources", "slurm_partition=gpu", check=False)
@@ -195,3 +196,141 @@ def test_integer_labels_need_label_map(work):
     c["tasks"]["emotion"]["label_map"] = {"0": "negative", "1": "good"}
     msg = error_of(w, c)
     assert "label_map maps '1' to 'good', which is not one of ['negative', 'positive']" in msg
+
+
+# Found by the config fuzz (test_config_fuzz.py), each now one line naming the file and key:
+
+
+@pytest.mark.parametrize(
+    "key, text, fix",
+    [
+        ("learning_rate", "1e-3", "write 1.0e-3 or 0.001"),
+        ("learning_rate", "5e-5", "write 5.0e-5 or 0.00005"),
+        ("warmup_ratio", "5e-2", "write 5.0e-2 or 0.05"),
+        ("max_steps", "1e3", "write 1000"),  # an integer key: [integer, null] in the schema
+        ("eval_sample", "1e2", "write 100"),
+    ],
+)
+def test_a_number_yaml_read_as_text_names_the_cause_and_the_fix(tmp_path, key, text, fix):
+    """YAML 1.1 reads 1e-3 (no dot, no signed exponent) as a string: the line says so and how to write
+    it; written that way, the value passes. In-process (parse_checks.check, as rules/common.smk runs
+    it); the real command: test_reliability.py::test_the_only_configfile_overlay_is_named_over_config_yaml."""
+    import yaml
+
+    from finetune_study import parse_checks
+    from finetune_study.common import ConfigError
+
+    c = tiny.tiny_config(tmp_path / "models", tmp_path)
+    training = c["tasks"]["emotion"]["finetune"]["tiny_llama"]["training"]
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        f"tasks:\n  emotion:\n    finetune:\n      tiny_llama:\n        training:\n          {key}: {text}\n"
+    )
+    training[key] = yaml.safe_load(study.read_text())["tasks"]["emotion"]["finetune"]["tiny_llama"]["training"][key]
+    assert training[key] == text  # YAML's own reading: text
+    with pytest.raises(ConfigError) as e:
+        parse_checks.check(c, [str(study)])
+    where = f"{study}: tasks.emotion.finetune.tiny_llama.training.{key}: '{text}' is not"
+    assert str(e.value).startswith(where) and str(e.value).endswith(f"; YAML read {text} as text, not a number: {fix}")
+    fixed = tiny.tiny_config(tmp_path / "models", tmp_path)
+    fixed["tasks"]["emotion"]["finetune"]["tiny_llama"]["training"][key] = yaml.safe_load(fix.split()[-1])
+    parse_checks.check(fixed, [str(study)])  # the fix is a number to YAML, and passes
+
+
+def test_a_default_key_is_named_in_the_file_that_sets_its_block(tmp_path):
+    """A study whose MiniLM fine-tune is a list entry with `lora: {}`: the schema's default target_modules
+    (q_proj, v_proj) are not in the encoder. No file sets that key; the line names the file that sets
+    the entry's lora block (it said "the merged config" before)."""
+    import yaml
+    from snakemake.utils import update_config
+
+    from finetune_study import parse_checks
+    from finetune_study.common import ConfigError
+
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"tasks": {"emotion": {"finetune": {"minilm_l6": [{"lora": {}}]}}}}))
+    config = yaml.safe_load((tiny.REPO / "config.yaml").read_text())
+    update_config(config, yaml.safe_load(study.read_text()) | {"data_dir": str(tiny.DATA_DIR)})
+    with pytest.raises(ConfigError) as e:
+        parse_checks.check(config, [str(tiny.REPO / "config.yaml"), str(study)], results=tmp_path / "results")
+    assert str(e.value).startswith(
+        f"{study}: tasks.emotion.finetune.minilm_l6[0].lora.target_modules: ['q_proj', 'v_proj'] not in model "
+        "'minilm_l6' (its modules with weights are named: "
+    ), str(e.value)
+
+
+def test_a_source_target_task_without_a_prompt(tmp_path):
+    """The DialogSum study with its prompt: block removed: a source -> target task has no default
+    instruction, so the schema requires it (it was a KeyError in the task type's cross-check)."""
+    import yaml
+    from snakemake.utils import update_config
+
+    from finetune_study import parse_checks
+    from finetune_study.common import ConfigError
+
+    study = yaml.safe_load((tiny.REPO / "configs" / "studies" / "dialogsum_summarization.offline.yaml").read_text())
+    del study["tasks"]["dialogsum"]["prompt"]
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    config = yaml.safe_load((tiny.REPO / "config.yaml").read_text())
+    update_config(config, study | {"data_dir": str(tiny.DATA_DIR)})
+    with pytest.raises(ConfigError) as e:
+        parse_checks.check(config, [str(tiny.REPO / "config.yaml"), str(tmp_path / "study.yaml")])
+    assert str(e.value) == f"{tmp_path / 'study.yaml'}: tasks.dialogsum: 'prompt' is a required property; add it"
+
+
+def test_a_control_character_in_a_value_stays_on_the_line(tmp_path):
+    """A data_dir ending in a carriage return (pasted from a Windows file): the error shows it escaped,
+    so it stays one line that names the data file (the \\r went into the line as it was)."""
+    from finetune_study import parse_checks
+    from finetune_study.common import PipelineError
+
+    c = tiny.tiny_config(tmp_path / "models", tmp_path)
+    c["data_dir"] = f"{tiny.DATA_DIR}\r"
+    with pytest.raises(PipelineError) as e:
+        parse_checks.check(c, [str(tmp_path / "config.yaml")])
+    assert str(e.value) == (
+        f"{tiny.DATA_DIR}\\r/emotion/train.txt: data file not found; check data_dir and the task's files: entry"
+    )
+
+
+@pytest.mark.parametrize(
+    "parts, value",
+    [
+        (["tasks", "emotion", "max_chars"], 1.0),  # sliced the texts: a TypeError when the data was read
+        (["tasks", "emotion", "finetune", "tiny_bert", "training", "batch_size"], 8.0),  # range() in the fine-tune job
+    ],
+)
+def test_an_integer_key_given_a_float(tmp_path, parts, value):
+    """JSON Schema counts 1.0 as an integer, Python's slices and batch sizes do not: an integer key
+    takes integers only, and the line gives the integer to write."""
+    from finetune_study import parse_checks
+    from finetune_study.common import ConfigError
+
+    c = tiny.tiny_config(tmp_path / "models", tmp_path)
+    node = c
+    for p in parts[:-1]:
+        node = node[p]
+    node[parts[-1]] = value
+    tiny.write_config(tmp_path, c)
+    with pytest.raises(ConfigError) as e:
+        parse_checks.check(c, [str(tmp_path / "config.yaml")])
+    assert str(e.value).startswith(f"{tmp_path / 'config.yaml'}: {'.'.join(parts)}: {value} is not of type 'integer'")
+    assert str(e.value).endswith(f"; write {int(value)}")
+
+
+def test_an_unknown_key_yaml_reads_as_a_number(work):
+    """`0:` under a fine-tune entry (a list index written as a key): YAML reads the key as the integer
+    0, which the suggestion for a misspelled key could not compare (a TypeError before)."""
+    w, c = work
+    c["tasks"]["emotion"]["finetune"]["tiny_bert"][0] = {"lora": {"r": 4}}
+    msg = error_of(w, c)
+    assert msg.startswith("Error: config.yaml: tasks.emotion.finetune.tiny_bert: unknown key 0 (allowed keys: "), msg
+
+
+def test_an_empty_file_entry(work):
+    """`train: ''`: the schema refuses it, naming the key (before, the data check named the bare data_dir
+    as a missing data file)."""
+    w, c = work
+    c["tasks"]["emotion"]["files"]["train"] = ""
+    msg = error_of(w, c)
+    assert msg.startswith("Error: config.yaml: tasks.emotion.files.train: '' should be non-empty"), msg

@@ -111,7 +111,8 @@ def test_the_only_configfile_overlay_is_named_over_config_yaml(finished, tmp_pat
     proc = tiny.snakemake(work, "-n", "--configfile", str(overlay), check=False)
     line = next(x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("Error: "))
     assert line == (
-        f"Error: {overlay}: tasks.emotion.finetune.tiny_llama.training.learning_rate: '1e-3' is not of type 'number'"
+        f"Error: {overlay}: tasks.emotion.finetune.tiny_llama.training.learning_rate: '1e-3' is not of type 'number'; "
+        "YAML read 1e-3 as text, not a number: write 1.0e-3 or 0.001"
     ), line
 
 

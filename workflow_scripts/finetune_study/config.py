@@ -16,12 +16,12 @@ import difflib
 import importlib.util
 
 import jsonschema
-import yaml
 
-from . import backends, model_kinds, precision, published, sharding, step_sizes, tasks, tracking, training_grid
+from . import backends, model_kinds, published, sharding, step_sizes, tasks, tracking, training_grid
 from .common import ConfigError, selected_tasks  # noqa: F401 (the rule files call cfg.selected_tasks)
 from .finetune_methods import METHOD_SETTINGS, METHODS
 from .hashing import canonical  # noqa: F401 (the rule files call cfg.canonical)
+from .resource_check import BYTES_PER_PARAM, check_resources  # noqa: F401 (callers use cfg.check_resources)
 from .sources import (  # noqa: F401 (rules/common.smk calls cfg.merge_order, cfg.default_study_files)
     STUDY_TEXT_KEYS,
     default_study_files,
@@ -29,9 +29,11 @@ from .sources import (  # noqa: F401 (rules/common.smk calls cfg.merge_order, cf
     key_path,
     merge_order,
     own_study_text,
+    read_yaml,
     source_of,
 )
 from .tracking import without_tracking  # noqa: F401 (rules/report.smk calls cfg.without_tracking)
+from .yaml_numbers import text_number_hint
 
 
 def _with_defaults(validator_class):
@@ -47,6 +49,16 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
+# JSON Schema counts 8.0 as an integer; the code that reads a count (a slice, a range, a batch size)
+# does not, so an integer key takes Python integers only: 8.0 is refused at parse time with the fix.
+STRICT = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+
+
 def _key_path(error):
     return key_path(list(error.absolute_path))
 
@@ -56,8 +68,8 @@ def _describe(error, files):
     where = _key_path(error)
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed))
-        guess = difflib.get_close_matches(extra[0], allowed, n=1) if extra else []
+        extra = sorted(set(error.instance) - set(allowed), key=str)  # YAML may read a key as a number
+        guess = difflib.get_close_matches(str(extra[0]), allowed, n=1) if extra else []
         hint = f"; did you mean '{guess[0]}'?" if guess else ""
         return (
             f"{source_of(parts + extra[:1], files)}: {where}: unknown key {', '.join(map(repr, extra))}{hint}"
@@ -65,7 +77,7 @@ def _describe(error, files):
         )
     if error.validator == "required":
         return f"{source_of(parts, files)}: {where}: {error.message}; add it"
-    return f"{source_of(parts, files)}: {where}: {error.message}"
+    return f"{source_of(parts, files)}: {where}: {error.message}{text_number_hint(error)}"
 
 
 def validate(config: dict, schema_path, files=("config.yaml",), default_files=None) -> dict:
@@ -73,9 +85,8 @@ def validate(config: dict, schema_path, files=("config.yaml",), default_files=No
     the config file the key came from (files: the config files in merge order). default_files: the
     default study's files (sources.default_study_files); given, a --configfile study does not inherit
     their report_title and notes (sources.own_study_text)."""
-    with open(schema_path, encoding="utf-8") as f:
-        schema = yaml.safe_load(f)
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    schema = read_yaml(schema_path)
+    validator = _with_defaults(STRICT)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.message)))
     if errors:
         best = jsonschema.exceptions.best_match(errors)
@@ -215,13 +226,13 @@ def _grid_points(ft, where, finetune_schema):
     except ValueError as e:
         raise ConfigError(f"{where}.{e}") from None
     if ft.get("grid"):
-        validator = jsonschema.Draft202012Validator(finetune_schema)
+        validator = STRICT(finetune_schema)
         for name, point in points.items():
             bare = {k: v for k, v in point.items() if k not in ("point", "swept")}
             error = jsonschema.exceptions.best_match(validator.iter_errors(bare))
             if error is not None:
                 at = ".".join(str(p) for p in error.absolute_path)
-                raise ConfigError(f"{where}.grid: point {name}: {at}: {error.message}")
+                raise ConfigError(f"{where}.grid: point {name}: {at}: {error.message}{text_number_hint(error)}")
     return points
 
 
@@ -278,78 +289,3 @@ def qlora_unavailable(config, model):
     if importlib.util.find_spec("bitsandbytes") is None:
         return "bitsandbytes is not installed (pip install bitsandbytes), or use method: lora"
     return None
-
-
-BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
-
-
-def check_resources(config, default_resources=()):
-    """Catch at parse time what would otherwise die on the cluster: a model whose weights do not
-    fit the memory its jobs ask for, a fine-tune whose share of weights, gradients and optimizer
-    state does not fit one of its devices (sharding understood: FSDP divides it by the process
-    count, DDP does not), a GPU-sized model without a GPU request, no partition."""
-    used = {m for t in selected_tasks(config).values() for m in t["models"] + list(t["finetune"])}
-    slurm = config["executor"] == "slurm"
-    if slurm and "slurm_partition" not in default_resources:
-        raise ConfigError(
-            "executor slurm: no slurm_partition in default-resources; set it in profiles/slurm/config.yaml "
-            "(or LORA_SLURM_PARTITION)"
-        )
-    for name in sorted(used):
-        model = config["models"][name]
-        res = model["resources"]
-        dtype = precision.model_dtype(model)  # 'auto' resolved: bf16 on a GPU or a bf16 CPU, else float32
-        need = model["params_b"] * BYTES_PER_PARAM[dtype] * 1.25  # GB: weights + 25% working memory
-        if res["gpus"] > 0 and res["gpu_mem_gb"] > 0:
-            have, what = res["gpus"] * res["gpu_mem_gb"], "resources.gpus x gpu_mem_gb"
-        elif res["gpus"] > 0:
-            have = None  # GPU size unknown: nothing to compare
-        else:
-            have, what = res["mem_mb"] / 1000, "resources.mem_mb"
-        if have is not None and need > have:
-            raise ConfigError(
-                f"models.{name}: {model['params_b']}B parameters in {dtype} need about {need:.0f} GB, "
-                f"but its jobs ask for {have:.0f} GB ({what}); raise it or pick a smaller model or dtype"
-            )
-        if slurm and model["params_b"] >= 1 and res["gpus"] == 0:
-            raise ConfigError(
-                f"models.{name}: a {model['params_b']}B model's jobs request no GPU; "
-                f"set models.{name}.resources.gpus (and gpu_mem_gb)"
-            )
-    for task_name, task in selected_tasks(config).items():
-        for m, ft, parts in finetune_items(task_name, task):
-            _check_finetune_memory(config["models"][m], m, ft, key_path(parts))
-
-
-def _check_finetune_memory(model, name, ft, where):
-    """One fine-tune's memory on each of its devices (sharding.device_memory_gb) against one GPU's
-    memory (resources.gpu_mem_gb), or on a CPU node against resources.mem_mb for the processes there."""
-    res, dist = model["resources"], sharding.settings(model, ft)
-    master = precision.master_dtype(model, ft["method"]) if ft["method"] == "full" else "float32"
-    dtype = precision.model_dtype(model)
-    one = sharding.device_memory_gb(
-        model["params_b"], BYTES_PER_PARAM[dtype], ft["method"], dist, BYTES_PER_PARAM[master]
-    )
-    how = f"{dist['strategy']} over {dist['processes']} processes" if sharding.is_distributed(dist) else "one process"
-    if res["gpus"] > 0:
-        if res["gpu_mem_gb"] <= 0:
-            return
-        have, what = res["gpu_mem_gb"], f"models.{name}.resources.gpu_mem_gb"
-        if sharding.is_distributed(dist) and res["gpus"] != sharding.per_node(dist):
-            raise ConfigError(
-                f"{where}.distributed: {sharding.per_node(dist)} processes per node, one per GPU, but "
-                f"models.{name}.resources.gpus is {res['gpus']}; make them equal"
-            )
-    else:
-        one *= sharding.per_node(dist) if sharding.is_distributed(dist) else 1
-        have, what = res["mem_mb"] / 1000, f"models.{name}.resources.mem_mb"
-    if one > have:
-        hint = (
-            "use strategy fsdp or more processes"
-            if dist["strategy"] == "ddp" or not sharding.is_distributed(dist)
-            else "use more processes"
-        )
-        raise ConfigError(
-            f"{where}: a {ft['method']} fine-tune of {model['params_b']}B parameters ({how}) needs about "
-            f"{one:.0f} GB on each device, but {what} is {have:.0f} GB; {hint}, or a smaller model"
-        )

@@ -3,6 +3,8 @@ one whose value of a key was used, so every error names the file that set the ba
 which study the report's title and notes belong to (own_study_text). Standard library plus PyYAML."""
 
 import copy
+import functools
+import os
 from pathlib import Path
 
 import yaml
@@ -40,20 +42,38 @@ def _lookup(node, parts):
     return True
 
 
+def read_yaml(path):
+    """A YAML file's content (PyYAML's safe loader, libyaml's where installed), parsed once per version
+    of the file (its size and modification time): every error message, and the schema, would
+    otherwise parse the same files again. Not to be modified by the caller."""
+    st = os.stat(path)
+    return _parsed(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(path, mtime_ns, size):
+    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def source_of(parts, files):
     """The config source whose value of the key at `parts` Snakemake used: the last one in merge
-    order (merge_order) that sets it; 'the merged config' when none does."""
-    for f in reversed(list(files or [])):
-        if isinstance(f, tuple):
-            name, node = f
-        else:
-            name = str(f)
-            try:
-                node = yaml.safe_load(Path(f).read_text(encoding="utf-8"))
-            except (OSError, yaml.YAMLError):
-                continue
-        if _lookup(node, parts):
-            return name
+    order (merge_order) that sets it. A key no source sets took the schema's default: then the last
+    source that sets the block holding it (tasks.<task>.finetune.<model>, ...; never a top-level key
+    alone: a file that sets `tasks:` says nothing of a task it does not name); 'the merged config'
+    when none does."""
+    parts = list(parts)
+    for depth in range(len(parts), min(len(parts), 2) - 1, -1):
+        for f in reversed(list(files or [])):
+            if isinstance(f, tuple):
+                name, node = f
+            else:
+                name = str(f)
+                try:
+                    node = read_yaml(f)
+                except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                    continue
+            if _lookup(node, parts[:depth]):
+                return name
     return "the merged config"
 
 

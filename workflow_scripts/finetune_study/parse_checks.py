@@ -1,0 +1,56 @@
+"""Every check the workflow runs when Snakemake parses it, before any job, as one call.
+
+rules/common.smk calls `check` with what Snakemake merged; the tests call it in-process (no
+Snakemake, no model loaded, standard library plus PyYAML and jsonschema). In order: the config
+against schemas/config.schema.yaml (defaults filled in place) and its cross-checks (config.py), the
+memory each model's jobs ask for, the models' files without their weights (preflight.py), the
+forgetting check's prerequisites (benchmarks.py), each selected task's local data files (data.py;
+what the task type derives from them joins the task's settings), and the report's run listing.
+A problem the user can fix is raised as ConfigError or PipelineError whose message is one line
+naming the config file and key, or the data file (and line), and the fix: a line break or other
+control character that a value brings into it (a data_dir with a carriage return) is shown escaped.
+"""
+
+import unicodedata
+from pathlib import Path
+
+from . import benchmarks, preflight, weight_digests
+from . import config as cfg
+from . import data as data_lib
+from .report_listing import report_listing
+
+SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+
+
+def check(
+    config, sources, schema_path=SCHEMA, default_files=None, default_resources=None, results="results", argv=None
+):
+    """Run the parse-time checks on `config` (Snakemake's merged config, completed in place).
+    sources: the config sources in merge order (config.merge_order); default_files: the default
+    study's files (sources.default_study_files); default_resources: Snakemake's default-resources;
+    results: the results folder the model checks read; argv: Snakemake's command line (sys.argv),
+    whose force options name the prepared model folders this invocation rebuilds, which are not
+    checked against their digests (weight_digests.py)."""
+    try:
+        return _check(config, sources, schema_path, default_files, default_resources, results, argv)
+    except (cfg.ConfigError, data_lib.PipelineError) as e:
+        raise type(e)(one_line(str(e))) from None
+
+
+def one_line(text):
+    """text with its control characters and line or paragraph separators escaped ('\\r', '\\x00')."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
+
+
+def _check(config, sources, schema_path, default_files, default_resources, results, argv):
+    cfg.validate(config, schema_path, files=sources, default_files=default_files)
+    cfg.check_resources(config, default_resources or {}, sources)
+    forced = weight_digests.forced_models(preflight.used_models(config), weight_digests.command_line(argv))
+    preflight.check(config, sources, results, forced=forced)
+    benchmarks.check(config, cfg.selected_tasks(config), lambda *keys: cfg.source_of(keys, sources))
+    for name, task in cfg.selected_tasks(config).items():
+        if not config["use_hub"]:
+            task.update(data_lib.check_task_files(name, task, config["data_dir"]))
+    # every task type's report entry builds (e.g. a hub NER task must list its entity types)
+    report_listing(config, cfg.selected_tasks(config))
+    return config

@@ -15,11 +15,21 @@
   on its decoder's target tokens (SEQ_2_SEQ_LM: labels -100 on padding; the model shifts the labels
   right into its decoder inputs itself). It is never inferred from the labels' shape; a batch
   whose labels do not have the shape its loss reads is an error.
+- autocast: the mixed precision every loss is computed under (training and its auto-checkpointing
+  measurement): matmuls in the model's resolved dtype, float32 master weights and loss.
 """
 
 import torch
 
 from . import adapters
+
+
+def autocast(device, compute_dtype):
+    """Mixed precision: matmuls in compute_dtype (the model's resolved dtype), float32 master weights
+    and loss; a no-op in float32."""
+    device = torch.device(device)
+    return torch.autocast(device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32)
+
 
 LOSS_CHUNK = 2048  # answer positions per LM-head chunk
 

@@ -18,7 +18,7 @@ prepare() applies them in that order and returns what it did, for the train log'
 import torch
 
 from . import adapters, step_sizes
-from .loss import batch_loss
+from .loss import autocast, batch_loss
 
 COMPILE_BACKEND = "inductor"  # torch.compile's default
 
@@ -62,8 +62,6 @@ def measure_step(model, stream, task_type, device, compute_dtype):
     """(peak bytes, the GPU's total bytes, ran out of memory) of one forward and backward pass of
     the stream's largest micro-batch on CUDA, the peak plus AdamW's two float32 moments of every
     trained parameter. No optimizer step; gradients cleared and the RNG state restored afterwards."""
-    from .training import autocast
-
     _, tensors = stream.get(stream.largest())
     batch = {k: v.to(device) for k, v in tensors.items()}
     rng, cuda_rng = torch.get_rng_state(), torch.cuda.get_rng_state_all()

@@ -280,16 +280,51 @@ def test_a_source_target_task_without_a_prompt(tmp_path):
 
 def test_a_control_character_in_a_value_stays_on_the_line(tmp_path):
     """A data_dir ending in a carriage return (pasted from a Windows file): the error shows it escaped,
-    so it stays one line that names the data file (the \\r went into the line as it was)."""
+    so it stays one line that names the config file and data_dir (the \\r went into the line as it was)."""
     from finetune_study import parse_checks
-    from finetune_study.common import PipelineError
+    from finetune_study.common import ConfigError
 
     c = tiny.tiny_config(tmp_path / "models", tmp_path)
     c["data_dir"] = f"{tiny.DATA_DIR}\r"
-    with pytest.raises(PipelineError) as e:
+    tiny.write_config(tmp_path, c)
+    with pytest.raises(ConfigError) as e:
         parse_checks.check(c, [str(tmp_path / "config.yaml")])
-    assert str(e.value) == (
-        f"{tiny.DATA_DIR}\\r/emotion/train.txt: data file not found; check data_dir and the task's files: entry"
+    assert str(e.value).startswith(f"{tmp_path / 'config.yaml'}: data_dir: '{tiny.DATA_DIR}\\r' is not a folder")
+    assert "\r" not in str(e.value)
+
+
+@pytest.mark.parametrize("data_dir", ["../no/such/folder", "x" * 5000], ids=["missing", "too-long-for-the-os"])
+def test_a_data_dir_that_is_no_folder_is_one_line_naming_the_key(tmp_path, data_dir):
+    """data_dir pointing nowhere (found by the config fuzz: a text value; a path longer than the
+    OS allows raised OSError: File name too long): one line naming the config file and data_dir."""
+    from finetune_study import parse_checks
+    from finetune_study.common import ConfigError
+
+    c = tiny.tiny_config(tmp_path / "models", tmp_path)
+    c["data_dir"] = data_dir
+    tiny.write_config(tmp_path, c)
+    with pytest.raises(ConfigError) as e:
+        parse_checks.check(c, [str(tmp_path / "config.yaml")])
+    assert str(e.value).startswith(f"{tmp_path / 'config.yaml'}: data_dir: '{data_dir}' is not a folder")
+    assert "\n" not in str(e.value)
+
+
+def test_a_default_data_dir_that_is_no_folder_names_the_main_config_file(tmp_path, monkeypatch):
+    """No config file sets data_dir and the schema's default (../shared/data) is no folder from the
+    working directory (found by the config fuzz: it named 'the merged config'): the line names the
+    main config file and says the value is the default."""
+    from finetune_study import parse_checks
+    from finetune_study.common import ConfigError
+
+    c = tiny.tiny_config(tmp_path / "models", tmp_path)
+    del c["data_dir"]
+    tiny.write_config(tmp_path / "work", c)
+    monkeypatch.chdir(tmp_path / "work")  # ../shared/data does not exist from here
+    with pytest.raises(ConfigError) as e:
+        parse_checks.check(c, [str(tmp_path / "work" / "config.yaml")])
+    assert str(e.value).startswith(
+        f"{tmp_path / 'work' / 'config.yaml'}: data_dir: '../shared/data' (the default: no config file sets "
+        "data_dir) is not a folder"
     )
 
 

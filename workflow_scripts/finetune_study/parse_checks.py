@@ -11,6 +11,7 @@ naming the config file and key, or the data file (and line), and the fix: a line
 control character that a value brings into it (a data_dir with a carriage return) is shown escaped.
 """
 
+import os
 import unicodedata
 from pathlib import Path
 
@@ -42,11 +43,30 @@ def one_line(text):
     return "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
 
 
+def check_data_dir(config, sources):
+    """data_dir is a folder wherever local data is read (use_hub: false and a task selected): else
+    one line naming the config file and the key, before any data file is looked for in it (a
+    missing, mistyped or overlong path would otherwise surface as each data file missing, or as
+    an OSError)."""
+    if config["use_hub"] or not cfg.selected_tasks(config) or os.path.isdir(config["data_dir"]):
+        return
+    where, default = cfg.source_of(("data_dir",), sources), ""
+    if where == "the merged config":  # no source sets it: the schema's default, named in the main file
+        where = next((str(f) for f in sources if not isinstance(f, tuple)), where)
+        default = " (the default: no config file sets data_dir)"
+    raise cfg.ConfigError(
+        f"{where}: data_dir: {config['data_dir']!r}{default} is not a folder "
+        "(a relative path is read from the working directory); point it at the folder that holds the "
+        "tasks' files: entries (the default study's is ../shared/data)"
+    )
+
+
 def _check(config, sources, schema_path, default_files, default_resources, results, argv):
     cfg.validate(config, schema_path, files=sources, default_files=default_files)
     cfg.check_resources(config, default_resources or {}, sources)
     forced = weight_digests.forced_models(preflight.used_models(config), weight_digests.command_line(argv))
     preflight.check(config, sources, results, forced=forced)
+    check_data_dir(config, sources)
     benchmarks.check(config, cfg.selected_tasks(config), lambda *keys: cfg.source_of(keys, sources))
     for name, task in cfg.selected_tasks(config).items():
         if not config["use_hub"]:

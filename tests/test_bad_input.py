@@ -369,3 +369,23 @@ def test_an_empty_file_entry(work):
     c["tasks"]["emotion"]["files"]["train"] = ""
     msg = error_of(w, c)
     assert msg.startswith("Error: config.yaml: tasks.emotion.files.train: '' should be non-empty"), msg
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("d.jsonl", '{"text": "a", "label": "joy"}\n0\n', "d.jsonl:2: a record must be a JSON object ({...}), not int"),
+        ("d.json", '[{"text": "a", "label": "joy"}, 0]', "d.json: record 2 of the list is a JSON int, not an object"),
+    ],
+    ids=["jsonl", "json"],
+)
+def test_a_json_record_that_is_no_object_is_one_line(tmp_path, name, content, expected):
+    """A JSON(L) data file whose record is a number (found by the config fuzz: a garbage file reached
+    the task type's reader as an AttributeError or TypeError): one line naming the file and record."""
+    from finetune_study import data
+    from finetune_study.common import PipelineError
+
+    (tmp_path / name).write_text(content)
+    with pytest.raises(PipelineError) as e:
+        data.read_rows(tmp_path / name)
+    assert str(e.value).startswith(f"{tmp_path / name}") and expected in str(e.value)

@@ -56,6 +56,11 @@ def read_rows(path, fmt="auto", header=True, column_names=None, encoding="utf-8"
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
                     raise PipelineError(f"{path}:{n}: not valid JSON ({e.msg}); fix or remove the line") from None
+                if not isinstance(rows[-1], dict):
+                    raise PipelineError(
+                        f"{path}:{n}: a record must be a JSON object ({{...}}), not {type(rows[-1]).__name__}; "
+                        "fix or remove the line"
+                    )
         return rows
     if fmt == "json":
         try:
@@ -64,6 +69,12 @@ def read_rows(path, fmt="auto", header=True, column_names=None, encoding="utf-8"
             raise PipelineError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
         if not isinstance(rows, list):
             raise PipelineError(f"{path}: expected a JSON list of records")
+        bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise PipelineError(
+                f"{path}: record {bad + 1} of the list is a JSON {type(rows[bad]).__name__}, not an object "
+                "({...}); every record must be an object of columns"
+            )
         return rows
     if fmt == "semicolon":
         return _semicolon_rows(path, f, header, column_names)

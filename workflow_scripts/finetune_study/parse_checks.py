@@ -51,8 +51,9 @@ def check_data_dir(config, sources):
     if config["use_hub"] or not cfg.selected_tasks(config) or os.path.isdir(config["data_dir"]):
         return
     where, default = cfg.source_of(("data_dir",), sources), ""
-    if where == "the merged config":  # no source sets it: the schema's default, named in the main file
-        where = next((str(f) for f in sources if not isinstance(f, tuple)), where)
+    if where == "the merged config":  # no source sets it: the schema's default, named in the file
+        # with the last word (the last --configfile, else config.yaml), where a data_dir would go
+        where = next((str(f) for f in reversed(list(sources)) if not isinstance(f, tuple)), where)
         default = " (the default: no config file sets data_dir)"
     raise cfg.ConfigError(
         f"{where}: data_dir: {config['data_dir']!r}{default} is not a folder "

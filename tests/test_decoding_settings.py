@@ -20,19 +20,6 @@ FAST = {"max_new_tokens": 3, "batch_size": 2, "cache": "static", "compile": True
 TYPES = ["person", "location"]
 
 
-class _Job:
-    """Attribute and item access, .get: what the scripts read from snakemake.input/params/output/wildcards."""
-
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
-
-    def __getitem__(self, key):
-        return self.__dict__[key]
-
-    def get(self, key, default=None):
-        return self.__dict__.get(key, default)
-
-
 def _config(models_dir):
     files = {"train": "unused.tsv"}  # the scripts read the test rows written below, never these
     c = {
@@ -149,14 +136,16 @@ def test_every_generating_script_passes_cache_and_compile_to_generate(name, llam
     wildcards = {"task": name, "model": "tiny_llama", "method": "zeroshot"}
     if name in ("gen", "s2t"):
         wildcards["decoding"] = "fast"
-    job = _Job(
-        params=_Job(settings=json.dumps(settings(c, task)), code="test", chunk_size=64, peft_task_type="CAUSAL_LM"),
+    job = tiny.ScriptJob(
+        params=tiny.ScriptJob(
+            settings=json.dumps(settings(c, task)), code="test", chunk_size=64, peft_task_type="CAUSAL_LM"
+        ),
         log=[],
-        wildcards=_Job(**wildcards),
+        wildcards=tiny.ScriptJob(**wildcards),
         threads=1,
         config=c,
-        input=_Job(model=str(llama / "llama"), test=str(tmp_path / "test.jsonl")),
-        output=_Job(**outputs),
+        input=tiny.ScriptJob(model=str(llama / "llama"), test=str(tmp_path / "test.jsonl")),
+        output=tiny.ScriptJob(**outputs),
     )
     runpy.run_path(str(REPO / "workflow_scripts" / script), init_globals={"snakemake": job})
     # every batch (two rows at batch_size 2: one) got the static cache and was allowed to compile

@@ -317,19 +317,6 @@ def test_cls_checkpoint_without_pooler_saves_it_with_the_adapter(tmp_path):
 # ---------------------------------------------------------------- the scripts' encoder branches
 
 
-class _Job:
-    """Attribute and item access, .get: what the scripts read from snakemake.input/params/output."""
-
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
-
-    def __getitem__(self, key):
-        return self.__dict__[key]
-
-    def get(self, key, default=None):
-        return self.__dict__.get(key, default)
-
-
 class _Stop(Exception):
     pass
 
@@ -364,7 +351,7 @@ def test_scripts_seed_the_head_and_predict_like_training(prepared, tmp_path, mon
         "models": {"m": {}},  # one process (no distributed:)
         "tasks": {"emotion": {"decoding": {"batch_size": 2}, "finetune": {"m": {"training": {"checkpoint_every": 5}}}}},
     }
-    wildcards = _Job(task="emotion", model="m")
+    wildcards = tiny.ScriptJob(task="emotion", model="m")
     data = str(tmp_path / "rows.jsonl")
 
     settings = {
@@ -375,14 +362,16 @@ def test_scripts_seed_the_head_and_predict_like_training(prepared, tmp_path, mon
         "prompt": {},
         "finetune": {"lora": LORA, "training": dict(TRAIN, max_length=12, gradient_checkpointing=False)},
     }
-    job = _Job(
-        params=_Job(settings=json.dumps(settings), code="test"),
+    job = tiny.ScriptJob(
+        params=tiny.ScriptJob(settings=json.dumps(settings), code="test"),
         log=[],
         wildcards=wildcards,
         threads=1,
         config=config,
-        input=_Job(model=str(prepared["mean"]), train=data, validation=data),
-        output=_Job(adapter="results/emotion/m/lora-s0/adapter", train_log="results/emotion/m/lora-s0/train_log.json"),
+        input=tiny.ScriptJob(model=str(prepared["mean"]), train=data, validation=data),
+        output=tiny.ScriptJob(
+            adapter="results/emotion/m/lora-s0/adapter", train_log="results/emotion/m/lora-s0/train_log.json"
+        ),
     )
     with pytest.raises(_Stop):
         runpy.run_path(str(REPO / "workflow_scripts" / "finetune.py"), init_globals={"snakemake": job})
@@ -396,14 +385,14 @@ def test_scripts_seed_the_head_and_predict_like_training(prepared, tmp_path, mon
 
     monkeypatch.setattr(inference, "run_chunked", stop_after_rows)
     settings = {"model": SPEC, "labels": LABELS, "head_seed": 7, "max_length": 12}
-    job = _Job(
-        params=_Job(settings=json.dumps(settings), code="test", chunk_size=256),
+    job = tiny.ScriptJob(
+        params=tiny.ScriptJob(settings=json.dumps(settings), code="test", chunk_size=256),
         log=[],
         wildcards=wildcards,
         threads=1,
         config=config,
-        input=_Job(model=str(prepared["mean"]), test=data),
-        output=_Job(
+        input=tiny.ScriptJob(model=str(prepared["mean"]), test=data),
+        output=tiny.ScriptJob(
             predictions="results/emotion/m/zeroshot/predictions.jsonl",
             provenance="results/emotion/m/zeroshot/provenance.json",
         ),

@@ -19,6 +19,20 @@ CHAT_TEMPLATE = (
 )
 
 
+class ScriptJob:
+    """Attribute and item access, .get: what a workflow script reads from snakemake.input, params,
+    output and wildcards, for tests that run a script in-process."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def __getitem__(self, key):
+        return self.__dict__[key]
+
+    def get(self, key, default=None):
+        return self.__dict__.get(key, default)
+
+
 def make_tiny_llama(folder, chat=True, seed=0):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
